@@ -1,0 +1,1 @@
+"""collabflow's modelling library: data validation, models, training, scoring. Never imports Prefect."""

@@ -1,0 +1,68 @@
+-- collabflow warehouse tables. Idempotent: applied at the start of every run.
+-- Raw ids everywhere users look; *_idx columns are the model's contiguous indices.
+
+create table if not exists ingested_files (
+    file_hash        varchar primary key,   -- sha256 of the file's bytes: the same content is never ingested twice
+    path             varchar not null,      -- absolute path it was read from
+    rows_read        bigint not null,       -- = rows_loaded + rows_quarantined + rows_superseded
+    rows_loaded      bigint not null,       -- rows that became the current rating of their (user, item)
+    rows_quarantined bigint not null,       -- rows that failed validation (see quarantine)
+    rows_superseded  bigint not null,       -- valid rows beaten by a later rating of the same pair
+    parquet_path     varchar not null,      -- durable copy of the file's valid rows, relative to the warehouse
+    ingested_at      timestamptz not null
+);
+
+create table if not exists ratings (        -- current rating of each (user, item): the latest by timestamp
+    user_id   bigint not null,
+    item_id   bigint not null,
+    rating    double not null,
+    timestamp bigint not null,              -- unix seconds; files without timestamps get their ingest time
+    file_hash varchar not null              -- which file delivered it
+);
+
+create table if not exists quarantine (     -- rows that were not loaded, and why
+    file_hash      varchar not null,
+    path           varchar not null,
+    row_number     bigint not null,         -- 1-based data row in the file (header excluded)
+    reason         varchar not null,
+    raw            varchar not null,        -- the row's text (first 500 characters)
+    quarantined_at timestamptz not null
+);
+
+create table if not exists user_index (      -- append-only: an id keeps its index night after night
+    user_id  bigint primary key,
+    user_idx integer not null unique
+);
+
+create table if not exists item_index (
+    item_id  bigint primary key,
+    item_idx integer not null unique
+);
+
+create table if not exists runs (
+    run_id            varchar primary key,
+    status            varchar not null,     -- running | succeeded | failed | abandoned
+    started_at        timestamptz not null,
+    finished_at       timestamptz,
+    error             varchar,
+    source            varchar,
+    n_ratings         bigint,
+    n_users           bigint,
+    n_items           bigint,
+    n_recommendations bigint,
+    device            varchar,
+    config            json,
+    config_hash       varchar,
+    data_hash         varchar,
+    metrics           json,                 -- e.g. metrics->>'valid_rmse'
+    timings           json,                 -- seconds per step
+    versions          json
+);
+
+create table if not exists recommendations (
+    run_id  varchar not null,
+    user_id bigint not null,
+    rank    integer not null,               -- 1 = best
+    item_id bigint not null,
+    score   double not null                 -- the model's predicted rating for (user, item)
+);

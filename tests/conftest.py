@@ -1,0 +1,44 @@
+"""Shared fixtures. Prefect settings must be in the environment before anything imports prefect."""
+import os
+import tempfile
+from pathlib import Path
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="collabflow-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = os.path.join(_PREFECT_HOME, "results")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
+os.environ.pop("PREFECT_API_URL", None)  # never talk to a real server from tests
+
+import pytest  # noqa: E402
+
+import flows  # noqa: E402,F401  (our Prefect defaults)
+from recmodel import synth  # noqa: E402
+
+# real MovieLens 100K lives in ../shared next to the repository and is never copied into it
+ML100K = Path(os.environ.get("COLLABFLOW_ML100K", Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"))
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness  # 5 s import: only when a test needs it
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def small_ratings(tmp_path_factory) -> Path:
+    """A small synthetic MovieLens-shaped u.data file (200 users, 150 items, 6,000 ratings)."""
+    frame = synth.generate(synth.custom_shape(200, 150, 6_000), seed=7)
+    return synth.write(frame, tmp_path_factory.mktemp("small"), "udata")
+
+
+@pytest.fixture
+def ml100k() -> Path:
+    path = ML100K / "u.data"
+    if not path.exists():
+        pytest.skip(f"MovieLens 100K not found at {ML100K}")
+    return path

@@ -1,0 +1,78 @@
+"""The dot-product model and its trainer (recmodel.models, recmodel.train)."""
+import numpy as np
+import pytest
+import torch
+
+from recmodel.config import RunConfig, TrainConfig
+from recmodel.models import DotProductBias
+from recmodel.train import Interactions, evaluate, fit, random_split
+
+
+def synthetic(seed=0, n_users=120, n_items=80, n=6000):
+    rng = np.random.default_rng(seed)
+    u, i = rng.integers(0, n_users, n), rng.integers(0, n_items, n)
+    uf, itf = rng.normal(size=(n_users, 3)), rng.normal(size=(n_items, 3))
+    r = np.clip(3 + (uf[u] * itf[i]).sum(1) + rng.normal(0, 0.3, n), 1, 5)
+    return u, i, r.astype(np.float32), n_users, n_items
+
+
+def train_once(cfg, seed=0):
+    u, i, r, nu, ni = synthetic(seed)
+    data = Interactions.from_numpy(u, i, r, torch.device("cpu"))
+    tr, va = random_split(len(r), cfg.valid_pct, cfg.seed)
+    model = DotProductBias(nu, ni, cfg.n_factors, cfg.y_range, generator=torch.Generator().manual_seed(cfg.seed))
+    result = fit(model, data.subset(torch.as_tensor(tr)), data.subset(torch.as_tensor(va)), cfg)
+    return model, result, r[tr], data.subset(torch.as_tensor(va))
+
+
+def test_learns_better_than_the_global_mean():
+    cfg = TrainConfig(n_factors=8, epochs=15, lr_max=3e-2, wd=0.01, batch_size=256)
+    model, result, train_r, valid = train_once(cfg)
+    mean_rmse = float(np.sqrt(((valid.ratings.numpy() - train_r.mean()) ** 2).mean()))
+    assert result.final.valid_rmse < 0.8 * mean_rmse
+    assert [h.epoch for h in result.history] == list(range(1, 16))
+    assert evaluate(model, valid)[0] == pytest.approx(result.final.valid_rmse)
+
+
+def test_same_seed_same_model_on_cpu():
+    cfg = TrainConfig(n_factors=4, epochs=2, batch_size=128)
+    a, ra, _, _ = train_once(cfg)
+    b, rb, _, _ = train_once(cfg)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    c, _, _, _ = train_once(cfg.model_copy(update={"seed": 7}))
+    assert not torch.equal(a.user_emb.weight, c.user_emb.weight)
+
+
+def test_predictions_stay_in_y_range():
+    model = DotProductBias(3, 4, 2, (1.0, 2.0))
+    with torch.no_grad():
+        model.user_emb.weight.fill_(10.0)
+        model.item_emb.weight.fill_(10.0)
+    pred = model(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 3]))
+    assert ((pred >= 1.0) & (pred <= 2.0)).all()
+
+
+def test_ranking_factors_reproduce_logits():
+    model = DotProductBias(5, 7, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+    uf, itf = model.ranking_factors()
+    users, items = torch.arange(5).repeat_interleave(7), torch.arange(7).repeat(5)
+    assert torch.allclose((uf @ itf.T).flatten(), model.logits(users, items), atol=1e-5)
+
+
+def test_random_split_is_seeded_and_disjoint():
+    tr, va = random_split(100, 0.2, 1)
+    assert len(va) == 20 and len(set(tr) | set(va)) == 100 and not set(tr) & set(va)
+    assert np.array_equal(va, random_split(100, 0.2, 1)[1])
+    assert not np.array_equal(va, random_split(100, 0.2, 2)[1])
+
+
+def test_config_validation_messages():
+    with pytest.raises(ValueError, match="low < high"):
+        TrainConfig(y_range=(5, 1))
+    with pytest.raises(ValueError, match="cover the rating range"):
+        RunConfig(rating_max=10)
+    with pytest.raises(ValueError):
+        RunConfig(top_n=0)
