@@ -1,6 +1,7 @@
 """``collabflow``: run the nightly flow once, read recommendations, generate synthetic data."""
 from __future__ import annotations
 
+import atexit
 import json
 import sys
 from enum import Enum
@@ -83,11 +84,16 @@ def run(
         fail("run", f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}", 2)
     if source is not None and not source.exists():
         fail("run", f"--source {source} does not exist", 2)
+    # Prefect stops its temporary server in an atexit hook, logging one more line; a hook registered
+    # before the flow starts runs after it (LIFO), so the reason stays the last line a cron mail shows.
+    last_words: list[str] = []
+    atexit.register(lambda: last_words and print(last_words[0], file=sys.stderr, flush=True))
     state = nightly(**params, return_state=True)
     if not state.is_completed():
         exc = state.result(raise_on_failure=False)
         message = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(state.message)
-        fail("run", " ".join(message.split()))
+        last_words.append(f"collabflow run: error: {' '.join(message.split())}")
+        raise typer.Exit(1)
     summary = state.result()
     if as_json:
         typer.echo(json.dumps(summary, default=str))

@@ -163,8 +163,9 @@ def detect_format(
             first = data.split(b"\n", 1)[0]
             separator = next((s for s in ("::", "\t", ",", ";", "|") if s.encode() in first), ",")
     fields = _split_first_line(data, separator)
-    if has_header is None:
-        has_header = not all(_looks_numeric(f) for f in fields if f)
+    if has_header is None:  # MovieLens .data/.dat files never have one; elsewhere a header has no numeric field
+        movielens = name.endswith((".data", ".dat"))
+        has_header = not movielens and not any(_looks_numeric(f) for f in fields if f)
     if not columns:
         if has_header:
             lowered = [f.lower() for f in fields]

@@ -8,7 +8,7 @@ create table if not exists ingested_files (
     rows_loaded      bigint not null,       -- rows that became the current rating of their (user, item)
     rows_quarantined bigint not null,       -- rows that failed validation (see quarantine)
     rows_superseded  bigint not null,       -- valid rows beaten by a later rating of the same pair
-    parquet_path     varchar not null,      -- durable copy of the file's valid rows, relative to the warehouse
+    parquet_path     varchar not null,      -- durable copy of the file's valid rows (latest per pair), relative to the warehouse
     ingested_at      timestamptz not null
 );
 

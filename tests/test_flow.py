@@ -1,0 +1,92 @@
+"""The nightly flow end to end on a real Prefect test server, real Parquet and a real DuckDB file."""
+import duckdb
+import pytest
+
+from tasks import warehouse as wh
+
+TOP_N = 5
+FAST = dict(epochs=2, n_factors=8, top_n=TOP_N, rating_min=1, rating_max=5, seed=3)
+
+
+def q(warehouse, sql, params=None):
+    with duckdb.connect(str(wh.db_path(warehouse)), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+@pytest.fixture(scope="module")
+def two_runs(prefect_harness, small_ratings, tmp_path_factory):
+    from flows.nightly import nightly
+
+    warehouse = tmp_path_factory.mktemp("flow") / "wh"
+    first = nightly(source=str(small_ratings), warehouse=str(warehouse), **FAST)
+    second = nightly(source=str(small_ratings), warehouse=str(warehouse), **FAST)
+    return warehouse, first, second
+
+
+def test_every_user_gets_top_n_unseen_items(two_runs):
+    warehouse, first, _ = two_runs
+    n_users = q(warehouse, "select count(distinct user_id) from ratings")[0][0]
+    assert first["n_users_scored"] == n_users
+    per_user = q(warehouse, "select user_id, count(*), count(distinct item_id), min(rank), max(rank) "
+                            "from recommendations where run_id = ? group by user_id", [first["run_id"]])
+    assert len(per_user) == n_users
+    assert all(row[1:] == (TOP_N, TOP_N, 1, TOP_N) for row in per_user)
+    already_rated = q(warehouse, "select count(*) from recommendations r join ratings using (user_id, item_id)")
+    assert already_rated == [(0,)]
+    unknown = q(warehouse, "select count(*) from recommendations r anti join item_index using (item_id)")
+    assert unknown == [(0,)]
+    scores = q(warehouse, "select min(score), max(score) from recommendations")[0]
+    assert 0.0 <= scores[0] <= scores[1] <= 5.5
+
+
+def test_rerun_is_idempotent_and_deterministic(two_runs):
+    warehouse, first, second = two_runs
+    assert first["run_id"] != second["run_id"]
+    assert [f["skipped"] for f in second["files"]] == [True]
+    assert q(warehouse, "select count(*) from ingested_files") == [(1,)]
+    assert q(warehouse, "select run_id, status from runs order by started_at") == [
+        (first["run_id"], "succeeded"), (second["run_id"], "succeeded")]
+    latest = q(warehouse, "select distinct run_id from latest_recommendations")
+    assert latest == [(second["run_id"],)]
+    lists = [q(warehouse, "select user_id, rank, item_id from recommendations where run_id = ? order by all", [r["run_id"]])
+             for r in (first, second)]
+    assert lists[0] == lists[1] and len(lists[0]) == first["n_recommendations"]  # same seed on CPU -> same top-N
+    assert first["metrics"]["valid_rmse"] == second["metrics"]["valid_rmse"]
+
+
+def test_run_metadata_is_recorded(two_runs):
+    warehouse, first, _ = two_runs
+    row = q(warehouse, "select n_ratings, n_users, n_items, n_recommendations, device, config->>'top_n', "
+                       "metrics->>'valid_rmse', timings->>'train', versions->>'torch' from runs where run_id = ?",
+            [first["run_id"]])[0]
+    assert row[0] == 6000 and row[3] == first["n_recommendations"] and row[4] == "cpu"
+    assert row[5] == str(TOP_N) and float(row[6]) > 0 and float(row[7]) > 0 and row[8]
+
+
+def test_failed_night_leaves_published_results(two_runs, tmp_path):
+    from flows.nightly import nightly
+
+    warehouse, _, second = two_runs
+    bad = tmp_path / "u.data"
+    bad.write_text("1\t2\tnot-a-rating\t3\n4\t5\tnope\t6\n")
+    before = q(warehouse, "select * from latest_recommendations order by all")
+    state = nightly(source=str(bad), warehouse=str(warehouse), return_state=True, **FAST)
+    assert state.is_failed()
+    assert q(warehouse, "select * from latest_recommendations order by all") == before
+    status, error = q(warehouse, "select status, error from runs order by started_at desc limit 1")[0]
+    assert status == "failed" and "failed validation" in error and str(bad) in error
+
+
+def test_metrics_artifact_is_created(two_runs):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["collabflow-run-metrics"])))
+
+    artifacts = asyncio.run(read())
+    assert artifacts and artifacts[0].type == "table"
+    assert "valid_rmse" in str(artifacts[0].data)
