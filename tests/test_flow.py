@@ -90,3 +90,14 @@ def test_metrics_artifact_is_created(two_runs):
     artifacts = asyncio.run(read())
     assert artifacts and artifacts[0].type == "table"
     assert "valid_rmse" in str(artifacts[0].data)
+
+
+def test_default_run_generates_synthetic_data(prefect_harness, tmp_path):
+    from flows.nightly import nightly
+
+    warehouse = tmp_path / "wh"
+    summary = nightly(warehouse=str(warehouse), epochs=1, top_n=TOP_N)
+    assert (warehouse / "synthetic" / "ml-100k-seed42" / "ratings.parquet").exists()
+    n_users = q(warehouse, "select count(distinct user_id) from ratings")[0][0]
+    assert n_users == 943 and summary["n_recommendations"] == 943 * TOP_N
+    assert q(warehouse, "select count(*) from latest_recommendations join ratings using (user_id, item_id)") == [(0,)]
