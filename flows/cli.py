@@ -27,11 +27,28 @@ class DeviceChoice(str, Enum):
     cuda = "cuda"
 
 
+class RatingModelChoice(str, Enum):
+    dot = "dot"
+    neural = "neural"
+
+
+class RankerChoice(str, Enum):
+    auto = "auto"
+    ials = "ials"
+    ease = "ease"
+    rating = "rating"
+    popularity = "popularity"
+
+
 class ShapeChoice(str, Enum):
     ml_100k = "ml-100k"
     ml_1m = "ml-1m"
     ml_10m = "ml-10m"
     ml_25m = "ml-25m"
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def fail(command: str, message: str, code: int = 1) -> None:
@@ -53,7 +70,13 @@ def run(
     rating_min: float = typer.Option(0.5, help="Lowest valid rating; rows below are quarantined."),
     rating_max: float = typer.Option(5.0, help="Highest valid rating; rows above are quarantined."),
     max_bad_fraction: float = typer.Option(0.5, help="Stop (loading nothing from the file) when more than this share of its rows is bad."),
-    factors: int = typer.Option(50, "--factors", help="Latent factors per user and item."),
+    rating_model: RatingModelChoice = typer.Option(RatingModelChoice.dot, help="Model behind the published score: dot product with biases, or the neural EmbeddingNN."),
+    ranker: RankerChoice = typer.Option(RankerChoice.auto, help="Model that orders the lists: auto (EASE up to 10k items, else iALS), ials, ease, rating (the rating model; ranks below popularity) or popularity."),
+    relevance_threshold: float = typer.Option(4.0, help="Ratings at or above this count as liked (ranking weight 1, and relevant in metrics)."),
+    rank_factors: int = typer.Option(128, help="iALS latent factors."),
+    rank_iterations: int = typer.Option(10, help="iALS alternating passes."),
+    refit_on_all: bool = typer.Option(True, help="Refit both models on all ratings after measuring them on the validation split."),
+    factors: int = typer.Option(50, "--factors", help="Latent factors per user and item (dot model)."),
     epochs: int = typer.Option(5, help="Training epochs."),
     lr: float = typer.Option(5e-3, "--lr", help="Peak learning rate of the one-cycle schedule."),
     wd: float = typer.Option(0.1, help="Weight decay."),
@@ -73,12 +96,13 @@ def run(
     params = dict(
         source=str(source) if source else None, warehouse=str(warehouse), top_n=top_n, columns=columns,
         delimiter=delimiter, rating_min=rating_min, rating_max=rating_max, max_bad_fraction=max_bad_fraction,
+        rating_model=rating_model.value, ranker=ranker.value, relevance_threshold=relevance_threshold,
+        rank_factors=rank_factors, rank_iterations=rank_iterations, refit_on_all=refit_on_all,
         n_factors=factors, epochs=epochs, lr_max=lr, wd=wd, batch_size=batch_size, valid_pct=valid_pct,
         seed=seed, device=device.value, score_memory_mb=score_memory_mb, synthetic_shape=synthetic_shape.value,
     )
     try:  # reject bad values before starting Prefect
-        build_config(**{k: v for k, v in params.items() if k not in (
-            "source", "warehouse", "columns", "delimiter", "max_bad_fraction", "synthetic_shape")})
+        build_config(**params)
     except ValidationError as e:
         err = e.errors()[0]
         fail("run", f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}", 2)
@@ -100,7 +124,81 @@ def run(
     else:
         m = summary["metrics"]
         typer.echo(f"run {summary['run_id']}: {summary['n_recommendations']} recommendations for "
-                   f"{summary['n_users_scored']} users; valid RMSE {m['valid_rmse']}; database {warehouse / 'collabflow.duckdb'}")
+                   f"{summary['n_users_scored']} users; {m['rating_model']} valid RMSE {_fmt(m['valid_rmse'])}, "
+                   f"{m['ranker']} NDCG@10 {_fmt(m.get('ndcg_at_10'))}; database {warehouse / 'collabflow.duckdb'}")
+
+
+class SplitChoice(str, Enum):
+    random = "random"
+    temporal = "temporal"
+    leave_last = "leave-last"
+
+
+@app.command()
+def evaluate(
+    source: Optional[Path] = typer.Option(None, help="Ratings to split into train and test (any format `run` reads)."),
+    train: Optional[Path] = typer.Option(None, help="Your own training file (use with --test instead of --source)."),
+    test: Optional[Path] = typer.Option(None, help="Your own test file (use with --train)."),
+    split: SplitChoice = typer.Option(SplitChoice.random, help="random (seeded), temporal (latest ratings are the test) "
+                                      "or leave-last (each user's latest --leave-last-n ratings)."),
+    test_pct: float = typer.Option(0.2, help="Share of ratings in the test part (random and temporal)."),
+    leave_last_n: int = typer.Option(1, help="Ratings per user held out by the leave-last split."),
+    seed: int = typer.Option(42, help="Seed for the split and every model."),
+    warehouse: Optional[Path] = typer.Option(None, help="Also store the results in WAREHOUSE/collabflow.duckdb (table evaluations)."),
+    columns: Optional[str] = typer.Option(None, help="Column mapping, as for `run`."),
+    delimiter: Optional[str] = typer.Option(None, help="Field delimiter, as for `run`."),
+    rating_min: float = typer.Option(0.5, help="Lowest valid rating."),
+    rating_max: float = typer.Option(5.0, help="Highest valid rating."),
+    rating_model: RatingModelChoice = typer.Option(RatingModelChoice.dot, help="Rating model the nightly flow would publish."),
+    ranker: RankerChoice = typer.Option(RankerChoice.auto, help="Ranker the nightly flow would publish."),
+    device: DeviceChoice = typer.Option(DeviceChoice.auto, help="auto = CUDA when available, else CPU."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: models and baselines by name, "
+                                 "'published' for the nightly flow's configuration."),
+) -> None:
+    """Compare every model with the baselines (global mean, bias-only, popularity) on one split."""
+    from pydantic import ValidationError
+
+    from flows.evaluate import TABLE_METRICS, evaluate as evaluate_flow
+    from recmodel.config import RunConfig
+
+    config = dict(seed=seed, rating_min=rating_min, rating_max=rating_max, rating_model=rating_model.value,
+                  ranker=ranker.value, device=device.value)
+    try:
+        RunConfig.from_flat(**config)
+    except ValidationError as e:
+        err = e.errors()[0]
+        fail("evaluate", f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}", 2)
+    if (train is None) != (test is None) or (train is None) == (source is None):
+        fail("evaluate", "give either --source (to be split) or both --train and --test", 2)
+    for path in (source, train, test):
+        if path is not None and not path.exists():
+            fail("evaluate", f"{path} does not exist", 2)
+    last_words: list[str] = []
+    atexit.register(lambda: last_words and print(last_words[0], file=sys.stderr, flush=True))
+    state = evaluate_flow(source=str(source) if source else None, train=str(train) if train else None,
+                          test=str(test) if test else None, split=split.value, test_pct=test_pct,
+                          leave_last_n=leave_last_n, warehouse=str(warehouse) if warehouse else None,
+                          columns=columns, delimiter=delimiter, config=config, return_state=True)
+    if not state.is_completed():
+        exc = state.result(raise_on_failure=False)
+        message = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(state.message)
+        last_words.append(f"collabflow evaluate: error: {' '.join(message.split())}")
+        raise typer.Exit(1)
+    evaluation = state.result()
+    results = evaluation["results"]
+    if as_json:
+        typer.echo(json.dumps({**results, "evaluation": {"split": evaluation["split"], **evaluation["details"],
+                                                         "evaluation_id": evaluation.get("evaluation_id")}}, default=str))
+        return
+    d = evaluation["details"]
+    typer.echo(f"{evaluation['split']} split: {d['n_train']} train / {d['n_test']} test ratings; "
+               f"relevant = test rating >= {d['config']['rank']['relevance_threshold']}")
+    typer.echo(f"{'model':<12}" + "".join(f"{m:>16}" for m in TABLE_METRICS))
+    for name, metrics in results.items():
+        typer.echo(f"{name:<12}" + "".join(
+            f"{metrics[m]:>16.4f}" if isinstance(metrics.get(m), float) else f"{'':>16}" for m in TABLE_METRICS))
+    pub = results["published"]
+    typer.echo(f"published = {pub['ranker']} lists with {pub['rating_model']} scores")
 
 
 @app.command()

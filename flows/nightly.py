@@ -12,14 +12,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from recmodel import synth
-from recmodel.config import RunConfig, TrainConfig
+from recmodel.config import RatingModel, Ranker, RunConfig
 from recmodel.device import resolve_device
 from tasks import warehouse as wh
 from tasks.index import build_index
 from tasks.ingest import ingest_ratings
 from tasks.publish import publish_run
 from tasks.score import score_users
-from tasks.train import fit_model
+from tasks.train import fit_models
 
 log = logging.getLogger(__name__)
 FLOW_NAME = "collabflow-nightly"
@@ -44,11 +44,12 @@ def default_source(warehouse: str, shape: str, seed: int) -> str:
     return str(path)
 
 
+IO_PARAMS = ("source", "warehouse", "columns", "delimiter", "max_bad_fraction", "synthetic_shape")
+
+
 def build_config(**params) -> RunConfig:
-    """The run's typed config from the flow's flat parameters (names match ``RunConfig``/``TrainConfig``)."""
-    train_fields = set(TrainConfig.model_fields)
-    train = TrainConfig(**{k: v for k, v in params.items() if k in train_fields})
-    return RunConfig(train=train, **{k: v for k, v in params.items() if k not in train_fields})
+    """The run's typed config from the flow's flat parameters (I/O parameters are left out)."""
+    return RunConfig.from_flat(**{k: v for k, v in params.items() if k not in IO_PARAMS})
 
 
 @flow(name=FLOW_NAME, description=__doc__, validate_parameters=True)
@@ -61,6 +62,8 @@ def nightly(
     rating_min: float = 0.5,
     rating_max: float = 5.0,
     max_bad_fraction: float = 0.5,
+    rating_model: RatingModel = "dot",
+    ranker: Ranker = "auto",
     n_factors: int = 50,
     epochs: int = 5,
     lr_max: float = 5e-3,
@@ -71,6 +74,19 @@ def nightly(
     seed: int = 42,
     device: Literal["auto", "cpu", "cuda"] = "auto",
     score_memory_mb: int = 512,
+    refit_on_all: bool = True,
+    nn_hidden: int = 100,
+    nn_epochs: int = 10,
+    nn_lr_max: float = 1e-2,
+    nn_wd: float = 0.5,
+    relevance_threshold: float = 4.0,
+    rank_low_rating_weight: float = 0.5,
+    rank_factors: int = 128,
+    rank_reg: float = 0.0125,
+    rank_unobserved_weight: float = 0.1,
+    rank_iterations: int = 10,
+    rank_cg_steps: int = 3,
+    ease_lambda: float = 400.0,
     synthetic_shape: Literal["ml-100k", "ml-1m", "ml-10m", "ml-25m"] = "ml-100k",
 ) -> dict:
     """One night: ingest new ratings, retrain, score every user, publish atomically.
@@ -79,11 +95,9 @@ def nightly(
     Returns a small summary (run id, counts, metrics).
     """
     logger = get_run_logger()
-    cfg = build_config(
-        top_n=top_n, rating_min=rating_min, rating_max=rating_max, score_memory_mb=score_memory_mb,
-        n_factors=n_factors, epochs=epochs, lr_max=lr_max, wd=wd, batch_size=batch_size, y_range=y_range,
-        valid_pct=valid_pct, seed=seed, device=device,
-    )
+    params = dict(locals())
+    params.pop("logger")
+    cfg = build_config(**params)
     with wh.exclusive(warehouse):
         wh.ensure_schema(warehouse)
         run_id = wh.new_run_id()
@@ -104,12 +118,13 @@ def nightly(
             dev = resolve_device(device).type  # resolved once; tasks get 'cpu' or 'cuda'
             run_path = wh.run_dir(warehouse, run_id)
             t = time.perf_counter()
-            fitted = fit_model(snap, cfg.train.model_copy(update={"device": dev}), str(run_path / "model.safetensors"))
+            run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": dev})})
+            fitted = fit_models(snap, run_cfg, str(run_path / "rater.safetensors"), str(run_path / "ranker.safetensors"))
             timings["train"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()
-            scored = score_users(fitted["model_path"], snap, top_n, str(run_path / "recommendations.parquet"),
-                                 score_memory_mb, dev)
+            scored = score_users(fitted["rater_path"], fitted["ranker_path"], snap, top_n,
+                                 str(run_path / "recommendations.parquet"), score_memory_mb, dev)
             timings["score"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()
@@ -124,9 +139,17 @@ def nightly(
             raise
 
     ingested = [f for f in files if not f["skipped"]]
+    table = [{"model": name, **{m: v for m, v in values.items() if m != "n_users"}}
+             for name, values in metrics.get("models", {}).items()]
+    create_table_artifact(key="collabflow-model-comparison", table=table or [{"model": "-", "note": "valid_pct=0"}],
+                          description=f"Run {run_id}: validation metrics of the published models and the baselines")
     table = [
+        {"metric": "rating_model", "value": metrics["rating_model"]},
+        {"metric": "ranker", "value": metrics["ranker"]},
         {"metric": "valid_rmse", "value": metrics["valid_rmse"]},
         {"metric": "valid_mae", "value": metrics["valid_mae"]},
+        {"metric": "ndcg_at_10", "value": metrics.get("ndcg_at_10")},
+        {"metric": "coverage_at_10", "value": metrics.get("coverage_at_10")},
         {"metric": "train_seconds", "value": metrics["train_seconds"]},
         {"metric": "n_ratings", "value": snap["n_ratings"]},
         {"metric": "n_users", "value": snap["n_users"]},

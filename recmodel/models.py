@@ -48,3 +48,47 @@ class DotProductBias(nn.Module):
 
     def to_rating(self, logits: torch.Tensor) -> torch.Tensor:
         return sigmoid_range(logits, *self.y_range)
+
+
+def emb_sz_rule(n_categories: int) -> int:
+    """fastai's embedding-size heuristic: ``min(600, round(1.6 * n ** 0.56))``."""
+    return min(600, round(1.6 * n_categories**0.56))
+
+
+class EmbeddingNN(nn.Module):
+    """fastbook ch. 8's neural model: ``rating = sigmoid_range(MLP([u ; i]))``.
+
+    User and item embeddings have their own sizes (``emb_sz_rule``), are concatenated and go through
+    ``Linear -> ReLU -> Linear``. Because the first layer is linear, ``W [u ; i] = W_u u + W_i i``: the
+    scorer computes ``W_u u + b`` once per user and ``W_i i`` once per item, then only adds, applies
+    the ReLU and the second layer per pair (see ``score_block``).
+    """
+
+    def __init__(self, n_users: int, n_items: int, y_range: tuple[float, float] = (0.0, 5.5), n_hidden: int = 100,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.y_range = (float(y_range[0]), float(y_range[1]))
+        self.user_emb = nn.Embedding(n_users, emb_sz_rule(n_users))
+        self.item_emb = nn.Embedding(n_items, emb_sz_rule(n_items))
+        for emb in (self.user_emb, self.item_emb):
+            with torch.no_grad():
+                emb.weight.normal_(0.0, 0.01, generator=generator)
+        self.hidden = nn.Linear(self.user_emb.embedding_dim + self.item_emb.embedding_dim, n_hidden)
+        self.out = nn.Linear(n_hidden, 1)
+
+    def logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.user_emb(users), self.item_emb(items)], dim=1)
+        return self.out(torch.relu(self.hidden(x))).squeeze(1)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return sigmoid_range(self.logits(users, items), *self.y_range)
+
+    @torch.no_grad()
+    def split_first_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A, B)`` with ``hidden([u ; i]) == A[u] + B[i]``: A is (n_users, n_hidden), B is (n_items, n_hidden)."""
+        d_u = self.user_emb.embedding_dim
+        w_u, w_i = self.hidden.weight[:, :d_u], self.hidden.weight[:, d_u:]
+        return self.user_emb.weight @ w_u.T + self.hidden.bias, self.item_emb.weight @ w_i.T
+
+    def to_rating(self, logits: torch.Tensor) -> torch.Tensor:
+        return sigmoid_range(logits, *self.y_range)

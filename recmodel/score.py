@@ -41,11 +41,6 @@ def csr_from_pairs(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[
     return indptr, np.asarray(items, dtype=np.int64)[order]
 
 
-def block_size_for(n_items: int, memory_mb: int) -> int:
-    """Users per block so one block's float32 scores fit in ``memory_mb`` (x2 headroom for topk and sort)."""
-    return max(1, int(memory_mb * 2**20 // (n_items * 4 * 2)))
-
-
 def _order_rows(values: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Reorder each row by (value desc, index asc): sort by index, then stable sort by value."""
     by_idx = torch.argsort(idx, dim=1)
@@ -54,49 +49,51 @@ def _order_rows(values: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, 
     return values.gather(1, by_val), idx.gather(1, by_val)
 
 
-def top_n_unseen(
-    user_factors: torch.Tensor,
-    item_factors: torch.Tensor,
+def csr_positions(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For CSR rows ``rows``: ``(block_row, position)`` of every stored entry, without a Python loop."""
+    lo, hi = indptr[rows], indptr[rows + 1]
+    lengths = hi - lo
+    total = int(lengths.sum())
+    block_row = np.repeat(np.arange(rows.size, dtype=np.int64), lengths)
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return block_row, starts + np.arange(total, dtype=np.int64)
+
+
+def top_n_unseen_blocks(
+    score_block: Callable[[torch.Tensor], torch.Tensor],
+    n_items: int,
     seen_indptr: np.ndarray,
     seen_indices: np.ndarray,
     top_n: int,
+    users: np.ndarray,
     *,
-    users: np.ndarray | None = None,
+    device: torch.device | str = "cpu",
     memory_mb: int = 512,
     block_users: int | None = None,
+    bytes_per_pair: int = 8,
     progress: Callable[[int, int], None] | None = None,
 ) -> TopN:
-    """Rank every item a user has not seen by ``user_factors @ item_factors.T``; keep ``top_n`` per user.
+    """Rank every item a user has not seen by ``score_block(user_indices) -> (b, n_items)`` scores.
 
-    ``users`` (default: all rows of ``user_factors``) selects which users to score; ``seen_indptr`` /
-    ``seen_indices`` is a CSR over all user indices. ``block_users`` overrides the block size that
-    ``memory_mb`` implies. ``progress(done, total)`` is called after each block.
+    ``seen_indptr`` / ``seen_indices`` is a CSR over all user indices. The block size is what fits
+    ``memory_mb`` at ``bytes_per_pair`` per (user, item) (scores plus the scorer's own temporaries),
+    unless ``block_users`` sets it. ``progress(done, total)`` is called after each block.
     """
     if top_n < 1:
         raise ValueError(f"top_n must be >= 1, got {top_n}")
-    if user_factors.shape[1] != item_factors.shape[1]:
-        raise ValueError(f"factor sizes differ: users {tuple(user_factors.shape)} vs items {tuple(item_factors.shape)}")
-    if len(seen_indptr) != user_factors.shape[0] + 1:
-        raise ValueError("seen_indptr must have n_users + 1 entries")
-    n_items = item_factors.shape[0]
-    device = user_factors.device
-    users = np.arange(user_factors.shape[0], dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
+    device = torch.device(device)
+    users = np.asarray(users, dtype=np.int64)
     k = min(top_n, n_items)
     out_items = np.full((users.size, top_n), -1, dtype=np.int64)
     out_scores = np.full((users.size, top_n), np.nan, dtype=np.float32)
-    block = block_users or block_size_for(n_items, memory_mb)
-    item_t = item_factors.t().contiguous()
+    block = block_users or max(1, int(memory_mb * 2**20 // (n_items * bytes_per_pair)))
     done, t0 = 0, time.perf_counter()
     for start in range(0, users.size, block):
-        block_users = users[start:start + block]
-        b = block_users.size
-        scores = user_factors[torch.as_tensor(block_users, device=device)] @ item_t
-        # mask seen items in place: flat offsets row * n_items + item
-        lo, hi = seen_indptr[block_users], seen_indptr[block_users + 1]
-        lengths = hi - lo
-        if lengths.sum():
-            rows = np.repeat(np.arange(b, dtype=np.int64), lengths)
-            pos = np.repeat(lo - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+        block_users_ = users[start:start + block]
+        b = block_users_.size
+        scores = score_block(torch.as_tensor(block_users_, device=device)).float()
+        rows, pos = csr_positions(seen_indptr, block_users_)
+        if rows.size:  # mask seen items in place: flat offsets row * n_items + item
             flat = torch.as_tensor(rows * n_items + seen_indices[pos], device=device)
             scores.view(-1).index_fill_(0, flat, float("-inf"))
         if k < n_items:
@@ -120,6 +117,31 @@ def top_n_unseen(
             progress(done, users.size)
     log.info("scored %d users x %d items in %.2fs (blocks of %d users)", users.size, n_items, time.perf_counter() - t0, block)
     return TopN(users=users, items=out_items, scores=out_scores)
+
+
+def top_n_unseen(
+    user_factors: torch.Tensor,
+    item_factors: torch.Tensor,
+    seen_indptr: np.ndarray,
+    seen_indices: np.ndarray,
+    top_n: int,
+    *,
+    users: np.ndarray | None = None,
+    memory_mb: int = 512,
+    block_users: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TopN:
+    """Top-N unseen items by ``user_factors @ item_factors.T``: one matrix product per block of users."""
+    if user_factors.shape[1] != item_factors.shape[1]:
+        raise ValueError(f"factor sizes differ: users {tuple(user_factors.shape)} vs items {tuple(item_factors.shape)}")
+    if len(seen_indptr) != user_factors.shape[0] + 1:
+        raise ValueError("seen_indptr must have n_users + 1 entries")
+    item_t = item_factors.t().contiguous()
+    users = np.arange(user_factors.shape[0], dtype=np.int64) if users is None else users
+    return top_n_unseen_blocks(
+        lambda block: user_factors[block] @ item_t, item_factors.shape[0], seen_indptr, seen_indices, top_n, users,
+        device=user_factors.device, memory_mb=memory_mb, block_users=block_users, progress=progress,
+    )
 
 
 def brute_force_top_n(user_factors: np.ndarray, item_factors: np.ndarray, seen: set[tuple[int, int]], top_n: int) -> list[list[int]]:

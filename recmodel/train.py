@@ -60,6 +60,15 @@ class FitResult:
         return self.history[-1]
 
 
+MIN_STEPS_PER_EPOCH = 100
+
+
+def effective_batch_size(n: int, batch_size: int) -> int:
+    """``batch_size``, made smaller on small data so an epoch still has ``MIN_STEPS_PER_EPOCH`` steps
+    (5 epochs of 10 steps leave a model worse than the global mean); never below 32."""
+    return max(1, min(batch_size, max(32, n // MIN_STEPS_PER_EPOCH)))
+
+
 def random_split(n: int, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(train, valid)``: a seeded random ``valid_pct`` share goes to validation."""
     perm = np.random.default_rng(seed).permutation(n)
@@ -96,7 +105,10 @@ def fit(
     device = train.users.device
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     n = len(train)
-    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    batch_size = effective_batch_size(n, cfg.batch_size)
+    if batch_size != cfg.batch_size:
+        log.info("batch size %d for %d ratings (at least %d steps per epoch)", batch_size, n, MIN_STEPS_PER_EPOCH)
+    steps_per_epoch = max(1, math.ceil(n / batch_size))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr_max, betas=(0.9, 0.99), eps=1e-5, weight_decay=cfg.wd)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr_max, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25,
@@ -109,8 +121,8 @@ def fit(
         model.train()
         order = torch.randperm(n, generator=generator, device=device)
         total = torch.zeros((), device=device)
-        for s in range(0, n, cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
+        for s in range(0, n, batch_size):
+            idx = order[s:s + batch_size]
             loss = nn.functional.mse_loss(model(train.users[idx], train.items[idx]), train.ratings[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -66,3 +66,13 @@ create table if not exists recommendations (
     item_id bigint not null,
     score   double not null                 -- the model's predicted rating for (user, item)
 );
+
+create table if not exists evaluations (    -- `collabflow evaluate` results, long format
+    evaluation_id varchar not null,
+    created_at    timestamptz not null,
+    split         varchar not null,          -- random | temporal | leave-last | files
+    model         varchar not null,          -- a model or baseline name, or 'published'
+    metric        varchar not null,          -- rmse, mae, ndcg_at_10, ...
+    value         double,
+    details       json                       -- split parameters, file paths, config
+);

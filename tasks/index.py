@@ -31,7 +31,7 @@ def snapshot(warehouse: str | Path, run_id: str) -> dict:
         new_users, new_items = update_index(con, "user"), update_index(con, "item")
         con.execute("commit")
         con.execute(
-            f"copy (select u.user_idx, i.item_idx, r.rating from ratings r join user_index u using (user_id) "
+            f"copy (select u.user_idx, i.item_idx, r.rating, r.timestamp from ratings r join user_index u using (user_id) "
             f"join item_index i using (item_id) order by u.user_idx, i.item_idx) to {wh.sql_literal(paths['interactions'])} (format parquet)"
         )
         con.execute(f"copy (select user_idx, user_id from user_index order by user_idx) to {wh.sql_literal(paths['users'])} (format parquet)")

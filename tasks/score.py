@@ -1,4 +1,4 @@
-"""Score every unseen (user, item) pair of a run and write the top-N per user as Parquet (raw ids)."""
+"""Rank every unseen (user, item) pair of a run and write the top-N per user as Parquet (raw ids)."""
 from __future__ import annotations
 
 import logging
@@ -8,44 +8,44 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import torch
 from prefect import task
 
 from recmodel.device import resolve_device
-from recmodel.persist import load_model
-from recmodel.score import csr_from_pairs, top_n_unseen
+from recmodel.persist import load_model, load_ranker
+from recmodel.pipeline import predict, recommend
+
+from .train import load_snapshot
 
 log = logging.getLogger(__name__)
 
 
-def score_snapshot(model_path: str | Path, snapshot: dict, top_n: int, out_path: str | Path,
+def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: dict, top_n: int, out_path: str | Path,
                    memory_mb: int = 512, device: str = "auto") -> dict:
+    """Lists ordered by the ranker; ``score`` is the rating model's predicted rating for each listed pair."""
     dev = resolve_device(device)
-    saved = load_model(model_path, dev)
-    model = saved.model.eval()
-    seen = pl.read_parquet(snapshot["interactions_path"], columns=["user_idx", "item_idx"])
-    seen_users = seen["user_idx"].to_numpy()
-    indptr, indices = csr_from_pairs(seen_users, seen["item_idx"].to_numpy(), len(saved.user_ids))
-    users = np.unique(seen_users)  # every user with at least one rating
-    user_f, item_f = model.ranking_factors()
-
+    saved = load_model(rater_path, dev)
+    ranker = load_ranker(ranker_path, dev)
+    seen = load_snapshot(snapshot)
+    users = np.unique(seen.users)  # every user with at least one rating
     last = [time.perf_counter()]
+    t0 = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
         if time.perf_counter() - last[0] > 5 or done == total:
             last[0] = time.perf_counter()
-            log.info("scored %d/%d users (%.0f%%)", done, total, 100 * done / total)
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            log.info("scored %d/%d users (%.0f%%, %.0f users/s, ETA %.0fs)", done, total, 100 * done / total, rate,
+                     (total - done) / max(rate, 1e-9))
 
-    t0 = time.perf_counter()
-    top = top_n_unseen(user_f, item_f, indptr, indices, top_n, users=users, memory_mb=memory_mb, progress=progress)
+    top = recommend(ranker, seen, users, top_n, memory_mb=memory_mb, device=dev, progress=progress)
     keep = top.items >= 0
     rows, ranks = np.nonzero(keep)
-    logits = torch.from_numpy(top.scores[keep])
+    user_idx, item_idx = top.users[rows], top.items[keep]
     frame = pl.DataFrame({
-        "user_id": saved.user_ids[top.users[rows]],
+        "user_id": saved.user_ids[user_idx],
         "rank": (ranks + 1).astype(np.int32),
-        "item_id": saved.item_ids[top.items[keep]],
-        "score": model.to_rating(logits).double().numpy(),
+        "item_id": saved.item_ids[item_idx],
+        "score": predict(saved.model, user_idx, item_idx),
     })
     out_path = Path(out_path)
     tmp = out_path.with_name(out_path.name + ".tmp")
@@ -59,7 +59,7 @@ def score_snapshot(model_path: str | Path, snapshot: dict, top_n: int, out_path:
 
 
 @task(name="score-users")
-def score_users(model_path: str, snapshot: dict, top_n: int, out_path: str, memory_mb: int = 512,
+def score_users(rater_path: str, ranker_path: str, snapshot: dict, top_n: int, out_path: str, memory_mb: int = 512,
                 device: str = "auto") -> dict:
     """Top-N unseen items for every user with ratings, in memory-bounded blocks."""
-    return score_snapshot(model_path, snapshot, top_n, out_path, memory_mb, device)
+    return score_snapshot(rater_path, ranker_path, snapshot, top_n, out_path, memory_mb, device)

@@ -1,57 +1,82 @@
-"""Fit the rating model on a run's snapshot and save it next to the snapshot."""
+"""Fit the rating model and the ranker on a run's snapshot; measure both against baselines."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import torch
 from prefect import task
 
-from recmodel.config import TrainConfig
+from recmodel.baselines import fit_bias_only, fit_global_mean
+from recmodel.config import RunConfig
 from recmodel.device import resolve_device
-from recmodel.models import DotProductBias
-from recmodel.persist import save_model
-from recmodel.train import Interactions, fit, random_split
+from recmodel.implicit import fit_popularity
+from recmodel.persist import save_model, save_ranker
+from recmodel.pipeline import Ratings, fit_rater, fit_ranker, rating_report, ranking_report, split_random
 
 log = logging.getLogger(__name__)
+K = 10
 
 
-def fit_snapshot(snapshot: dict, cfg: TrainConfig, model_path: str | Path) -> dict:
-    """Train on a seeded random split of the snapshot; returns metrics, history and the model's path."""
-    device = resolve_device(cfg.device)
+def load_snapshot(snapshot: dict) -> Ratings:
     frame = pl.read_parquet(snapshot["interactions_path"])
-    users = frame["user_idx"].to_numpy()
-    items = frame["item_idx"].to_numpy()
-    ratings = frame["rating"].to_numpy().astype(np.float32)
-    data = Interactions.from_numpy(users, items, ratings, device)
-    train_idx, valid_idx = random_split(len(frame), cfg.valid_pct, cfg.seed)
-    train = data.subset(torch.as_tensor(train_idx, device=device))
-    valid = data.subset(torch.as_tensor(valid_idx, device=device)) if valid_idx.size else None
+    return Ratings(frame["user_idx"].to_numpy().astype(np.int64), frame["item_idx"].to_numpy().astype(np.int64),
+                   frame["rating"].to_numpy().astype(np.float32), frame["timestamp"].to_numpy(),
+                   snapshot["n_users"], snapshot["n_items"])
 
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    model = DotProductBias(snapshot["n_users"], snapshot["n_items"], cfg.n_factors, cfg.y_range, generator=generator)
-    model.to(device)
-    result = fit(model, train, valid, cfg)
 
+def fit_snapshot(snapshot: dict, cfg: RunConfig, rater_path: str | Path, ranker_path: str | Path) -> dict:
+    """Validation split -> fit and measure; then (``refit_on_all``) refit on every rating and save both models."""
+    device = resolve_device(cfg.train.device)
+    everything = load_snapshot(snapshot)
+    train, valid = split_random(everything, cfg.train.valid_pct, cfg.train.seed)
+    ranker_name = cfg.rank.resolved_ranker(everything.n_items)
+    t0 = time.perf_counter()
+    rater, result = fit_rater(train, cfg.train, device, valid)
+    train_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ranker = fit_ranker(train, cfg.rank, device, cfg.train.seed, rater)
+    rank_seconds = time.perf_counter() - t0
+    metrics: dict = {"rating_model": cfg.train.rating_model, "ranker": ranker_name, "n_train": len(train),
+                     "n_valid": len(valid), "train_seconds": round(train_seconds, 3), "rank_seconds": round(rank_seconds, 3),
+                     "ratings_per_second": round(len(train) * cfg.train.for_model().epochs / max(train_seconds, 1e-9)),
+                     "valid_rmse": None, "valid_mae": None}
+    if len(valid):
+        final = result.final
+        metrics.update(valid_rmse=final.valid_rmse, valid_mae=final.valid_mae, train_mse=final.train_loss)
+        lo_hi = (cfg.rating_min, cfg.rating_max)
+        bias = fit_bias_only(train.users, train.items, train.ratings.astype(np.float64), train.n_users, train.n_items,
+                             rating_range=lo_hi)
+        threshold = cfg.rank.relevance_threshold
+        ranking = ranking_report(ranker, train, valid, K, threshold, memory_mb=cfg.score_memory_mb, device=device)
+        metrics.update({m: v for m, v in ranking.items() if m != "n_users"})
+        metrics["models"] = {
+            cfg.train.rating_model: {"rmse": final.valid_rmse, "mae": final.valid_mae},
+            "global_mean": rating_report(fit_global_mean(train.ratings).predict(valid.users, valid.items), valid),
+            "bias_only": rating_report(bias.predict(valid.users, valid.items), valid),
+            ranker_name: ranking,
+            "popularity": ranking_report(fit_popularity(train.items, train.n_items, device), train, valid, K, threshold,
+                                         memory_mb=cfg.score_memory_mb, device=device),
+        }
+        log.info("validation: %s RMSE %.4f (bias-only %.4f, global mean %.4f); %s NDCG@%d %.4f (popularity %.4f)",
+                 cfg.train.rating_model, final.valid_rmse, metrics["models"]["bias_only"]["rmse"],
+                 metrics["models"]["global_mean"]["rmse"], ranker_name, K, ranking[f"ndcg_at_{K}"],
+                 metrics["models"]["popularity"][f"ndcg_at_{K}"])
+        if cfg.refit_on_all:
+            log.info("refitting both models on all %d ratings", len(everything))
+            rater, _ = fit_rater(everything, cfg.train, device)
+            ranker = fit_ranker(everything, cfg.rank, device, cfg.train.seed, rater)
     user_ids = pl.read_parquet(snapshot["users_path"])["user_id"].to_numpy()
     item_ids = pl.read_parquet(snapshot["items_path"])["item_id"].to_numpy()
-    final = result.final
-    metrics = {
-        "valid_rmse": final.valid_rmse, "valid_mae": final.valid_mae, "train_mse": final.train_loss,
-        "n_train": result.n_train, "n_valid": result.n_valid, "train_seconds": round(result.seconds, 3),
-        "ratings_per_second": round(result.n_train * cfg.epochs / max(result.seconds, 1e-9)),
-    }
-    save_model(model_path, model, user_ids, item_ids, cfg, metadata={"metrics": metrics})
-    return {
-        "model_path": str(model_path), "device": device.type, "metrics": metrics,
-        "history": [vars(h) for h in result.history],
-    }
+    save_model(rater_path, rater, user_ids, item_ids, cfg.train, metadata={"valid_rmse": metrics["valid_rmse"]})
+    save_ranker(ranker_path, ranker, metadata={"ranker": ranker_name})
+    return {"rater_path": str(rater_path), "ranker_path": str(ranker_path), "device": device.type, "metrics": metrics,
+            "history": [vars(h) for h in result.history]}
 
 
-@task(name="fit-model")
-def fit_model(snapshot: dict, cfg: TrainConfig, model_path: str) -> dict:
-    """Train the dot-product model with biases; save it with its id mappings (safetensors)."""
-    return fit_snapshot(snapshot, cfg, model_path)
+@task(name="fit-models")
+def fit_models(snapshot: dict, cfg: RunConfig, rater_path: str, ranker_path: str) -> dict:
+    """Train the rating model and the ranker, measure them next to baselines, save both (safetensors)."""
+    return fit_snapshot(snapshot, cfg, rater_path, ranker_path)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 CLI = [sys.executable, "-m", "flows.cli"]
@@ -66,3 +67,29 @@ def test_help_explains_every_option():
     for option in ("--source", "--warehouse", "--top-n", "--epochs", "--device", "--columns", "--seed"):
         assert option in out
     assert "Usage" in cli("--help", check=True).stdout
+
+
+def test_evaluate_json_interface(small_ratings, tmp_path):
+    import polars as pl
+
+    frame = pl.read_csv(small_ratings, separator="\t", has_header=False)
+    mask = pl.Series(np.random.default_rng(0).random(frame.height) < 0.8)
+    train, test = tmp_path / "train.data", tmp_path / "test.data"
+    frame.filter(mask).write_csv(train, separator="\t", include_header=False)
+    frame.filter(~mask).write_csv(test, separator="\t", include_header=False)
+    proc = cli("evaluate", "--train", train, "--test", test, "--rating-min", 1, "--warehouse", tmp_path / "wh", "--json",
+               check=True)
+    out = json.loads(proc.stdout)  # stdout holds exactly one JSON object
+    for key in ("rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "coverage_at_10"):
+        assert isinstance(out["published"][key], float)
+    for name in ("global_mean", "bias_only", "popularity", "dot", "neural", "ials", "ease"):
+        assert name in out
+    assert out["evaluation"]["n_train"] + out["evaluation"]["n_test"] == frame.height
+    with duckdb.connect(str(tmp_path / "wh" / "collabflow.duckdb"), read_only=True) as con:
+        stored = con.execute("select value from evaluations where model = 'published' and metric = 'ndcg_at_10'").fetchall()
+    assert stored == [(out["published"]["ndcg_at_10"],)]
+
+
+def test_evaluate_needs_source_or_both_files(tmp_path):
+    proc = cli("evaluate", "--train", tmp_path / "x.data")
+    assert proc.returncode == 2 and "either --source" in proc.stderr

@@ -5,7 +5,7 @@ import pytest
 from tasks import warehouse as wh
 
 TOP_N = 5
-FAST = dict(epochs=2, n_factors=8, top_n=TOP_N, rating_min=1, rating_max=5, seed=3)
+FAST = dict(epochs=5, n_factors=8, top_n=TOP_N, rating_min=1, rating_max=5, seed=3)
 
 
 def q(warehouse, sql, params=None):
@@ -101,3 +101,15 @@ def test_default_run_generates_synthetic_data(prefect_harness, tmp_path):
     n_users = q(warehouse, "select count(distinct user_id) from ratings")[0][0]
     assert n_users == 943 and summary["n_recommendations"] == 943 * TOP_N
     assert q(warehouse, "select count(*) from latest_recommendations join ratings using (user_id, item_id)") == [(0,)]
+
+
+def test_runs_report_models_next_to_baselines(two_runs):
+    warehouse, first, _ = two_runs
+    models = q(warehouse, "select metrics->'models' from runs where run_id = ?", [first["run_id"]])[0][0]
+    import json
+
+    models = json.loads(models)
+    assert {"global_mean", "bias_only", "popularity", "dot"} <= set(models)
+    assert models["dot"]["rmse"] < models["global_mean"]["rmse"]
+    ranker = first["metrics"]["ranker"]
+    assert models[ranker]["ndcg_at_10"] >= 0 and "ndcg_at_10" in first["metrics"]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from recmodel.score import block_size_for, brute_force_top_n, csr_from_pairs, top_n_unseen
+from recmodel.score import brute_force_top_n, csr_from_pairs, top_n_unseen, top_n_unseen_blocks
 
 
 def random_case(seed, n_users=37, n_items=53, d=6, density=0.3, integer=False):
@@ -77,5 +77,7 @@ def test_rejects_contradictory_arguments():
 
 
 def test_block_size_respects_budget():
-    assert block_size_for(59_047, 512) * 59_047 * 4 * 2 <= 512 * 2**20
-    assert block_size_for(10**9, 1) == 1
+    sizes = []
+    top_n_unseen_blocks(lambda b: sizes.append(b.numel()) or torch.zeros(b.numel(), 1000), 1000,
+                        np.zeros(5001, np.int64), np.zeros(0, np.int64), 3, np.arange(5000), memory_mb=1)
+    assert max(sizes) * 1000 * 8 <= 2**20 and sum(sizes) == 5000

@@ -1,0 +1,106 @@
+"""The evaluation flow: every model next to the baselines on a split you choose, stored and shown."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+
+from recmodel.config import RunConfig
+from recmodel.data import parse_column_mapping, read_ratings
+from recmodel.device import resolve_device
+from recmodel.pipeline import compare, index_frames, split_leave_last, split_random, split_temporal
+from tasks import warehouse as wh
+
+log = logging.getLogger(__name__)
+Split = Literal["random", "temporal", "leave-last"]
+TABLE_METRICS = ("rmse", "mae", "ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "hit_rate_at_10",
+                 "coverage_at_10")
+
+
+def _load(path: str, columns: str | None, delimiter: str | None, cfg: RunConfig) -> pl.DataFrame:
+    parsed = read_ratings(path, separator=delimiter, columns=parse_column_mapping(columns),
+                          rating_min=cfg.rating_min, rating_max=cfg.rating_max)
+    if parsed.quarantine.height:
+        log.warning("%s: %d rows quarantined (not evaluated), e.g. row %d: %s", path, parsed.quarantine.height,
+                    parsed.quarantine["row_number"][0], parsed.quarantine["reason"][0])
+    return parsed.ratings
+
+
+@task(name="compare-models")
+def compare_models(source: str | None, train: str | None, test: str | None, split: Split, test_pct: float,
+                   leave_last_n: int, columns: str | None, delimiter: str | None, cfg: RunConfig) -> dict:
+    """Read the data, split it, fit every model and baseline, measure them on the test part."""
+    if (train is None) != (test is None) or (train is None) == (source is None):
+        raise ValueError("give either --source (to be split) or both --train and --test")
+    if train is not None:
+        (tr, te), _, _ = index_frames(_load(train, columns, delimiter, cfg), _load(test, columns, delimiter, cfg))
+        split_name, details = "files", {"train": train, "test": test}
+    else:
+        (everything,), _, _ = index_frames(_load(source, columns, delimiter, cfg))
+        if split == "random":
+            tr, te = split_random(everything, test_pct, cfg.train.seed)
+        elif split == "temporal":
+            tr, te = split_temporal(everything, test_pct)
+        else:
+            tr, te = split_leave_last(everything, leave_last_n)
+        split_name, details = split, {"source": source, "test_pct": test_pct, "leave_last_n": leave_last_n,
+                                      "seed": cfg.train.seed}
+    if not len(tr) or not len(te):
+        raise ValueError(f"the split left {len(tr)} train and {len(te)} test ratings; both must be non-empty")
+    device = resolve_device(cfg.train.device)
+    results = compare(tr, te, cfg, device)
+    details.update(n_train=len(tr), n_test=len(te), config=cfg.model_dump(mode="json"))
+    return {"split": split_name, "details": details, "results": results}
+
+
+def store(warehouse: str, evaluation: dict) -> str:
+    evaluation_id = wh.new_run_id()
+    rows = [(evaluation_id, wh.now(), evaluation["split"], model, metric, float(value), json.dumps(evaluation["details"]))
+            for model, metrics in evaluation["results"].items() for metric, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    wh.ensure_schema(warehouse)
+    with wh.connect(warehouse) as con:
+        con.executemany("insert into evaluations values (?, ?, ?, ?, ?, ?, ?)", rows)
+    return evaluation_id
+
+
+@flow(name="collabflow-evaluate", validate_parameters=True)
+def evaluate(
+    source: str | None = None,
+    train: str | None = None,
+    test: str | None = None,
+    split: Split = "random",
+    test_pct: float = 0.2,
+    leave_last_n: int = 1,
+    warehouse: str | None = None,
+    columns: str | None = None,
+    delimiter: str | None = None,
+    config: dict | None = None,
+) -> dict:
+    """Every model and baseline on one split; ``published`` is what the nightly flow would publish.
+
+    ``config`` holds flat overrides of the nightly parameters (e.g. ``{"ranker": "ials", "seed": 43}``).
+    """
+    logger = get_run_logger()
+    cfg = RunConfig.from_flat(**(config or {}))
+    evaluation = compare_models(source, train, test, split, test_pct, leave_last_n, columns, delimiter, cfg)
+    results = evaluation["results"]
+    table = [{"model": name, **{m: (round(v, 4) if isinstance(v, float) and not math.isnan(v) else v)
+                                for m, v in metrics.items() if m in TABLE_METRICS}}
+             for name, metrics in results.items()]
+    create_table_artifact(key="collabflow-evaluation", table=table,
+                          description=f"{evaluation['split']} split: {evaluation['details'].get('n_train')} train / "
+                                      f"{evaluation['details'].get('n_test')} test ratings")
+    if warehouse:
+        evaluation["evaluation_id"] = store(warehouse, evaluation)
+        logger.info("stored as evaluation %s in %s", evaluation["evaluation_id"], Path(warehouse) / wh.DB_NAME)
+    pub = results["published"]
+    logger.info("published (%s ranks, %s rates): NDCG@10 %.4f, RMSE %.4f", pub["ranker"], pub["rating_model"],
+                pub["ndcg_at_10"], pub["rmse"])
+    return evaluation

@@ -1,0 +1,16 @@
+"""Issue 3 acceptance on real MovieLens 100K (skipped when ../shared/data/ml-100k is absent)."""
+import pytest
+
+from bench.ranking import run
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+
+def test_published_models_beat_the_acceptance_bars(ml100k):
+    means = run(ml100k)
+    pub = means["published"]
+    assert pub["rmse"] <= 0.90, pub
+    assert pub["ndcg_at_10"] >= 0.35, pub
+    assert means["neural"]["rmse"] <= 0.92, means["neural"]
+    assert pub["ndcg_at_10"] > 2 * means["popularity"]["ndcg_at_10"]
+    assert pub["coverage_at_10"] > 3 * means["popularity"]["coverage_at_10"]  # not won by collapsing onto the head
