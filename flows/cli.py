@@ -1,50 +1,35 @@
-"""``collabflow``: run the nightly flow once, read recommendations, generate synthetic data."""
+"""``collabflow``: run or serve the nightly flow, evaluate models, and read the warehouse.
+
+Exit codes: 0 success, 1 the work failed (the reason is the last line on stderr), 2 bad usage.
+"""
 from __future__ import annotations
 
 import atexit
+import functools
+import inspect
 import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 
 import flows  # noqa: F401  (sets Prefect defaults before Prefect is imported)
+from flows.nightly import nightly, parameter_help
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="collabflow: a nightly collaborative-filtering recommender that publishes top-N lists to DuckDB.",
+    help="collabflow: a nightly collaborative-filtering recommender that publishes top-N lists to DuckDB. "
+         "Settings: defaults < collabflow.toml (or --config / $COLLABFLOW_CONFIG) < COLLABFLOW_<NAME> "
+         "environment variables < flags.",
 )
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
-WAREHOUSE_HELP = "Warehouse folder; the database is WAREHOUSE/collabflow.duckdb."
-
-
-class DeviceChoice(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class RatingModelChoice(str, Enum):
-    dot = "dot"
-    neural = "neural"
-
-
-class RankerChoice(str, Enum):
-    auto = "auto"
-    ials = "ials"
-    ease = "ease"
-    rating = "rating"
-    popularity = "popularity"
-
-
-class ShapeChoice(str, Enum):
-    ml_100k = "ml-100k"
-    ml_1m = "ml-1m"
-    ml_10m = "ml-10m"
-    ml_25m = "ml-25m"
+WAREHOUSE_OPTION = typer.Option(Path("warehouse"), help="Warehouse folder; the database is WAREHOUSE/collabflow.duckdb.")
+JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
 
 
 def _fmt(value) -> str:
@@ -56,76 +41,98 @@ def fail(command: str, message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
-def run(
-    source: Optional[Path] = typer.Option(
-        None, help="Rating file or folder of files (u.data, ratings.dat, ratings.csv, any CSV/TSV/Parquet). "
-        "Omit to generate seeded synthetic MovieLens-shaped data."),
-    warehouse: Path = typer.Option(Path("warehouse"), help=WAREHOUSE_HELP),
-    top_n: int = typer.Option(10, help="Recommendations per user."),
-    columns: Optional[str] = typer.Option(
-        None, help="Column mapping role=column, e.g. 'user=uid,item=movie,rating=stars,timestamp=ts' "
-        "(0-based positions for files without a header)."),
-    delimiter: Optional[str] = typer.Option(None, help="Field delimiter; detected from the file name and first line if omitted."),
-    rating_min: float = typer.Option(0.5, help="Lowest valid rating; rows below are quarantined."),
-    rating_max: float = typer.Option(5.0, help="Highest valid rating; rows above are quarantined."),
-    max_bad_fraction: float = typer.Option(0.5, help="Stop (loading nothing from the file) when more than this share of its rows is bad."),
-    rating_model: RatingModelChoice = typer.Option(RatingModelChoice.dot, help="Model behind the published score: dot product with biases, or the neural EmbeddingNN."),
-    ranker: RankerChoice = typer.Option(RankerChoice.auto, help="Model that orders the lists: auto (EASE up to 10k items, else iALS), ials, ease, rating (the rating model; ranks below popularity) or popularity."),
-    relevance_threshold: float = typer.Option(4.0, help="Ratings at or above this count as liked (ranking weight 1, and relevant in metrics)."),
-    rank_factors: int = typer.Option(128, help="iALS latent factors."),
-    rank_iterations: int = typer.Option(10, help="iALS alternating passes."),
-    refit_on_all: bool = typer.Option(True, help="Refit both models on all ratings after measuring them on the validation split."),
-    factors: int = typer.Option(50, "--factors", help="Latent factors per user and item (dot model)."),
-    epochs: int = typer.Option(5, help="Training epochs."),
-    lr: float = typer.Option(5e-3, "--lr", help="Peak learning rate of the one-cycle schedule."),
-    wd: float = typer.Option(0.1, help="Weight decay."),
-    batch_size: int = typer.Option(512, help="Ratings per optimizer step."),
-    valid_pct: float = typer.Option(0.2, help="Share of ratings held out for validation metrics."),
-    seed: int = typer.Option(42, help="Seed for the split, initialisation, shuffling and synthetic data."),
-    device: DeviceChoice = typer.Option(DeviceChoice.auto, help="auto = CUDA when available, else CPU."),
-    score_memory_mb: int = typer.Option(512, help="Memory budget (MB) for one block of scores."),
-    synthetic_shape: ShapeChoice = typer.Option(ShapeChoice.ml_100k, help="Shape of the synthetic data used without --source."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
-) -> None:
-    """Run the nightly flow once: ingest, train, score every user, publish to DuckDB."""
+def _last_words(command: str) -> list[str]:
+    """Prefect stops its temporary server in an atexit hook, logging one more line; a hook registered
+    before the flow starts runs after it (LIFO), so the reason stays the last line a cron mail shows."""
+    words: list[str] = []
+    atexit.register(lambda: words and print(words[0], file=sys.stderr, flush=True))
+    return words
+
+
+def _state_error(state) -> str:
+    exc = state.result(raise_on_failure=False)
+    message = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(state.message)
+    return " ".join(message.split())
+
+
+def with_nightly_options(func: Callable) -> Callable:
+    """Give a command one option per nightly-flow parameter (same names, types and defaults)."""
+    from flows.settings import flow_parameters
+
+    helps = parameter_help()
+    extra = []
+    for name, p in flow_parameters().items():
+        extra.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=p.annotation,
+                                       default=typer.Option(p.default, help=helps.get(name, ""), show_default=True)))
+    own = list(inspect.signature(func).parameters.values())
+
+    @functools.wraps(func)
+    def wrapper(**kwargs):
+        params = {k: kwargs.pop(k) for k in list(kwargs) if k not in {p.name for p in own}}
+        return func(params=params, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([p for p in own if p.name != "params"] + extra)
+    return wrapper
+
+
+def _validated(command: str, params: dict[str, Any]) -> dict[str, Any]:
     from pydantic import ValidationError
 
-    from flows.nightly import build_config, nightly
+    from flows.nightly import build_config
 
-    params = dict(
-        source=str(source) if source else None, warehouse=str(warehouse), top_n=top_n, columns=columns,
-        delimiter=delimiter, rating_min=rating_min, rating_max=rating_max, max_bad_fraction=max_bad_fraction,
-        rating_model=rating_model.value, ranker=ranker.value, relevance_threshold=relevance_threshold,
-        rank_factors=rank_factors, rank_iterations=rank_iterations, refit_on_all=refit_on_all,
-        n_factors=factors, epochs=epochs, lr_max=lr, wd=wd, batch_size=batch_size, valid_pct=valid_pct,
-        seed=seed, device=device.value, score_memory_mb=score_memory_mb, synthetic_shape=synthetic_shape.value,
-    )
-    try:  # reject bad values before starting Prefect
+    try:
         build_config(**params)
     except ValidationError as e:
         err = e.errors()[0]
-        fail("run", f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}", 2)
-    if source is not None and not source.exists():
-        fail("run", f"--source {source} does not exist", 2)
-    # Prefect stops its temporary server in an atexit hook, logging one more line; a hook registered
-    # before the flow starts runs after it (LIFO), so the reason stays the last line a cron mail shows.
-    last_words: list[str] = []
-    atexit.register(lambda: last_words and print(last_words[0], file=sys.stderr, flush=True))
+        fail(command, f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}", 2)
+    if params.get("source") and not Path(params["source"]).exists():
+        fail(command, f"--source {params['source']} does not exist", 2)
+    return params
+
+
+@app.command()
+@with_nightly_options
+def run(params: dict, as_json: bool = JSON_OPTION) -> None:
+    """Run the nightly flow once: ingest, train, score every user, publish to DuckDB."""
+    params = _validated("run", params)
+    last_words = _last_words("run")
     state = nightly(**params, return_state=True)
     if not state.is_completed():
-        exc = state.result(raise_on_failure=False)
-        message = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(state.message)
-        last_words.append(f"collabflow run: error: {' '.join(message.split())}")
+        last_words.append(f"collabflow run: error: {_state_error(state)}")
         raise typer.Exit(1)
     summary = state.result()
     if as_json:
         typer.echo(json.dumps(summary, default=str))
-    else:
-        m = summary["metrics"]
-        typer.echo(f"run {summary['run_id']}: {summary['n_recommendations']} recommendations for "
-                   f"{summary['n_users_scored']} users; {m['rating_model']} valid RMSE {_fmt(m['valid_rmse'])}, "
-                   f"{m['ranker']} NDCG@10 {_fmt(m.get('ndcg_at_10'))}; database {warehouse / 'collabflow.duckdb'}")
+        return
+    m = summary["metrics"]
+    if summary.get("skipped"):
+        typer.echo(f"skipped: {summary['skipped']}")
+        return
+    typer.echo(f"run {summary['run_id']}: {summary['n_recommendations']} recommendations for "
+               f"{summary['n_users_scored']} users; {m['rating_model']} valid RMSE {_fmt(m['valid_rmse'])}, "
+               f"{m['ranker']} NDCG@10 {_fmt(m.get('ndcg_at_10'))}; database {Path(params['warehouse']) / 'collabflow.duckdb'}")
+
+
+@app.command()
+@with_nightly_options
+def serve(
+    params: dict,
+    cron: str = typer.Option("0 2 * * *", help="When the nightly run starts (cron syntax)."),
+    timezone: str = typer.Option("UTC", help="Time zone of the cron schedule, e.g. Europe/Berlin."),
+    name: str = typer.Option("nightly", help="Deployment name, shown in the Prefect UI."),
+) -> None:
+    """Register the nightly flow as a scheduled Prefect deployment and serve it until stopped.
+
+    Needs a Prefect server (PREFECT_API_URL). Stopping `serve` leaves the schedule active, two nights
+    never overlap, and after downtime the missed night runs once.
+    """
+    from flows.deploy import serve_nightly
+
+    params = _validated("serve", params)
+    try:
+        serve_nightly(params, cron=cron, timezone=timezone, name=name)
+    except (ValueError, RuntimeError) as e:
+        fail("serve", str(e))
 
 
 class SplitChoice(str, Enum):
@@ -149,9 +156,9 @@ def evaluate(
     delimiter: Optional[str] = typer.Option(None, help="Field delimiter, as for `run`."),
     rating_min: float = typer.Option(0.5, help="Lowest valid rating."),
     rating_max: float = typer.Option(5.0, help="Highest valid rating."),
-    rating_model: RatingModelChoice = typer.Option(RatingModelChoice.dot, help="Rating model the nightly flow would publish."),
-    ranker: RankerChoice = typer.Option(RankerChoice.auto, help="Ranker the nightly flow would publish."),
-    device: DeviceChoice = typer.Option(DeviceChoice.auto, help="auto = CUDA when available, else CPU."),
+    rating_model: str = typer.Option("dot", help="Rating model the nightly flow would publish: dot or neural."),
+    ranker: str = typer.Option("ials", help="Ranker the nightly flow would publish: ials, ease, rating or popularity."),
+    device: str = typer.Option("auto", help="auto (CUDA when available, else CPU), cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: models and baselines by name, "
                                  "'published' for the nightly flow's configuration."),
 ) -> None:
@@ -161,8 +168,8 @@ def evaluate(
     from flows.evaluate import TABLE_METRICS, evaluate as evaluate_flow
     from recmodel.config import RunConfig
 
-    config = dict(seed=seed, rating_min=rating_min, rating_max=rating_max, rating_model=rating_model.value,
-                  ranker=ranker.value, device=device.value)
+    config = dict(seed=seed, rating_min=rating_min, rating_max=rating_max, rating_model=rating_model,
+                  ranker=ranker, device=device)
     try:
         RunConfig.from_flat(**config)
     except ValidationError as e:
@@ -173,16 +180,13 @@ def evaluate(
     for path in (source, train, test):
         if path is not None and not path.exists():
             fail("evaluate", f"{path} does not exist", 2)
-    last_words: list[str] = []
-    atexit.register(lambda: last_words and print(last_words[0], file=sys.stderr, flush=True))
+    last_words = _last_words("evaluate")
     state = evaluate_flow(source=str(source) if source else None, train=str(train) if train else None,
                           test=str(test) if test else None, split=split.value, test_pct=test_pct,
                           leave_last_n=leave_last_n, warehouse=str(warehouse) if warehouse else None,
                           columns=columns, delimiter=delimiter, config=config, return_state=True)
     if not state.is_completed():
-        exc = state.result(raise_on_failure=False)
-        message = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(state.message)
-        last_words.append(f"collabflow evaluate: error: {' '.join(message.split())}")
+        last_words.append(f"collabflow evaluate: error: {_state_error(state)}")
         raise typer.Exit(1)
     evaluation = state.result()
     results = evaluation["results"]
@@ -201,27 +205,41 @@ def evaluate(
     typer.echo(f"published = {pub['ranker']} lists with {pub['rating_model']} scores")
 
 
-@app.command()
-def recommend(
-    user_id: int = typer.Argument(..., help="Raw user id, as in the rating files."),
-    warehouse: Path = typer.Option(Path("warehouse"), help=WAREHOUSE_HELP),
-    n: Optional[int] = typer.Option(None, "--n", help="Show at most this many (default: the whole list)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-) -> None:
-    """Print a user's recommendations from the latest successful run."""
+def _read(command: str, warehouse: Path, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
     from tasks import warehouse as wh
 
     try:
         with wh.connect(warehouse, read_only=True) as con:
-            rows = con.execute(
-                "select run_id, rank, item_id, score from latest_recommendations where user_id = ? order by rank",
-                [user_id],
-            ).fetchall()
-            known = rows or con.execute("select count(*) from ratings where user_id = ?", [user_id]).fetchone()[0]
+            cur = con.execute(sql, params or [])
+            return [d[0] for d in cur.description or []], cur.fetchall()
     except (FileNotFoundError, RuntimeError) as e:
-        fail("recommend", str(e))
+        fail(command, str(e))
+    except Exception as e:  # a SQL error: say it plainly
+        fail(command, " ".join(str(e).split()))
+    raise AssertionError("unreachable")
+
+
+def _print_table(columns: list[str], rows: list[tuple]) -> None:
+    cells = [[_fmt(v) if v is not None else "" for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        typer.echo("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+
+
+@app.command()
+def recommend(
+    user_id: int = typer.Argument(..., help="Raw user id, as in the rating files."),
+    warehouse: Path = WAREHOUSE_OPTION,
+    n: Optional[int] = typer.Option(None, "--n", help="Show at most this many (default: the whole list)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Print a user's recommendations from the latest successful run."""
+    _, rows = _read("recommend", warehouse, "select run_id, rank, item_id, score from latest_recommendations "
+                    "where user_id = ? order by rank", [user_id])
     if not rows:
-        why = ("the user has ratings but no list in the latest run; rerun `collabflow run`" if known
+        _, known = _read("recommend", warehouse, "select count(*) from ratings where user_id = ?", [user_id])
+        why = ("the user has ratings but no list in the latest run; rerun `collabflow run`" if known[0][0]
                else "no such user in the warehouse (ids are the raw ids of the rating files)")
         fail("recommend", f"no recommendations for user {user_id}: {why}")
     rows = rows[:n] if n else rows
@@ -230,15 +248,96 @@ def recommend(
             {"rank": r, "item_id": i, "score": s} for _, r, i, s in rows]}))
         return
     typer.echo(f"user {user_id} (run {rows[0][0]})")
-    typer.echo(f"{'rank':>4}  {'item_id':>10}  {'score':>6}")
-    for _, rank, item, score in rows:
-        typer.echo(f"{rank:>4}  {item:>10}  {score:>6.3f}")
+    _print_table(["rank", "item_id", "score"], [r[1:] for r in rows])
+
+
+STATUS_SQL = """
+select run_id, status, started_at, finished_at,
+       round(epoch(finished_at) - epoch(started_at), 1) as seconds,
+       n_users, n_items, n_recommendations,
+       cast(metrics->>'valid_rmse' as double) as valid_rmse,
+       cast(metrics->>'ndcg_at_10' as double) as ndcg_at_10,
+       error
+from runs order by started_at desc limit ?
+"""
+
+
+@app.command()
+def status(
+    warehouse: Path = WAREHOUSE_OPTION,
+    last: int = typer.Option(10, "--last", help="How many recent runs to show."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The latest runs: state, timing, size and validation metrics (newest first)."""
+    columns, rows = _read("status", warehouse, STATUS_SQL, [last])
+    if as_json:
+        typer.echo(json.dumps({"runs": [dict(zip(columns, row)) for row in rows]}, default=str))
+        return
+    if not rows:
+        typer.echo("no runs yet")
+        return
+    _print_table(columns[:-1], [row[:-1] for row in rows])
+    for row in rows:
+        if row[-1]:
+            typer.echo(f"{row[0]} {row[1]}: {row[-1]}")
+
+
+@app.command()
+def sql(
+    query: Optional[str] = typer.Argument(None, help="SQL to run; omit to read queries from stdin (';' ends one)."),
+    warehouse: Path = WAREHOUSE_OPTION,
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Run the SQL in this file (e.g. sql/queries/*.sql)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Query the warehouse read-only (it never blocks or changes the nightly run's data)."""
+    if file is not None:
+        query = file.read_text()
+    if query is None:
+        if sys.stdin.isatty():
+            typer.echo("collabflow sql: type a query ending in ';' (Ctrl-D to quit)", err=True)
+        buffer = ""
+        for line in sys.stdin:
+            buffer += line
+            if buffer.strip().endswith(";"):
+                _run_sql(warehouse, buffer, as_json)
+                buffer = ""
+        if buffer.strip():
+            _run_sql(warehouse, buffer, as_json)
+        return
+    _run_sql(warehouse, query, as_json)
+
+
+def _run_sql(warehouse: Path, query: str, as_json: bool) -> None:
+    columns, rows = _read("sql", warehouse, query)
+    if as_json:
+        typer.echo(json.dumps([dict(zip(columns, row)) for row in rows], default=str))
+    else:
+        _print_table(columns, rows)
+
+
+@config_app.command("show")
+def config_show(
+    config: Optional[Path] = typer.Option(None, help="Config file (default: $COLLABFLOW_CONFIG, else ./collabflow.toml)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Print every nightly parameter's effective value and where it came from (before CLI flags)."""
+    from flows.settings import layered
+
+    try:
+        values = layered(config)
+    except (ValueError, FileNotFoundError) as e:
+        fail("config show", str(e), 2)
+    if as_json:
+        typer.echo(json.dumps({k: {"value": v, "from": o} for k, (v, o) in values.items()}, default=str))
+        return
+    for name, (value, origin) in values.items():
+        typer.echo(f"{name} = {json.dumps(value, default=str)}    # {origin}")
 
 
 @app.command()
 def generate(
     out: Path = typer.Option(..., help="Folder to write into."),
-    shape: ShapeChoice = typer.Option(ShapeChoice.ml_100k, help="Users x items x ratings of a MovieLens release."),
+    shape: str = typer.Option("ml-100k", help="Users x items x ratings of a MovieLens release: ml-100k, ml-1m, ml-10m, ml-25m."),
     seed: int = typer.Option(42, help="Same shape and seed give identical data."),
     fmt: str = typer.Option("parquet", "--format", help="parquet (ratings.parquet), csv (ratings.csv) or udata (u.data)."),
 ) -> None:
@@ -248,15 +347,27 @@ def generate(
     if fmt not in synth.FORMATS:
         fail("generate", f"--format must be one of {', '.join(synth.FORMATS)}", 2)
     try:
-        path = synth.write(synth.generate(shape.value, seed), out, fmt)
+        path = synth.write(synth.generate(shape, seed), out, fmt)
     except ValueError as e:
         fail("generate", str(e), 2)
     typer.echo(str(path))
 
 
 def main() -> None:
-    app()
+    from flows.settings import default_map
+
+    config_path = None
+    if "--config" in sys.argv[1:] and sys.argv[1:2] != ["config"]:
+        i = sys.argv.index("--config")
+        config_path = sys.argv[i + 1] if i + 1 < len(sys.argv) else None
+        del sys.argv[i:i + 2]
+    try:
+        defaults = default_map(config_path)
+    except (ValueError, FileNotFoundError) as e:
+        typer.echo(f"collabflow: error: {e}", err=True)
+        sys.exit(2)
+    app(default_map=defaults)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

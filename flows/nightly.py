@@ -44,7 +44,42 @@ def default_source(warehouse: str, shape: str, seed: int) -> str:
     return str(path)
 
 
-IO_PARAMS = ("source", "warehouse", "columns", "delimiter", "max_bad_fraction", "synthetic_shape")
+IO_HELP = {
+    "source": "Rating file or folder of files (u.data, ratings.dat, ratings.csv, any CSV/TSV/Parquet, optionally "
+              "gzipped). Omit to generate seeded synthetic MovieLens-shaped data into the warehouse.",
+    "warehouse": "Warehouse folder; the database is WAREHOUSE/collabflow.duckdb.",
+    "columns": "Column mapping role=column, e.g. 'user=uid,item=movie,rating=stars,timestamp=ts' "
+               "(0-based positions for files without a header).",
+    "delimiter": "Field delimiter; detected from the file name and first line if omitted.",
+    "max_bad_fraction": "Refuse a file (loading nothing from it) when more than this share of its rows is bad.",
+    "synthetic_shape": "Shape of the synthetic data generated when no source is given.",
+}
+IO_PARAMS = tuple(IO_HELP)
+
+
+def parameter_help() -> dict[str, str]:
+    """One line per flow parameter: the I/O ones above, the rest from the config classes' field docs."""
+    from recmodel.config import RankConfig, TrainConfig
+
+    out = dict(IO_HELP)
+    for model in (RunConfig, TrainConfig, RankConfig):
+        out.update({name: f.description or "" for name, f in model.model_fields.items() if name not in ("train", "rank")})
+    return out
+
+
+def already_covered(warehouse: str) -> str | None:
+    """For a scheduled run: why it is redundant, if a run that started after its slot already succeeded.
+
+    After downtime Prefect runs every missed night; ``concurrency_limit=1`` queues them, and all but the
+    first then find their night covered: a missed night runs once.
+    """
+    from prefect.runtime import deployment, flow_run
+
+    if not deployment.id:
+        return None
+    slot = flow_run.scheduled_start_time
+    newer = wh.succeeded_since(warehouse, slot)
+    return f"run {newer} started after this run's slot ({slot}) and succeeded" if newer else None
 
 
 def build_config(**params) -> RunConfig:
@@ -63,7 +98,7 @@ def nightly(
     rating_max: float = 5.0,
     max_bad_fraction: float = 0.5,
     rating_model: RatingModel = "dot",
-    ranker: Ranker = "auto",
+    ranker: Ranker = "ials",
     n_factors: int = 50,
     epochs: int = 5,
     lr_max: float = 5e-3,
@@ -82,7 +117,7 @@ def nightly(
     relevance_threshold: float = 4.0,
     rank_low_rating_weight: float = 0.5,
     rank_factors: int = 128,
-    rank_reg: float = 0.0125,
+    rank_reg: float = 0.025,
     rank_unobserved_weight: float = 0.1,
     rank_iterations: int = 10,
     rank_cg_steps: int = 3,
@@ -100,6 +135,10 @@ def nightly(
     cfg = build_config(**params)
     with wh.exclusive(warehouse):
         wh.ensure_schema(warehouse)
+        covered = already_covered(warehouse)
+        if covered:
+            logger.info("skipped: %s", covered)
+            return {"skipped": covered}
         run_id = wh.new_run_id()
         wh.start_run(warehouse, run_id, source, {**cfg.model_dump(mode="json"), "columns": columns,
                      "delimiter": delimiter, "max_bad_fraction": max_bad_fraction}, cfg.config_hash(), versions())

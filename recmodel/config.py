@@ -9,8 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Device = Literal["auto", "cpu", "cuda"]
 RatingModel = Literal["dot", "neural"]
-Ranker = Literal["auto", "ials", "ease", "rating", "popularity"]
-EASE_AUTO_MAX_ITEMS = 10_000  # above this, 'auto' picks iALS: EASE's dense inverse grows as n_items^3
+Ranker = Literal["ials", "ease", "rating", "popularity"]
 
 
 class TrainConfig(BaseModel):
@@ -68,24 +67,19 @@ class RankConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    ranker: Ranker = Field("auto", description="'auto' (EASE up to 10k items, else iALS), 'ials' (implicit ALS "
-                           "embeddings, scales to ML-25M), 'ease' (closed-form item-item, up to 20k items), 'rating' "
-                           "(the rating model: ranks below popularity, kept for comparison) or 'popularity'.")
+    ranker: Ranker = Field("ials", description="'ials' (implicit ALS embeddings, scales to ML-25M), 'ease' "
+                           "(closed-form item-item, catalogs up to 20k items), 'rating' (the rating model: ranks "
+                           "below popularity, kept for comparison) or 'popularity'.")
     relevance_threshold: float = Field(4.0, description="Ratings >= this count as liked (weight 1) for ranking "
                                        "and for the ranking metrics.")
     rank_low_rating_weight: float = Field(0.5, ge=0, le=1, description="Weight of an interaction rated below "
                                           "relevance_threshold (picked, but liked less).")
     rank_factors: int = Field(128, ge=1, le=4096, description="iALS: latent factors.")
-    rank_reg: float = Field(0.0125, ge=0, description="iALS: L2 strength, scaled per user/item by its count.")
+    rank_reg: float = Field(0.025, ge=0, description="iALS: L2 strength, scaled per user/item by its count.")
     rank_unobserved_weight: float = Field(0.1, ge=0, description="iALS: weight of every unobserved pair as a weak negative.")
     rank_iterations: int = Field(10, ge=1, le=1000, description="iALS: alternating passes.")
     rank_cg_steps: int = Field(3, ge=1, le=100, description="iALS: conjugate-gradient steps per pass.")
     ease_lambda: float = Field(400.0, gt=0, description="EASE: L2 strength.")
-
-    def resolved_ranker(self, n_items: int) -> str:
-        if self.ranker == "auto":
-            return "ease" if n_items <= EASE_AUTO_MAX_ITEMS else "ials"
-        return self.ranker
 
 
 class RunConfig(BaseModel):

@@ -75,7 +75,7 @@ def _solve_side(X: torch.Tensor, other: torch.Tensor, rows: torch.Tensor, cols: 
 
 def fit_ials(
     users: np.ndarray, items: np.ndarray, weights: np.ndarray, n_users: int, n_items: int, *,
-    factors: int = 128, reg: float = 0.0125, unobserved_weight: float = 0.1, iterations: int = 10,
+    factors: int = 128, reg: float = 0.025, unobserved_weight: float = 0.1, iterations: int = 10,
     cg_steps: int = 3, seed: int = 42, device: torch.device | str = "cpu",
     on_iteration: Callable[[int, float], None] | None = None,
 ) -> FactorRanker:

@@ -140,7 +140,7 @@ def rating_ranker(model: DotProductBias | EmbeddingNN) -> FactorRanker | NeuralR
 def fit_ranker(train: Ratings, cfg: RankConfig, device: torch.device, seed: int,
                rater: DotProductBias | EmbeddingNN | None = None):
     """Fit the configured ranker on the training interactions."""
-    name = cfg.resolved_ranker(train.n_items)
+    name = cfg.ranker
     if name == "rating":
         if rater is None:
             raise ValueError("ranker='rating' needs the fitted rating model")
@@ -200,7 +200,7 @@ def compare(train: Ratings, test: Ratings, cfg: RunConfig, device: torch.device,
         out[name] = rating_report(predict(model, test.users, test.items), test)
         if "rating" in rankers:
             out[name].update(ranking_report(rating_ranker(model), train, test, k, threshold, memory_mb=cfg.score_memory_mb, device=device))
-    chosen = cfg.rank.resolved_ranker(train.n_items)
+    chosen = cfg.rank.ranker
     for name in dict.fromkeys((*rankers, chosen)):
         if name == "rating":
             continue

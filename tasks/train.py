@@ -32,7 +32,7 @@ def fit_snapshot(snapshot: dict, cfg: RunConfig, rater_path: str | Path, ranker_
     device = resolve_device(cfg.train.device)
     everything = load_snapshot(snapshot)
     train, valid = split_random(everything, cfg.train.valid_pct, cfg.train.seed)
-    ranker_name = cfg.rank.resolved_ranker(everything.n_items)
+    ranker_name = cfg.rank.ranker
     t0 = time.perf_counter()
     rater, result = fit_rater(train, cfg.train, device, valid)
     train_seconds = time.perf_counter() - t0

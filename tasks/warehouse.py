@@ -117,6 +117,14 @@ def start_run(warehouse: str | Path, run_id: str, source: str | None, config: di
         )
 
 
+def succeeded_since(warehouse: str | Path, when: datetime) -> str | None:
+    """The id of a run that started at or after ``when`` and succeeded, if any."""
+    with connect(warehouse) as con:
+        row = con.execute("select run_id from runs where status = 'succeeded' and started_at >= ? "
+                          "order by started_at limit 1", [when]).fetchone()
+    return row[0] if row else None
+
+
 def fail_run(warehouse: str | Path, run_id: str, error: str) -> None:
     with connect(warehouse) as con:
         con.execute("update runs set status = 'failed', finished_at = ?, error = ? where run_id = ?",

@@ -1,0 +1,82 @@
+"""One typed configuration for the nightly flow: defaults < config file < environment < CLI flags.
+
+Every setting is a parameter of ``flows.nightly.nightly`` with the same name:
+
+* a TOML file (``--config PATH``, else ``$COLLABFLOW_CONFIG``, else ``./collabflow.toml`` if present)
+  with top-level keys, e.g. ``top_n = 20`` or ``ranker = "ials"``;
+* environment variables ``COLLABFLOW_<NAME>`` (``COLLABFLOW_TOP_N=20``);
+* command-line flags (``--top-n 20``).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+ENV_PREFIX = "COLLABFLOW_"
+DEFAULT_FILE = "collabflow.toml"
+
+
+def flow_parameters() -> dict[str, inspect.Parameter]:
+    """The nightly flow's parameters with their annotations resolved to real types."""
+    from flows.nightly import nightly
+
+    hints = typing.get_type_hints(nightly.fn)
+    return {name: p.replace(annotation=hints[name]) for name, p in inspect.signature(nightly.fn).parameters.items()}
+
+
+def config_file(explicit: str | Path | None = None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        return path
+    if os.environ.get(ENV_PREFIX + "CONFIG"):
+        return config_file(os.environ[ENV_PREFIX + "CONFIG"])
+    return Path(DEFAULT_FILE) if Path(DEFAULT_FILE).is_file() else None
+
+
+def _coerce(name: str, value: Any, param: inspect.Parameter, origin: str) -> Any:
+    """Validate (lax: "20" -> 20, "true" -> True) against the flow parameter's type."""
+    try:
+        return TypeAdapter(param.annotation).validate_python(value)
+    except ValidationError as e:
+        raise ValueError(f"{origin}: {name}: {e.errors()[0]['msg']}") from None
+
+
+def layered(config_path: str | Path | None = None) -> dict[str, tuple[Any, str]]:
+    """Every parameter's effective value before CLI flags, with where it came from."""
+    params = flow_parameters()
+    out: dict[str, tuple[Any, str]] = {name: (p.default, "default") for name, p in params.items()}
+    path = config_file(config_path)
+    if path is not None:
+        with path.open("rb") as f:
+            try:
+                data = tomllib.load(f)
+            except tomllib.TOMLDecodeError as e:
+                raise ValueError(f"{path}: not valid TOML ({e})") from None
+        unknown = sorted(set(data) - set(params))
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {unknown}; `collabflow config show` lists the valid ones")
+        for name, value in data.items():
+            out[name] = (_coerce(name, value, params[name], str(path)), str(path))
+    for name, param in params.items():
+        env = ENV_PREFIX + name.upper()
+        if env in os.environ:
+            raw = os.environ[env]
+            value = None if raw == "" and param.default is None else raw
+            if value is not None and param.annotation is tuple[float, float]:
+                value = [float(v) for v in raw.replace(",", " ").split()]
+            out[name] = (_coerce(name, value, param, env) if value is not None else None, env)
+    return out
+
+
+def default_map(config_path: str | Path | None = None) -> dict[str, Any]:
+    """Click's default_map for commands taking the nightly parameters: file and environment values."""
+    values = {name: value for name, (value, origin) in layered(config_path).items() if origin != "default"}
+    return {"run": values, "serve": values}
