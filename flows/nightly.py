@@ -16,7 +16,7 @@ from recmodel.config import RatingModel, Ranker, RunConfig
 from recmodel.device import resolve_device
 from tasks import warehouse as wh
 from tasks.index import build_index
-from tasks.ingest import ingest_ratings
+from tasks.ingest import ingest_items, ingest_ratings
 from tasks.publish import publish_run
 from tasks.score import score_users
 from tasks.train import fit_models
@@ -35,13 +35,17 @@ def versions() -> dict[str, str]:
     return out
 
 
-def default_source(warehouse: str, shape: str, seed: int) -> str:
-    """Seeded synthetic MovieLens-shaped ratings, generated once per (shape, seed) inside the warehouse."""
+def default_source(warehouse: str, shape: str, seed: int) -> tuple[str, str]:
+    """Seeded synthetic MovieLens-shaped ratings and item titles, generated once per (shape, seed) inside
+    the warehouse; returns ``(ratings path, items path)``."""
     out = Path(warehouse) / "synthetic" / f"{shape}-seed{seed}"
-    path = out / "ratings.parquet"
-    if not path.exists():
-        synth.write(synth.generate(shape, seed), out, "parquet")
-    return str(path)
+    path, items_path = out / "ratings.parquet", out / "items.csv"
+    if not path.exists() or not items_path.exists():
+        ratings = synth.generate(shape, seed)
+        out.mkdir(parents=True, exist_ok=True)
+        synth.items(ratings, seed).write_csv(items_path)
+        synth.write(ratings, out, "parquet")
+    return str(path), str(items_path)
 
 
 IO_HELP = {
@@ -53,6 +57,9 @@ IO_HELP = {
     "delimiter": "Field delimiter; detected from the file name and first line if omitted.",
     "max_bad_fraction": "Refuse a file (loading nothing from it) when more than this share of its rows is bad.",
     "synthetic_shape": "Shape of the synthetic data generated when no source is given.",
+    "items": "Optional item metadata (u.item, movies.csv, items.tsv, or any CSV/Parquet with item id and title) so "
+             "the views show titles.",
+    "item_columns": "Column mapping for --items, e.g. 'item=sku,title=name,genres=category'.",
 }
 IO_PARAMS = tuple(IO_HELP)
 
@@ -123,6 +130,8 @@ def nightly(
     rank_cg_steps: int = 3,
     ease_lambda: float = 400.0,
     synthetic_shape: Literal["ml-100k", "ml-1m", "ml-10m", "ml-25m"] = "ml-100k",
+    items: str | None = None,
+    item_columns: str | None = None,
 ) -> dict:
     """One night: ingest new ratings, retrain, score every user, publish atomically.
 
@@ -146,8 +155,10 @@ def nightly(
         try:
             timings: dict[str, float] = {}
             t = time.perf_counter()
-            src = source or default_source(warehouse, synthetic_shape, seed)
+            src, items_src = (source, items) if source else default_source(warehouse, synthetic_shape, seed)
             files = ingest_ratings(src, warehouse, columns, delimiter, rating_min, rating_max, max_bad_fraction)
+            if items_src or items:
+                ingest_items(items or items_src, warehouse, item_columns)
             timings["ingest"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()

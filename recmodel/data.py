@@ -65,7 +65,7 @@ class ParsedFile:
     duplicates: int
 
 
-def parse_column_mapping(spec: str | None) -> dict[str, str | int]:
+def parse_column_mapping(spec: str | None, roles: tuple[str, ...] = ROLES) -> dict[str, str | int]:
     """Parse ``"user=uid,item=movie,rating=stars,timestamp=ts"`` (names, or 0-based positions for files without header)."""
     if not spec:
         return {}
@@ -73,9 +73,9 @@ def parse_column_mapping(spec: str | None) -> dict[str, str | int]:
     for part in spec.split(","):
         role, sep, col = part.partition("=")
         role, col = role.strip(), col.strip()
-        if not sep or role not in ROLES or not col:
+        if not sep or role not in roles or not col:
             raise ValueError(
-                f"bad column mapping {part!r}: write role=column with role one of {', '.join(ROLES)}, "
+                f"bad column mapping {part!r}: write role=column with role one of {', '.join(roles)}, "
                 "e.g. 'user=uid,item=movie,rating=stars,timestamp=ts'"
             )
         mapping[role] = int(col) if col.isdigit() else col
@@ -360,3 +360,63 @@ def _validate(raw: pl.DataFrame, *, rating_min: float, rating_max: float, defaul
         rows_read=parsed.height,
         duplicates=valid.height - latest.height,
     )
+
+
+ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+                 "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+                 "War", "Western")
+ITEM_ALIASES = {
+    "item": ALIASES["item"],
+    "title": ("title", "movie_title", "name", "item_name"),
+    "genres": ("genres", "genre", "class", "category"),
+}
+
+
+def read_items(path: str | Path, columns: dict[str, str | int] | None = None) -> pl.DataFrame:
+    """Item metadata as ``item_id, title, genres``: MovieLens ``u.item``, ``movies.dat``, ``movies.csv``,
+    RecBole's ``items.tsv``, or any CSV/TSV/Parquet with a header (``columns`` maps item/title/genres)."""
+    path = Path(path)
+    name = _logical_name(path)
+    if name.endswith(PARQUET_SUFFIXES):
+        frame = pl.read_parquet(path)
+    else:
+        data = _read_bytes(path)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:  # the older MovieLens files are latin-1
+            text = data.decode("latin-1")
+        if name == "u.item" or name.endswith(".item"):
+            raw = pl.read_csv(io.StringIO(text), separator="|", has_header=False, quote_char=None, infer_schema=False)
+            flags = raw.columns[5:5 + len(ML100K_GENRES)]
+            genres = pl.concat_str([pl.when(pl.col(c) == "1").then(pl.lit(g)) for c, g in zip(flags, ML100K_GENRES)],
+                                   separator="|", ignore_nulls=True)
+            frame = raw.select(pl.col(raw.columns[0]).alias("item_id"), pl.col(raw.columns[1]).alias("title"), genres.alias("genres"))
+        elif name.endswith(".dat"):
+            lines = [line.split("::") for line in text.splitlines() if line.strip()]
+            frame = pl.DataFrame({"item_id": [l[0] for l in lines], "title": [l[1] if len(l) > 1 else None for l in lines],
+                                  "genres": [l[2] if len(l) > 2 else None for l in lines]}, schema={
+                                      "item_id": pl.String, "title": pl.String, "genres": pl.String})
+        else:
+            sep = "\t" if name.endswith((".tsv", ".tab")) or "\t" in text.split("\n", 1)[0] else ","
+            frame = pl.read_csv(io.StringIO(text), separator=sep, infer_schema=False, quote_char='"')
+            frame = frame.rename({c: c.split(":")[0] for c in frame.columns})  # RecBole's name:type headers
+    mapping = dict(columns or {})
+    lowered = {c.lower(): c for c in frame.columns}
+    for role, aliases in ITEM_ALIASES.items():
+        if role not in mapping:
+            hit = next((lowered[a] for a in aliases if a in lowered), None)
+            if hit is not None:
+                mapping[role] = hit
+    if "item" not in mapping or "title" not in mapping:
+        raise RatingsFileError(path, f"cannot find the item id and title columns (columns: {frame.columns})",
+                               "Pass --item-columns item=<id column>,title=<title column>[,genres=<column>]")
+    out = frame.select(
+        pl.col(mapping["item"]).cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False).alias("item_id"),
+        pl.col(mapping["title"]).cast(pl.String).str.strip_chars().alias("title"),
+        (pl.col(mapping["genres"]).cast(pl.String).str.replace_all(" ", "|") if "genres" in mapping
+         else pl.lit(None, pl.String)).alias("genres"),
+    )
+    bad = out.filter(pl.col("item_id").is_null()).height
+    if bad:
+        raise RatingsFileError(path, f"{bad} rows have no integer item id", "Check the file and --item-columns")
+    return out.unique("item_id", keep="last", maintain_order=True)

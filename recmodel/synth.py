@@ -153,6 +153,20 @@ def generate(shape: str | Shape = "ml-100k", seed: int = 42) -> pl.DataFrame:
     return frame.sort(["user_id", "timestamp", "item_id"])
 
 
+GENRES = ("Action", "Comedy", "Drama", "Romance", "Thriller", "Sci-Fi", "Documentary", "Animation")
+
+
+def items(ratings: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
+    """Item metadata for a generated dataset: ``item_id, title, genres`` (one or two genres each)."""
+    ids = ratings["item_id"].unique().sort()
+    rng = np.random.default_rng(seed + 1)
+    first = rng.integers(0, len(GENRES), ids.len())
+    second = rng.integers(0, len(GENRES), ids.len())
+    genres = [GENRES[a] if a == b or r < 0.5 else f"{GENRES[a]}|{GENRES[b]}"
+              for a, b, r in zip(first, second, rng.random(ids.len()))]
+    return pl.DataFrame({"item_id": ids, "title": [f"Synthetic item {i}" for i in ids], "genres": genres})
+
+
 FORMATS = ("parquet", "csv", "udata")
 
 

@@ -1,4 +1,5 @@
--- The newest successful run's top-N lists. Downstream queries read this view, not the table.
+-- The newest successful run's top-N lists, with titles when item metadata was ingested.
+-- Downstream queries read this view, not the recommendations table.
 create or replace view latest_recommendations as
 with latest_run as (
     select run_id
@@ -8,8 +9,9 @@ with latest_run as (
     limit 1
 ),
 final as (
-    select r.run_id, r.user_id, r.rank, r.item_id, r.score
+    select r.run_id, r.user_id, r.rank, r.item_id, r.score, i.title
     from recommendations as r
     join latest_run using (run_id)
+    left join items as i using (item_id)
 )
 select * from final;

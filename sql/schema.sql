@@ -76,3 +76,9 @@ create table if not exists evaluations (    -- `collabflow evaluate` results, lo
     value         double,
     details       json                       -- split parameters, file paths, config
 );
+
+create table if not exists items (           -- optional item metadata (`--items`), joined into the views
+    item_id bigint primary key,
+    title   varchar,
+    genres  varchar                          -- '|'-separated
+);

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 from prefect import task
 
-from recmodel.data import RatingsFileError, list_rating_files, parse_column_mapping, read_ratings
+from recmodel.data import RatingsFileError, list_rating_files, parse_column_mapping, read_items, read_ratings
 
 from . import warehouse as wh
 
@@ -128,3 +128,19 @@ def ingest_ratings(source: str, warehouse: str, columns: str | None = None, deli
                     rating_max=rating_max, max_bad_fraction=max_bad_fraction)
         for path in list_rating_files(source)
     ]
+
+
+def ingest_items_file(warehouse: str | Path, path: str | Path, columns: str | None = None) -> int:
+    """Upsert item metadata (id, title, genres); a later file's title wins. Returns rows read."""
+    frame = read_items(path, parse_column_mapping(columns, ('item', 'title', 'genres')))
+    with wh.connect(warehouse) as con:
+        con.register("new_items", frame.to_arrow())
+        con.execute("insert or replace into items select item_id, title, genres from new_items")
+    log.info("%s: %d items with titles", path, frame.height)
+    return frame.height
+
+
+@task(name="ingest-items")
+def ingest_items(path: str, warehouse: str, columns: str | None = None) -> int:
+    """Load item titles and genres so downstream SQL shows titles, not ids."""
+    return ingest_items_file(warehouse, path, columns)

@@ -13,8 +13,9 @@ CLI = [sys.executable, "-m", "flows.cli"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, check=False):
-    proc = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=ROOT, env=os.environ.copy(), timeout=600)
+def cli(*args, check=False, env=None, stdin=None):
+    proc = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env={**os.environ, **(env or {})}, input=stdin)
     if check and proc.returncode != 0:
         raise AssertionError(proc.stderr[-3000:])
     return proc
@@ -22,10 +23,51 @@ def cli(*args, check=False):
 
 @pytest.fixture(scope="module")
 def ran(small_ratings, tmp_path_factory):
-    warehouse = tmp_path_factory.mktemp("cli") / "wh"
-    proc = cli("run", "--source", small_ratings, "--warehouse", warehouse, "--top-n", 3, "--epochs", 1,
-               "--rating-min", 1, "--json", check=True)
-    return warehouse, json.loads(proc.stdout.strip().splitlines()[-1])
+    """One CLI run whose settings come from all three layers: file (top_n), environment (seed), flag (epochs)."""
+    tmp = tmp_path_factory.mktemp("cli")
+    warehouse = tmp / "wh"
+    config = tmp / "collabflow.toml"
+    config.write_text("top_n = 3\nepochs = 1\nrating_min = 1\nseed = 1\n")
+    proc = cli("run", "--source", small_ratings, "--warehouse", warehouse, "--epochs", 2, "--json", check=True,
+               env={"COLLABFLOW_CONFIG": str(config), "COLLABFLOW_SEED": "5"})
+    return warehouse, json.loads(proc.stdout)
+
+
+def test_settings_layer_file_then_environment_then_flags(ran):
+    warehouse, summary = ran
+    with duckdb.connect(str(warehouse / "collabflow.duckdb"), read_only=True) as con:
+        cfg = json.loads(con.execute("select config from runs where run_id = ?", [summary["run_id"]]).fetchall()[0][0])
+    assert (cfg["top_n"], cfg["train"]["seed"], cfg["train"]["epochs"], cfg["rating_min"]) == (3, 5, 2, 1.0)
+
+
+def test_config_show_says_where_each_value_comes_from(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('top_n = 20\nranker = "ease"\n')
+    out = json.loads(cli("config", "show", "--config", config, "--json", env={"COLLABFLOW_EPOCHS": "7"}, check=True).stdout)
+    assert out["top_n"] == {"value": 20, "from": str(config)} and out["ranker"]["value"] == "ease"
+    assert out["epochs"] == {"value": 7, "from": "COLLABFLOW_EPOCHS"} and out["wd"]["from"] == "default"
+    bad = cli("config", "show", env={"COLLABFLOW_TOP_N": "many"})
+    assert bad.returncode == 2 and "COLLABFLOW_TOP_N" in bad.stderr
+    config.write_text("top_m = 3\n")
+    assert "unknown settings ['top_m']" in cli("config", "show", "--config", config).stderr
+
+
+def test_status_and_sql(ran):
+    warehouse, summary = ran
+    status = json.loads(cli("status", "--warehouse", warehouse, "--json", check=True).stdout)
+    assert status["runs"][0]["run_id"] == summary["run_id"] and status["runs"][0]["status"] == "succeeded"
+    assert summary["run_id"] in cli("status", "--warehouse", warehouse, check=True).stdout
+    rows = json.loads(cli("sql", "--warehouse", warehouse, "select count(*) as n from latest_recommendations", "--json",
+                          check=True).stdout)
+    assert rows == [{"n": summary["n_recommendations"]}]
+    query = ROOT / "sql" / "queries" / "most_recommended_items.sql"
+    assert "n_users" in cli("sql", "--warehouse", warehouse, "-f", query, check=True).stdout
+    piped = cli("sql", "--warehouse", warehouse, "--json", stdin="select 1 as a;\nselect 2 as b;\n", check=True)
+    assert [json.loads(line) for line in piped.stdout.splitlines()] == [[{"a": 1}], [{"b": 2}]]
+    err = cli("sql", "--warehouse", warehouse, "select nope")
+    assert err.returncode == 1 and err.stderr.startswith("collabflow sql: error:")
+    assert cli("sql", "--warehouse", warehouse, "delete from runs").returncode == 1  # read-only
+
 
 
 def test_run_publishes_and_recommend_reads_it(ran):

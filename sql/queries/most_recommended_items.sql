@@ -1,6 +1,6 @@
 -- Items that appear in the most users' lists in the latest run.
 with counts as (
-    select item_id, count(*) as n_users, avg(rank) as mean_rank
+    select item_id, any_value(title) as title, count(*) as n_users, avg(rank) as mean_rank
     from latest_recommendations
     group by item_id
 ),

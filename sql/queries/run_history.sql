@@ -1,10 +1,6 @@
--- Every run, newest first, with its validation metrics.
+-- Every run, newest first, with its validation metrics (the run_history view).
 with final as (
-    select
-        run_id, status, started_at, finished_at, n_users, n_items, n_recommendations,
-        cast(metrics->>'valid_rmse' as double) as valid_rmse,
-        cast(metrics->>'valid_mae' as double) as valid_mae,
-        error
-    from runs
+    select run_id, status, started_at, seconds, n_users, n_recommendations, ranker, valid_rmse, ndcg_at_10, error
+    from run_history
 )
-select * from final order by started_at desc;
+select * from final;

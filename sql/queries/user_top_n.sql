@@ -1,7 +1,7 @@
--- One user's list from the latest run (change the id).
+-- One user's list from the latest run, with titles (change the id).
 with final as (
-    select rank, item_id, score
+    select rank, item_id, title, score
     from latest_recommendations
-    where user_id = 1
+    where user_id = (select min(user_id) from latest_recommendations)
 )
 select * from final order by rank;
