@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
+import flows  # noqa: F401  (Prefect defaults and our log levels, also when a worker loads this file by path)
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 

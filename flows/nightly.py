@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
+import flows  # noqa: F401  (Prefect defaults and our log levels, also when a worker loads this file by path)
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 

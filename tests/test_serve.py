@@ -1,0 +1,109 @@
+"""`collabflow serve` against a real `prefect server start`: schedule, a run through the API, shutdown.
+
+Slow (a server start, a served run): about a minute on 2 cores.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api(url: str, path: str, body: dict | None = None):
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"content-type": "application/json"}, method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or "null")
+
+
+def wait_for(what, check, timeout=120, every=1.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            result = check()
+        except OSError:  # the server answers 503 while it finishes starting
+            result = None
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
+                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api"
+
+    try:
+        wait_for("the Prefect server", lambda: api(url, "/health"), timeout=180)
+        yield url, env
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_serve_schedules_runs_and_keeps_schedule_on_stop(server, small_ratings, tmp_path):
+    url, env = server
+    warehouse = tmp_path / "wh"
+    env = {**env, "PREFECT_API_URL": url, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "serve", "--source", str(small_ratings), "--warehouse", str(warehouse),
+         "--rating-min", "1", "--top-n", "4", "--timezone", "Europe/Berlin"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deployments = wait_for("the deployment", lambda: api(url, "/deployments/filter", {}), timeout=120)
+        dep = deployments[0]
+        assert dep["name"] == "nightly" and not dep["paused"]
+        schedule = dep["schedules"][0]["schedule"]
+        assert schedule["cron"] == "0 2 * * *" and schedule["timezone"] == "Europe/Berlin"
+        assert dep["global_concurrency_limit"]["limit"] == 1  # two nights never overlap
+        assert dep["parameters"]["warehouse"] == str(warehouse.resolve())
+
+        run = api(url, f"/deployments/{dep['id']}/create_flow_run", {"parameters": {"epochs": 2}})
+        finished = wait_for("the served run", lambda: (r := api(url, f"/flow_runs/{run['id']}"))["state_type"]
+                            in ("COMPLETED", "FAILED", "CRASHED") and r, timeout=240, every=2)
+        assert finished["state_type"] == "COMPLETED", finished["state"]
+        artifacts = api(url, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
+        assert {"collabflow-run-metrics", "collabflow-model-comparison"} <= {a["key"] for a in artifacts}
+        logs = api(url, "/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}, "limit": 200})
+        assert any("epoch 2/2" in entry["message"] for entry in logs)  # our library's lines reach the UI
+        with duckdb.connect(str(warehouse / "collabflow.duckdb"), read_only=True) as con:
+            assert con.execute("select status, config->'train'->>'epochs' from runs").fetchall() == [("succeeded", "2")]
+
+        # a night missed while serve was down (slot an hour ago) finds it was covered, and does nothing
+        slot = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+        late = api(url, f"/deployments/{dep['id']}/create_flow_run",
+                   {"state": {"type": "SCHEDULED", "state_details": {"scheduled_time": slot}}})
+        wait_for("the late run", lambda: api(url, f"/flow_runs/{late['id']}")["state_type"] == "COMPLETED",
+                 timeout=240, every=2)
+        logs = api(url, "/logs/filter", {"logs": {"flow_run_id": {"any_": [late["id"]]}}, "limit": 200})
+        assert any("skipped: run " in entry["message"] for entry in logs)
+        with duckdb.connect(str(warehouse / "collabflow.duckdb"), read_only=True) as con:
+            assert con.execute("select count(*) from runs").fetchall() == [(1,)]
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(60)
+    dep = api(url, f"/deployments/{dep['id']}")
+    assert not dep["paused"]  # Prefect's default would pause it and delete the scheduled runs
+    scheduled = api(url, "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}})
+    assert len(scheduled) >= 1
