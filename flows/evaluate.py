@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +10,8 @@ import polars as pl
 import flows  # noqa: F401  (Prefect defaults and our log levels, also when a worker loads this file by path)
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
+
+from flows.artifacts import METRICS, comparison_table
 
 from recmodel.config import RunConfig
 from recmodel.data import parse_column_mapping, read_ratings
@@ -20,8 +21,7 @@ from tasks import warehouse as wh
 
 log = logging.getLogger(__name__)
 Split = Literal["random", "temporal", "leave-last"]
-TABLE_METRICS = ("rmse", "mae", "ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "hit_rate_at_10",
-                 "coverage_at_10")
+TABLE_METRICS = METRICS
 
 
 def _load(path: str, columns: str | None, delimiter: str | None, cfg: RunConfig) -> pl.DataFrame:
@@ -92,10 +92,7 @@ def evaluate(
     cfg = RunConfig.from_flat(**(config or {}))
     evaluation = compare_models(source, train, test, split, test_pct, leave_last_n, columns, delimiter, cfg)
     results = evaluation["results"]
-    table = [{"model": name, **{m: (round(v, 4) if isinstance(v, float) and not math.isnan(v) else v)
-                                for m, v in metrics.items() if m in TABLE_METRICS}}
-             for name, metrics in results.items()]
-    create_table_artifact(key="collabflow-evaluation", table=table,
+    create_table_artifact(key="collabflow-evaluation", table=comparison_table(results),
                           description=f"{evaluation['split']} split: {evaluation['details'].get('n_train')} train / "
                                       f"{evaluation['details'].get('n_test')} test ratings")
     if warehouse:

@@ -12,6 +12,8 @@ import flows  # noqa: F401  (Prefect defaults and our log levels, also when a wo
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from flows.artifacts import comparison_table
+
 from recmodel import synth
 from recmodel.config import RatingModel, Ranker, RunConfig
 from recmodel.device import resolve_device
@@ -190,8 +192,7 @@ def nightly(
             raise
 
     ingested = [f for f in files if not f["skipped"]]
-    table = [{"model": name, **{m: v for m, v in values.items() if m != "n_users"}}
-             for name, values in metrics.get("models", {}).items()]
+    table = comparison_table(metrics.get("models", {}))
     create_table_artifact(key="collabflow-model-comparison", table=table or [{"model": "-", "note": "valid_pct=0"}],
                           description=f"Run {run_id}: validation metrics of the published models and the baselines")
     table = [

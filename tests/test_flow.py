@@ -91,6 +91,17 @@ def test_metrics_artifact_is_created(two_runs):
     assert artifacts and artifacts[0].type == "table"
     assert "valid_rmse" in str(artifacts[0].data)
 
+    async def comparison():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["collabflow-model-comparison"])))
+
+    import json
+
+    rows = json.loads(asyncio.run(comparison())[0].data)
+    assert len({tuple(row) for row in rows}) == 1  # the UI takes its columns from the first row
+    assert {row["model"] for row in rows} >= {"dot", "global_mean", "bias_only", "popularity"}
+
 
 def test_default_run_generates_synthetic_data(prefect_harness, tmp_path):
     from flows.nightly import nightly

@@ -85,8 +85,8 @@ def test_serve_schedules_runs_and_keeps_schedule_on_stop(server, small_ratings, 
         assert finished["state_type"] == "COMPLETED", finished["state"]
         artifacts = api(url, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
         assert {"collabflow-run-metrics", "collabflow-model-comparison"} <= {a["key"] for a in artifacts}
-        logs = api(url, "/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}, "limit": 200})
-        assert any("epoch 2/2" in entry["message"] for entry in logs)  # our library's lines reach the UI
+        wait_for("our library's log lines in the UI", lambda: any(  # logs ship in batches, after the state
+            "epoch 2/2" in e["message"] for e in api(url, "/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}})))
         with duckdb.connect(str(warehouse / "collabflow.duckdb"), read_only=True) as con:
             assert con.execute("select status, config->'train'->>'epochs' from runs").fetchall() == [("succeeded", "2")]
 
@@ -96,8 +96,8 @@ def test_serve_schedules_runs_and_keeps_schedule_on_stop(server, small_ratings, 
                    {"state": {"type": "SCHEDULED", "state_details": {"scheduled_time": slot}}})
         wait_for("the late run", lambda: api(url, f"/flow_runs/{late['id']}")["state_type"] == "COMPLETED",
                  timeout=240, every=2)
-        logs = api(url, "/logs/filter", {"logs": {"flow_run_id": {"any_": [late["id"]]}}, "limit": 200})
-        assert any("skipped: run " in entry["message"] for entry in logs)
+        wait_for("the late run's 'skipped' log line (logs ship in batches)", lambda: any(
+            "skipped: run " in e["message"] for e in api(url, "/logs/filter", {"logs": {"flow_run_id": {"any_": [late["id"]]}}})))
         with duckdb.connect(str(warehouse / "collabflow.duckdb"), read_only=True) as con:
             assert con.execute("select count(*) from runs").fetchall() == [(1,)]
     finally:
