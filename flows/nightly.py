@@ -119,6 +119,8 @@ def nightly(
     seed: int = 42,
     device: Literal["auto", "cpu", "cuda"] = "auto",
     score_memory_mb: int = 512,
+    gate_tolerance: float | None = 0.05,
+    keep_runs: int = 7,
     refit_on_all: bool = True,
     nn_hidden: int = 100,
     nn_epochs: int = 10,
@@ -182,10 +184,18 @@ def nightly(
 
             t = time.perf_counter()
             metrics = {**fitted["metrics"], "history": fitted["history"], "users_short": scored["users_short"]}
+            previous = wh.last_published_metrics(warehouse)
+            worse = wh.quality_gate(previous[1] if previous else None, metrics, cfg.gate_tolerance)
+            if worse:
+                raise wh.RunRejected(f"quality gate: {worse} (run {previous[0]}); the published lists are kept")
             summary = {"n_ratings": snap["n_ratings"], "n_users": snap["n_users"], "n_items": snap["n_items"],
                        "device": dev, "data_hash": snap["data_hash"], "metrics": metrics, "timings": timings}
-            n_recs = publish_run(warehouse, run_id, scored["path"], summary)
+            n_recs = publish_run(warehouse, run_id, scored["path"], summary, top_n, cfg.keep_runs)
             timings["publish"] = round(time.perf_counter() - t, 3)
+        except wh.RunRejected as e:
+            wh.reject_run(warehouse, run_id, str(e))
+            logger.error("run %s rejected: %s", run_id, e)
+            raise
         except BaseException as e:
             wh.fail_run(warehouse, run_id, f"{type(e).__name__}: {e}")
             logger.error("run %s failed: %s: %s", run_id, type(e).__name__, e)

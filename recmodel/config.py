@@ -93,6 +93,11 @@ class RunConfig(BaseModel):
     score_memory_mb: int = Field(
         512, ge=1, description="Memory budget for one block of user x item scores during scoring."
     )
+    gate_tolerance: float | None = Field(0.05, ge=0, description="Quality gate: reject the run (keeping the "
+                                         "published lists) when validation RMSE or NDCG@10 is worse than the last "
+                                         "published run's by more than this share; None turns the gate off.")
+    keep_runs: int = Field(7, ge=1, description="Retention: recommendations and run folders of this many newest "
+                           "successful runs are kept; older ones are deleted after each publish.")
     refit_on_all: bool = Field(True, description="After measuring on the validation split, refit both models "
                                "on all ratings before scoring (the published lists use every rating).")
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -23,13 +23,13 @@ def update_index(con, kind: str) -> int:
 
 def snapshot(warehouse: str | Path, run_id: str) -> dict:
     """Update the id indices and write this run's inputs as Parquet: interactions, users, items."""
-    out = wh.run_dir(warehouse, run_id)
-    out.mkdir(parents=True, exist_ok=True)
+    out = wh.private_dir(wh.run_dir(warehouse, run_id))
     paths = {name: out / f"{name}.parquet" for name in ("interactions", "users", "items")}
     with wh.connect(warehouse) as con:
         con.execute("begin transaction")
         new_users, new_items = update_index(con, "user"), update_index(con, "item")
         con.execute("commit")
+        wh.fault_point("index")
         con.execute(
             f"copy (select u.user_idx, i.item_idx, r.rating, r.timestamp from ratings r join user_index u using (user_id) "
             f"join item_index i using (item_id) order by u.user_idx, i.item_idx) to {wh.sql_literal(paths['interactions'])} (format parquet)"

@@ -65,8 +65,7 @@ def ingest_file(
             "and the rating range (--rating-min/--rating-max)",
         )
 
-    parquet_dir = Path(warehouse) / "ingested"
-    parquet_dir.mkdir(parents=True, exist_ok=True)
+    parquet_dir = wh.private_dir(Path(warehouse) / "ingested")
     parquet_path = parquet_dir / f"{digest[:32]}.parquet"
     tmp = parquet_path.with_suffix(".parquet.tmp")
     parsed.ratings.write_parquet(tmp)
@@ -110,6 +109,7 @@ def ingest_file(
                  counts["rows_superseded"], str(parquet_path.relative_to(warehouse)), ingested_at],
             )
             con.execute("drop table incoming")
+            wh.fault_point("ingest")
             con.execute("commit")
         except BaseException:
             con.execute("rollback")

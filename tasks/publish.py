@@ -6,7 +6,8 @@ from prefect import task
 from . import warehouse as wh
 
 
-@task(name="publish-run", retries=2, retry_delay_seconds=5)
-def publish_run(warehouse: str, run_id: str, recommendations_path: str, summary: dict) -> int:
-    """Insert the recommendations and mark the run succeeded in one DuckDB transaction."""
-    return wh.publish_run(warehouse, run_id, recommendations_path, summary)
+@task(name="publish-run")
+def publish_run(warehouse: str, run_id: str, recommendations_path: str, summary: dict, top_n: int,
+                keep_runs: int = 7) -> int:
+    """Check the recommendations, publish them and mark the run succeeded in one DuckDB transaction."""
+    return wh.publish_run(warehouse, run_id, recommendations_path, summary, top_n, keep_runs)

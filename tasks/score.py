@@ -14,6 +14,7 @@ from recmodel.device import resolve_device
 from recmodel.persist import load_model, load_ranker
 from recmodel.pipeline import predict, recommend
 
+from . import warehouse as wh
 from .train import load_snapshot
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: di
     t0 = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
+        wh.fault_point("score")
         if time.perf_counter() - last[0] > 5 or done == total:
             last[0] = time.perf_counter()
             rate = done / max(time.perf_counter() - t0, 1e-9)

@@ -16,6 +16,8 @@ from recmodel.implicit import fit_popularity
 from recmodel.persist import save_model, save_ranker
 from recmodel.pipeline import Ratings, fit_rater, fit_ranker, rating_report, ranking_report, split_random
 
+from . import warehouse as wh
+
 log = logging.getLogger(__name__)
 K = 10
 
@@ -35,6 +37,7 @@ def fit_snapshot(snapshot: dict, cfg: RunConfig, rater_path: str | Path, ranker_
     ranker_name = cfg.rank.ranker
     t0 = time.perf_counter()
     rater, result = fit_rater(train, cfg.train, device, valid)
+    wh.fault_point("train")
     train_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     ranker = fit_ranker(train, cfg.rank, device, cfg.train.seed, rater)

@@ -9,6 +9,9 @@ import fcntl
 import json
 import os
 import re
+import shutil
+import signal
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,21 +49,56 @@ def new_run_id() -> str:
     return now().strftime("%Y%m%dT%H%M%S%fZ") + f"-{os.getpid()}"
 
 
+LOCK_TIMEOUT_S = float(os.environ.get("COLLABFLOW_LOCK_TIMEOUT", "60"))
+
+
+def fault_point(stage: str) -> None:
+    """Crash-test hook: with ``COLLABFLOW_TEST_KILL_AT=<stage>`` the process SIGKILLs itself here, so the
+    tests can prove that a crash at that point leaves published results intact. A no-op otherwise."""
+    if os.environ.get("COLLABFLOW_TEST_KILL_AT") == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def private_dir(path: str | Path) -> Path:
+    """Create a folder readable by its owner only (the warehouse holds user data)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
 @contextmanager
-def connect(warehouse: str | Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(warehouse: str | Path, read_only: bool = False,
+            lock_timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse. DuckDB lets one process hold the file; while another does (a reader, or the
+    nightly writer), retry for ``lock_timeout_s`` (default ``$COLLABFLOW_LOCK_TIMEOUT`` or 60 s), then
+    fail with a message that says who holds it and what to do."""
     path = db_path(warehouse)
     if read_only and not path.exists():
         raise FileNotFoundError(f"no warehouse at {path}; run `collabflow run --warehouse {warehouse}` first")
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as e:
-        if "lock" in str(e).lower():
-            raise RuntimeError(
-                f"{path} is held by another process ({str(e).splitlines()[0]}); close that connection and retry"
-            ) from None
-        raise
+        private_dir(path.parent)
+    created = not path.exists()
+    timeout = LOCK_TIMEOUT_S if lock_timeout_s is None else lock_timeout_s
+    deadline, delay = time.monotonic() + timeout, 0.1
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower():
+                raise
+            if time.monotonic() >= deadline:
+                holder = re.search(r"PID (\d+)", str(e))
+                raise RuntimeError(
+                    f"{path} is locked by another process{f' (pid {holder.group(1)})' if holder else ''} for more "
+                    f"than {timeout:.0f}s. DuckDB allows one process at a time: close read connections to the "
+                    f"warehouse (or wait for the nightly run) and retry"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    if created and not read_only:
+        os.chmod(path, 0o600)
     try:
         yield con
     finally:
@@ -131,12 +169,38 @@ def fail_run(warehouse: str | Path, run_id: str, error: str) -> None:
                     [now(), error[:2000], run_id])
 
 
-def publish_run(warehouse: str | Path, run_id: str, recommendations_path: str | Path, summary: dict) -> int:
-    """Insert the run's recommendations and mark it succeeded in ONE transaction.
+class RunRejected(RuntimeError):
+    """The run was measured or checked and not published; the previous lists stay live."""
 
-    Until the commit, readers of ``latest_recommendations`` see the previous run; a crash or an error
-    rolls everything back, so a half-published run is never visible.
+
+def checks(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
+    """Run every query of sql/checks.sql; ``(check name, offending rows)`` for those returning rows."""
+    failures = []
+    for block in (SQL_DIR / "checks.sql").read_text().split("-- check:")[1:]:
+        name, _, query = block.partition("\n")
+        n = con.execute(f"select count(*) from ({query.strip().rstrip(';')})").fetchone()[0]
+        if n:
+            failures.append((name.strip(), int(n)))
+    return failures
+
+
+def reject_run(warehouse: str | Path, run_id: str, reason: str) -> None:
+    with connect(warehouse) as con:
+        con.execute("update runs set status = 'rejected', finished_at = ?, error = ? where run_id = ?",
+                    [now(), reason[:2000], run_id])
+
+
+def publish_run(warehouse: str | Path, run_id: str, recommendations_path: str | Path, summary: dict,
+                top_n: int, keep_runs: int = 7) -> int:
+    """Insert the run's recommendations, check them (sql/checks.sql), mark the run succeeded and apply
+    retention, all in ONE transaction.
+
+    Until the commit, readers of ``latest_recommendations`` see the previous run; a failed check, an
+    error or a crash rolls everything back, so a half-published run is never visible. Retention keeps
+    the recommendations of the ``keep_runs`` newest succeeded runs; ``runs`` rows are kept forever.
     """
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"invalid run id {run_id!r}")
     with connect(warehouse) as con:
         con.execute("begin transaction")
         try:
@@ -144,15 +208,70 @@ def publish_run(warehouse: str | Path, run_id: str, recommendations_path: str | 
                 "insert into recommendations select ?, user_id, rank, item_id, score from read_parquet(?)",
                 [run_id, str(recommendations_path)],
             )
-            n = con.execute("select count(*) from recommendations where run_id = ?", [run_id]).fetchone()[0]
+            con.execute(f"create or replace temp view candidate_recommendations as "
+                        f"select * from recommendations where run_id = '{run_id}'")  # run_id matched _RUN_ID
+            con.execute(f"set variable top_n = {int(top_n)}")
+            failures = checks(con)
+            if failures:
+                raise RunRejected("checks failed: " + ", ".join(f"{name} ({n} rows)" for name, n in failures))
+            n = con.execute("select count(*) from candidate_recommendations").fetchone()[0]
             con.execute(
                 "update runs set status = 'succeeded', finished_at = ?, n_ratings = ?, n_users = ?, n_items = ?, "
                 "n_recommendations = ?, device = ?, data_hash = ?, metrics = ?, timings = ? where run_id = ?",
                 [now(), summary["n_ratings"], summary["n_users"], summary["n_items"], n, summary["device"],
                  summary["data_hash"], json.dumps(summary["metrics"]), json.dumps(summary["timings"]), run_id],
             )
+            expired = [r for (r,) in con.execute(
+                "select run_id from runs where status = 'succeeded' order by finished_at desc, run_id desc offset ?",
+                [keep_runs]).fetchall()]
+            con.execute("delete from recommendations where run_id in (select unnest(?::varchar[]))", [expired])
+            fault_point("publish")
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
             raise
+    remove_run_folders(warehouse, keep=keep_runs)
     return int(n)
+
+
+def remove_run_folders(warehouse: str | Path, keep: int) -> list[str]:
+    """Delete run folders (models, snapshots) except the ``keep`` newest succeeded runs and any run still
+    'running'. Called after the commit: a crash here leaves extra folders, never missing ones."""
+    root = Path(warehouse) / "runs"
+    if not root.is_dir():
+        return []
+    with connect(warehouse) as con:
+        keep_ids = {r for (r,) in con.execute(
+            "select run_id from runs where status = 'succeeded' order by finished_at desc, run_id desc limit ?",
+            [keep]).fetchall()}
+        keep_ids |= {r for (r,) in con.execute("select run_id from runs where status = 'running'").fetchall()}
+    removed = []
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.name not in keep_ids and _RUN_ID.match(folder.name):
+            shutil.rmtree(folder)
+            removed.append(folder.name)
+    return removed
+
+
+def last_published_metrics(warehouse: str | Path) -> tuple[str, dict] | None:
+    with connect(warehouse) as con:
+        row = con.execute("select run_id, metrics from runs where status = 'succeeded' "
+                          "order by finished_at desc, run_id desc limit 1").fetchone()
+    return (row[0], json.loads(row[1])) if row and row[1] else None
+
+
+def quality_gate(previous: dict | None, metrics: dict, tolerance: float | None) -> str | None:
+    """Why the new model is worse than the last published one beyond ``tolerance`` (relative), or None.
+
+    Compared: validation RMSE (lower is better) and NDCG@10 (higher is better), when both runs have them.
+    """
+    if tolerance is None or not previous:
+        return None
+    reasons = []
+    old, new = previous.get("valid_rmse"), metrics.get("valid_rmse")
+    if old is not None and new is not None and new > old * (1 + tolerance):
+        reasons.append(f"validation RMSE {new:.4f} is worse than the published {old:.4f} by more than {tolerance:.0%}")
+    old, new = previous.get("ndcg_at_10"), metrics.get("ndcg_at_10")
+    if old is not None and new is not None and new < old * (1 - tolerance):
+        reasons.append(f"validation NDCG@10 {new:.4f} is worse than the published {old:.4f} by more than {tolerance:.0%}")
+    return "; ".join(reasons) or None

@@ -12,6 +12,13 @@ os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 os.environ.pop("PREFECT_API_URL", None)  # never talk to a real server from tests
 
+import json  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+
 import pytest  # noqa: E402
 
 import flows  # noqa: E402,F401  (our Prefect defaults)
@@ -42,3 +49,48 @@ def ml100k() -> Path:
     if not path.exists():
         pytest.skip(f"MovieLens 100K not found at {ML100K}")
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api(url: str, path: str, body: dict | None = None):
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"content-type": "application/json"}, method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or "null")
+
+
+def wait_for(what, check, timeout=120, every=1.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            result = check()
+        except OSError:  # the server answers 503 while it finishes starting
+            result = None
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real `prefect server start` on a free port, for the module; yields (api url, environment)."""
+    tmp_path = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
+                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api"
+
+    try:
+        wait_for("the Prefect server", lambda: api(url, "/health"), timeout=180)
+        yield url, env
+    finally:
+        proc.terminate()
+        proc.wait(30)

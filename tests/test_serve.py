@@ -15,51 +15,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.conftest import api, wait_for
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def api(url: str, path: str, body: dict | None = None):
-    req = urllib.request.Request(url + path, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"content-type": "application/json"}, method="POST" if body is not None else "GET")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read() or "null")
-
-
-def wait_for(what, check, timeout=120, every=1.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            result = check()
-        except OSError:  # the server answers 503 while it finishes starting
-            result = None
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def server(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/api"
-
-    try:
-        wait_for("the Prefect server", lambda: api(url, "/health"), timeout=180)
-        yield url, env
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_serve_schedules_runs_and_keeps_schedule_on_stop(server, small_ratings, tmp_path):

@@ -73,20 +73,79 @@ def test_mostly_bad_file_loads_nothing(warehouse, tmp_path):
     assert q(warehouse, "select count(*) from ratings union all select count(*) from ingested_files") == [(0,), (0,)]
 
 
-def test_failed_publish_leaves_previous_results(warehouse, tmp_path):
-    recs = tmp_path / "recs.parquet"
-    pl.DataFrame({"user_id": [1], "rank": [1], "item_id": [7], "score": [4.5]}).write_parquet(recs)
-    summary = {"n_ratings": 1, "n_users": 1, "n_items": 1, "device": "cpu", "data_hash": "x", "metrics": {}, "timings": {}}
-    wh.start_run(warehouse, "r1", None, {}, "h", {})
-    wh.publish_run(warehouse, "r1", recs, summary)
-    wh.start_run(warehouse, "r2", None, {}, "h", {})
+SUMMARY = {"n_ratings": 2, "n_users": 2, "n_items": 2, "device": "cpu", "data_hash": "x", "metrics": {}, "timings": {}}
+
+
+@pytest.fixture
+def indexed(warehouse, tmp_path):
+    """Two users, two items; each user has one unseen item: user 1 -> item 7, user 2 -> item 5."""
+    ingest_file(warehouse, write(tmp_path / "u.data", [(1, 5, 4, 1), (2, 7, 3, 1)]))
+    snapshot(warehouse, "night0")
+    return warehouse
+
+
+def recs(tmp_path, rows, name="recs.parquet"):
+    path = tmp_path / name
+    pl.DataFrame(rows, schema=["user_id", "rank", "item_id", "score"], orient="row").write_parquet(path)
+    return path
+
+
+def test_failed_publish_leaves_previous_results(indexed, tmp_path):
+    wh.start_run(indexed, "r1", None, {}, "h", {})
+    wh.publish_run(indexed, "r1", recs(tmp_path, [(1, 1, 7, 4.5), (2, 1, 5, 3.0)]), SUMMARY, top_n=1)
+    wh.start_run(indexed, "r2", None, {}, "h", {})
     with pytest.raises(duckdb.Error):
-        wh.publish_run(warehouse, "r2", tmp_path / "missing.parquet", summary)
-    assert q(warehouse, "select run_id, user_id, item_id from latest_recommendations") == [("r1", 1, 7)]
-    assert q(warehouse, "select count(*) from recommendations") == [(1,)]
-    assert q(warehouse, "select status from runs where run_id = 'r2'") == [("running",)]
-    wh.start_run(warehouse, "r3", None, {}, "h", {})  # a new run marks the crashed one
-    assert q(warehouse, "select status from runs where run_id = 'r2'") == [("abandoned",)]
+        wh.publish_run(indexed, "r2", tmp_path / "missing.parquet", SUMMARY, top_n=1)
+    assert q(indexed, "select run_id, user_id, item_id from latest_recommendations order by user_id") == [
+        ("r1", 1, 7), ("r1", 2, 5)]
+    assert q(indexed, "select count(*) from recommendations") == [(2,)]
+    assert q(indexed, "select status from runs where run_id = 'r2'") == [("running",)]
+    wh.start_run(indexed, "r3", None, {}, "h", {})  # a new run marks the crashed one
+    assert q(indexed, "select status from runs where run_id = 'r2'") == [("abandoned",)]
+
+
+@pytest.mark.parametrize("rows,check", [
+    ([(1, 1, 5, 4.5), (2, 1, 5, 3.0)], "seen_items_recommended"),
+    ([(1, 1, 7, 4.5), (1, 1, 7, 4.0), (2, 1, 5, 3.0)], "duplicate_ranks"),
+    ([(1, 1, 7, float("nan")), (2, 1, 5, 3.0)], "null_scores"),
+    ([(1, 1, 7, 4.5), (2, 1, 5, 3.0), (9, 1, 5, 3.0)], "unknown_ids"),
+    ([(1, 2, 7, 4.5), (2, 1, 5, 3.0)], "ranks_out_of_range"),
+    ([(1, 1, 7, 4.5)], "wrong_row_counts"),
+])
+def test_checks_reject_bad_lists_before_publishing(indexed, tmp_path, rows, check):
+    wh.start_run(indexed, "good", None, {}, "h", {})
+    wh.publish_run(indexed, "good", recs(tmp_path, [(1, 1, 7, 4.5), (2, 1, 5, 3.0)]), SUMMARY, top_n=1)
+    wh.start_run(indexed, "bad", None, {}, "h", {})
+    with pytest.raises(wh.RunRejected, match=check):
+        wh.publish_run(indexed, "bad", recs(tmp_path, rows, "bad.parquet"), SUMMARY, top_n=1)
+    assert q(indexed, "select distinct run_id from latest_recommendations") == [("good",)]
+    assert q(indexed, "select count(*) from recommendations where run_id = 'bad'") == [(0,)]
+
+
+def test_retention_keeps_the_newest_runs(indexed, tmp_path):
+    for i in range(4):
+        run_id = f"r{i}"
+        wh.start_run(indexed, run_id, None, {}, "h", {})
+        wh.private_dir(wh.run_dir(indexed, run_id))
+        wh.publish_run(indexed, run_id, recs(tmp_path, [(1, 1, 7, 4.5), (2, 1, 5, 3.0)]), SUMMARY, top_n=1, keep_runs=2)
+    assert q(indexed, "select distinct run_id from recommendations order by 1") == [("r2",), ("r3",)]
+    assert sorted(p.name for p in (indexed / "runs").iterdir()) == ["r2", "r3"]
+    assert q(indexed, "select count(*) from runs") == [(4,)]  # history is kept
+
+
+def test_quality_gate():
+    prev = {"valid_rmse": 0.90, "ndcg_at_10": 0.30}
+    assert wh.quality_gate(prev, {"valid_rmse": 0.93, "ndcg_at_10": 0.29}, 0.05) is None
+    assert "RMSE" in wh.quality_gate(prev, {"valid_rmse": 0.99, "ndcg_at_10": 0.30}, 0.05)
+    assert "NDCG" in wh.quality_gate(prev, {"valid_rmse": 0.90, "ndcg_at_10": 0.20}, 0.05)
+    assert wh.quality_gate(prev, {"valid_rmse": 9.0}, None) is None and wh.quality_gate(None, prev, 0.05) is None
+
+
+def test_warehouse_is_private(indexed):
+    import stat
+
+    assert stat.S_IMODE((indexed).stat().st_mode) == 0o700
+    assert stat.S_IMODE(wh.db_path(indexed).stat().st_mode) == 0o600
 
 
 def test_one_run_per_warehouse(warehouse):

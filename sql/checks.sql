@@ -1,0 +1,57 @@
+-- Data tests on a run's recommendations before they are published. Each check must return zero rows;
+-- any row rejects the run and keeps the previous lists live. `candidate_recommendations` is the run
+-- being published; getvariable('top_n') its list length.
+
+-- check: seen_items_recommended
+select c.user_id, c.item_id
+from candidate_recommendations as c
+join ratings using (user_id, item_id);
+
+-- check: duplicate_ranks
+select user_id, rank, count(*) as n
+from candidate_recommendations
+group by user_id, rank
+having count(*) > 1;
+
+-- check: duplicate_items
+select user_id, item_id, count(*) as n
+from candidate_recommendations
+group by user_id, item_id
+having count(*) > 1;
+
+-- check: null_scores
+select *
+from candidate_recommendations
+where score is null or isnan(score) or isinf(score) or user_id is null or item_id is null or rank is null;
+
+-- check: unknown_ids
+select 'user' as kind, user_id as id from candidate_recommendations anti join user_index using (user_id)
+union all
+select 'item' as kind, item_id as id from candidate_recommendations anti join item_index using (item_id);
+
+-- check: ranks_out_of_range
+select *
+from candidate_recommendations
+where rank < 1 or rank > getvariable('top_n');
+
+-- check: wrong_row_counts
+with n_items as (
+    select count(*) as n from item_index
+),
+expected as (
+    select user_id, least(getvariable('top_n'), (select n from n_items) - count(*)) as n
+    from ratings
+    group by user_id
+),
+got as (
+    select user_id, count(*) as n
+    from candidate_recommendations
+    group by user_id
+),
+final as (
+    select e.user_id, e.n as expected, coalesce(g.n, 0) as got
+    from expected as e
+    full outer join got as g using (user_id)
+    where coalesce(g.n, 0) <> coalesce(e.n, 0)
+)
+select * from final;
