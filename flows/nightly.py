@@ -121,6 +121,9 @@ def nightly(
     score_memory_mb: int = 512,
     gate_tolerance: float | None = 0.05,
     keep_runs: int = 7,
+    warm_start: bool = False,
+    warm_epochs: int = 2,
+    warm_rank_iterations: int = 3,
     refit_on_all: bool = True,
     nn_hidden: int = 100,
     nn_epochs: int = 10,
@@ -174,7 +177,9 @@ def nightly(
             run_path = wh.run_dir(warehouse, run_id)
             t = time.perf_counter()
             run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": dev})})
-            fitted = fit_models(snap, run_cfg, str(run_path / "rater.safetensors"), str(run_path / "ranker.safetensors"))
+            previous = wh.last_published(warehouse)
+            fitted = fit_models(snap, run_cfg, str(run_path / "rater.safetensors"), str(run_path / "ranker.safetensors"),
+                                {k: v for k, v in previous.items() if k != "metrics"} if previous else None)
             timings["train"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()
@@ -184,10 +189,9 @@ def nightly(
 
             t = time.perf_counter()
             metrics = {**fitted["metrics"], "history": fitted["history"], "users_short": scored["users_short"]}
-            previous = wh.last_published_metrics(warehouse)
-            worse = wh.quality_gate(previous[1] if previous else None, metrics, cfg.gate_tolerance)
+            worse = wh.quality_gate(previous["metrics"] if previous else None, metrics, cfg.gate_tolerance)
             if worse:
-                raise wh.RunRejected(f"quality gate: {worse} (run {previous[0]}); the published lists are kept")
+                raise wh.RunRejected(f"quality gate: {worse} (run {previous['run_id']}); the published lists are kept")
             summary = {"n_ratings": snap["n_ratings"], "n_users": snap["n_users"], "n_items": snap["n_items"],
                        "device": dev, "data_hash": snap["data_hash"], "metrics": metrics, "timings": timings}
             n_recs = publish_run(warehouse, run_id, scored["path"], summary, top_n, cfg.keep_runs)

@@ -98,6 +98,10 @@ class RunConfig(BaseModel):
                                          "published run's by more than this share; None turns the gate off.")
     keep_runs: int = Field(7, ge=1, description="Retention: recommendations and run folders of this many newest "
                            "successful runs are kept; older ones are deleted after each publish.")
+    warm_start: bool = Field(False, description="Start from the last published run's models (rows copied by "
+                             "index, new users and items fresh) and train for warm_epochs / warm_rank_iterations.")
+    warm_epochs: int = Field(2, ge=1, description="Warm start: rating-model epochs.")
+    warm_rank_iterations: int = Field(3, ge=1, description="Warm start: iALS passes.")
     refit_on_all: bool = Field(True, description="After measuring on the validation split, refit both models "
                                "on all ratings before scoring (the published lists use every rating).")
     train: TrainConfig = Field(default_factory=TrainConfig)

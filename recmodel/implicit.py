@@ -94,7 +94,7 @@ def fit_ials(
     users: np.ndarray, items: np.ndarray, weights: np.ndarray, n_users: int, n_items: int, *,
     factors: int = 128, reg: float = 0.025, unobserved_weight: float = 0.1, iterations: int = 10,
     cg_steps: int = 3, seed: int = 42, device: torch.device | str = "cpu",
-    on_iteration: Callable[[int, float], None] | None = None,
+    on_iteration: Callable[[int, float], None] | None = None, init: FactorRanker | None = None,
 ) -> FactorRanker:
     """Implicit ALS: minimise over user factors ``x_u`` and item factors ``y_i``
 
@@ -103,12 +103,16 @@ def fit_ials(
 
     (``a0`` = ``unobserved_weight``: every unobserved pair is a weak negative). Alternating exact
     updates are replaced by ``cg_steps`` conjugate-gradient steps, vectorised over all users (items).
+    ``init`` (yesterday's factors, same width) seeds the rows it has; new users and items start fresh.
     """
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     std = 0.1 / np.sqrt(factors)
     X = (torch.randn(n_users, factors, generator=gen) * std).to(device)
     Y = (torch.randn(n_items, factors, generator=gen) * std).to(device)
+    if init is not None and init.user_factors.shape[1] == factors:
+        nu, ni = min(n_users, init.user_factors.shape[0]), min(n_items, init.item_factors.shape[0])
+        X[:nu], Y[:ni] = init.user_factors[:nu].to(device), init.item_factors[:ni].to(device)
     users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
     R = _csr(users, items, weights, n_users, n_items, device)
     R_t = _csr(items, users, weights, n_items, n_users, device)

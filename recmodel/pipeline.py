@@ -84,16 +84,45 @@ def split_leave_last(r: Ratings, n: int) -> tuple[Ratings, Ratings]:
 
 # ---------------------------------------------------------------- rating models
 
+def warm_init(model: torch.nn.Module, previous: torch.nn.Module) -> list[str]:
+    """Copy yesterday's weights into a new model: equal shapes whole, embeddings row by row (indices are
+    append-only, so row k is the same user or item). New rows keep their fresh initialisation.
+    Returns the names of tensors that could not be carried over."""
+    old = previous.state_dict()
+    skipped = []
+    with torch.no_grad():
+        for name, new in model.state_dict().items():
+            prev = old.get(name)
+            if prev is not None and prev.shape == new.shape:
+                new.copy_(prev)
+            elif prev is not None and prev.dim() == 2 and prev.shape[1] == new.shape[1]:
+                n = min(prev.shape[0], new.shape[0])
+                new[:n] = prev[:n]
+            else:
+                skipped.append(name)
+    return skipped
+
+
 def fit_rater(train: Ratings, cfg: TrainConfig, device: torch.device, valid: Ratings | None = None,
-              on_epoch: Callable | None = None) -> tuple[DotProductBias | EmbeddingNN, FitResult]:
-    """Fit the configured rating model (its own seed: same data and seed give the same model on CPU)."""
+              on_epoch: Callable | None = None, init: DotProductBias | EmbeddingNN | None = None,
+              epochs: int | None = None) -> tuple[DotProductBias | EmbeddingNN, FitResult]:
+    """Fit the configured rating model (its own seed: same data and seed give the same model on CPU).
+
+    ``init`` warm-starts from a previous model (see ``warm_init``), usually with fewer ``epochs``.
+    """
     cfg = cfg.for_model()
+    if epochs is not None:
+        cfg = cfg.model_copy(update={"epochs": epochs})
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.rating_model == "neural":
         model: DotProductBias | EmbeddingNN = EmbeddingNN(train.n_users, train.n_items, cfg.y_range, cfg.nn_hidden, gen)
     else:
         model = DotProductBias(train.n_users, train.n_items, cfg.n_factors, cfg.y_range, gen)
+    if init is not None:
+        skipped = warm_init(model, init)
+        if skipped:
+            log.info("warm start: %s could not be carried over (shapes changed) and start fresh", ", ".join(skipped))
     model.to(device)
     tr = Interactions.from_numpy(train.users, train.items, train.ratings, device)
     va = Interactions.from_numpy(valid.users, valid.items, valid.ratings, device) if valid is not None and len(valid) else None
@@ -138,8 +167,8 @@ def rating_ranker(model: DotProductBias | EmbeddingNN) -> FactorRanker | NeuralR
 # ---------------------------------------------------------------- rankers
 
 def fit_ranker(train: Ratings, cfg: RankConfig, device: torch.device, seed: int,
-               rater: DotProductBias | EmbeddingNN | None = None):
-    """Fit the configured ranker on the training interactions."""
+               rater: DotProductBias | EmbeddingNN | None = None, init=None, iterations: int | None = None):
+    """Fit the configured ranker on the training interactions (iALS can warm-start from ``init``)."""
     name = cfg.ranker
     if name == "rating":
         if rater is None:
@@ -151,8 +180,9 @@ def fit_ranker(train: Ratings, cfg: RankConfig, device: torch.device, seed: int,
     if name == "ease":
         return fit_ease(train.users, train.items, weights, train.n_users, train.n_items, lam=cfg.ease_lambda, device=device)
     return fit_ials(train.users, train.items, weights, train.n_users, train.n_items, factors=cfg.rank_factors,
-                    reg=cfg.rank_reg, unobserved_weight=cfg.rank_unobserved_weight, iterations=cfg.rank_iterations,
-                    cg_steps=cfg.rank_cg_steps, seed=seed, device=device)
+                    reg=cfg.rank_reg, unobserved_weight=cfg.rank_unobserved_weight,
+                    iterations=iterations or cfg.rank_iterations, cg_steps=cfg.rank_cg_steps, seed=seed, device=device,
+                    init=init if isinstance(init, FactorRanker) else None)
 
 
 def recommend(ranker, seen: Ratings, users: np.ndarray, top_n: int, *, memory_mb: int = 512,

@@ -31,8 +31,10 @@ def snapshot(warehouse: str | Path, run_id: str) -> dict:
         con.execute("commit")
         wh.fault_point("index")
         con.execute(
-            f"copy (select u.user_idx, i.item_idx, r.rating, r.timestamp from ratings r join user_index u using (user_id) "
-            f"join item_index i using (item_id) order by u.user_idx, i.item_idx) to {wh.sql_literal(paths['interactions'])} (format parquet)"
+            f"copy (select u.user_idx, i.item_idx, r.rating, r.timestamp, epoch(f.ingested_at) as ingested_at "
+            f"from ratings r join user_index u using (user_id) join item_index i using (item_id) "
+            f"join ingested_files f using (file_hash) "
+            f"order by u.user_idx, i.item_idx) to {wh.sql_literal(paths['interactions'])} (format parquet)"
         )
         con.execute(f"copy (select user_idx, user_id from user_index order by user_idx) to {wh.sql_literal(paths['users'])} (format parquet)")
         con.execute(f"copy (select item_idx, item_id from item_index order by item_idx) to {wh.sql_literal(paths['items'])} (format parquet)")

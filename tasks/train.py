@@ -13,7 +13,7 @@ from recmodel.baselines import fit_bias_only, fit_global_mean
 from recmodel.config import RunConfig
 from recmodel.device import resolve_device
 from recmodel.implicit import fit_popularity
-from recmodel.persist import save_model, save_ranker
+from recmodel.persist import load_model, load_ranker, save_model, save_ranker
 from recmodel.pipeline import Ratings, fit_rater, fit_ranker, rating_report, ranking_report, split_random
 
 from . import warehouse as wh
@@ -29,22 +29,44 @@ def load_snapshot(snapshot: dict) -> Ratings:
                    snapshot["n_users"], snapshot["n_items"])
 
 
-def fit_snapshot(snapshot: dict, cfg: RunConfig, rater_path: str | Path, ranker_path: str | Path) -> dict:
-    """Validation split -> fit and measure; then (``refit_on_all``) refit on every rating and save both models."""
+def fit_snapshot(snapshot: dict, cfg: RunConfig, rater_path: str | Path, ranker_path: str | Path,
+                 previous: dict | None = None) -> dict:
+    """Validation split -> fit and measure; then (``refit_on_all``) refit on every rating and save both models.
+
+    ``previous`` (``run_id``, ``run_dir``, ``finished_at``) is the last published run; with ``cfg.warm_start`` both
+    models start from its files, and the validation part is the ratings ingested since it ran: the old
+    models never saw them, so the metrics stay honest.
+    """
     device = resolve_device(cfg.train.device)
     everything = load_snapshot(snapshot)
-    train, valid = split_random(everything, cfg.train.valid_pct, cfg.train.seed)
     ranker_name = cfg.rank.ranker
+    warm = None
+    if cfg.warm_start and previous and (Path(previous["run_dir"]) / "rater.safetensors").exists():
+        warm = {"rater": load_model(Path(previous["run_dir"]) / "rater.safetensors", device).model,
+                "ranker": load_ranker(Path(previous["run_dir"]) / "ranker.safetensors", device)}
+        is_new = pl.read_parquet(snapshot["interactions_path"], columns=["ingested_at"])["ingested_at"].to_numpy() \
+            > previous["finished_at"]
+        train, valid = everything.take(np.flatnonzero(~is_new)), everything.take(np.flatnonzero(is_new))
+        log.info("warm start from run %s: %d new ratings are the validation part", previous["run_id"], len(valid))
+    else:
+        if cfg.warm_start:
+            log.info("warm start asked for, but there is no published run with model files: training from scratch")
+        train, valid = split_random(everything, cfg.train.valid_pct, cfg.train.seed)
+    warm_epochs = cfg.warm_epochs if warm else None
+    warm_iterations = cfg.warm_rank_iterations if warm else None
     t0 = time.perf_counter()
-    rater, result = fit_rater(train, cfg.train, device, valid)
+    rater, result = fit_rater(train, cfg.train, device, valid, init=warm and warm["rater"], epochs=warm_epochs)
     wh.fault_point("train")
     train_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ranker = fit_ranker(train, cfg.rank, device, cfg.train.seed, rater)
+    ranker = fit_ranker(train, cfg.rank, device, cfg.train.seed, rater, init=warm and warm["ranker"],
+                        iterations=warm_iterations)
     rank_seconds = time.perf_counter() - t0
-    metrics: dict = {"rating_model": cfg.train.rating_model, "ranker": ranker_name, "n_train": len(train),
+    metrics: dict = {"rating_model": cfg.train.rating_model, "ranker": ranker_name,
+                     "validation": "new-ratings" if warm else "random", "n_train": len(train),
                      "n_valid": len(valid), "train_seconds": round(train_seconds, 3), "rank_seconds": round(rank_seconds, 3),
-                     "ratings_per_second": round(len(train) * cfg.train.for_model().epochs / max(train_seconds, 1e-9)),
+                     "ratings_per_second": round(len(train) * (warm_epochs or cfg.train.for_model().epochs)
+                                                 / max(train_seconds, 1e-9)),
                      "valid_rmse": None, "valid_mae": None}
     if len(valid):
         final = result.final
@@ -69,8 +91,9 @@ def fit_snapshot(snapshot: dict, cfg: RunConfig, rater_path: str | Path, ranker_
                  metrics["models"]["popularity"][f"ndcg_at_{K}"])
         if cfg.refit_on_all:
             log.info("refitting both models on all %d ratings", len(everything))
-            rater, _ = fit_rater(everything, cfg.train, device)
-            ranker = fit_ranker(everything, cfg.rank, device, cfg.train.seed, rater)
+            rater, _ = fit_rater(everything, cfg.train, device, init=warm and warm["rater"], epochs=warm_epochs)
+            ranker = fit_ranker(everything, cfg.rank, device, cfg.train.seed, rater, init=warm and warm["ranker"],
+                                iterations=warm_iterations)
     user_ids = pl.read_parquet(snapshot["users_path"])["user_id"].to_numpy()
     item_ids = pl.read_parquet(snapshot["items_path"])["item_id"].to_numpy()
     save_model(rater_path, rater, user_ids, item_ids, cfg.train, metadata={"valid_rmse": metrics["valid_rmse"]})
@@ -80,6 +103,6 @@ def fit_snapshot(snapshot: dict, cfg: RunConfig, rater_path: str | Path, ranker_
 
 
 @task(name="fit-models")
-def fit_models(snapshot: dict, cfg: RunConfig, rater_path: str, ranker_path: str) -> dict:
+def fit_models(snapshot: dict, cfg: RunConfig, rater_path: str, ranker_path: str, previous: dict | None = None) -> dict:
     """Train the rating model and the ranker, measure them next to baselines, save both (safetensors)."""
-    return fit_snapshot(snapshot, cfg, rater_path, ranker_path)
+    return fit_snapshot(snapshot, cfg, rater_path, ranker_path, previous)

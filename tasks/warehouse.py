@@ -253,11 +253,16 @@ def remove_run_folders(warehouse: str | Path, keep: int) -> list[str]:
     return removed
 
 
-def last_published_metrics(warehouse: str | Path) -> tuple[str, dict] | None:
+def last_published(warehouse: str | Path) -> dict | None:
+    """The newest succeeded run: ``run_id``, ``finished_at`` (epoch seconds: every rating ingested before it
+    was in that run's data), ``metrics``, ``run_dir``."""
     with connect(warehouse) as con:
-        row = con.execute("select run_id, metrics from runs where status = 'succeeded' "
+        row = con.execute("select run_id, epoch(finished_at), metrics from runs where status = 'succeeded' "
                           "order by finished_at desc, run_id desc limit 1").fetchone()
-    return (row[0], json.loads(row[1])) if row and row[1] else None
+    if not row:
+        return None
+    return {"run_id": row[0], "finished_at": float(row[1]), "metrics": json.loads(row[2]) if row[2] else {},
+            "run_dir": str(run_dir(warehouse, row[0]))}
 
 
 def quality_gate(previous: dict | None, metrics: dict, tolerance: float | None) -> str | None:
@@ -267,6 +272,8 @@ def quality_gate(previous: dict | None, metrics: dict, tolerance: float | None) 
     """
     if tolerance is None or not previous:
         return None
+    if previous.get("validation", "random") != metrics.get("validation", "random"):
+        return None  # measured on different kinds of validation data: not comparable
     reasons = []
     old, new = previous.get("valid_rmse"), metrics.get("valid_rmse")
     if old is not None and new is not None and new > old * (1 + tolerance):

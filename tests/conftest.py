@@ -17,6 +17,7 @@ import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
 
 import pytest  # noqa: E402
@@ -57,11 +58,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def api(url: str, path: str, body: dict | None = None):
+def api(url: str, path: str, body: dict | None = None, attempts: int = 10):
+    """One Prefect REST call; a busy server on 2 cores answers 503 now and then, so those are retried."""
     req = urllib.request.Request(url + path, data=json.dumps(body).encode() if body is not None else None,
                                  headers={"content-type": "application/json"}, method="POST" if body is not None else "GET")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read() or "null")
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read() or "null")
+        except urllib.error.HTTPError as e:
+            if e.code != 503 or attempt == attempts - 1:
+                raise
+            time.sleep(1)
 
 
 def wait_for(what, check, timeout=120, every=1.0):

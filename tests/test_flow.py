@@ -124,3 +124,22 @@ def test_runs_report_models_next_to_baselines(two_runs):
     assert models["dot"]["rmse"] < models["global_mean"]["rmse"]
     ranker = first["metrics"]["ranker"]
     assert models[ranker]["ndcg_at_10"] >= 0 and "ndcg_at_10" in first["metrics"]
+
+
+def test_warm_start_validates_on_the_new_nights_ratings(prefect_harness, tmp_path):
+    from flows.nightly import nightly
+    from recmodel import synth
+
+    frame = synth.generate(synth.custom_shape(200, 150, 6_000), seed=9)
+    cut = frame["timestamp"].quantile(0.9)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    synth.write(frame.filter(frame["timestamp"] < cut), tmp_path / "a", "udata").rename(inbox / "a.data")
+    warehouse = str(tmp_path / "wh")
+    first = nightly(source=str(inbox), warehouse=warehouse, **FAST)
+    synth.write(frame.filter(frame["timestamp"] >= cut), tmp_path / "b", "udata").rename(inbox / "b.data")
+    second = nightly(source=str(inbox), warehouse=warehouse, warm_start=True, **FAST)
+    assert first["metrics"]["validation"] == "random" and second["metrics"]["validation"] == "new-ratings"
+    n_new = second["files"][1]["rows_loaded"]
+    assert [f["skipped"] for f in second["files"]] == [True, False] and second["metrics"]["n_valid"] == n_new
+    assert second["metrics"]["valid_rmse"] is not None and second["n_recommendations"] > 0
