@@ -251,6 +251,28 @@ def recommend(
     _print_table(["rank", "item_id", "score"], [r[1:] for r in rows])
 
 
+@app.command()
+def similar(
+    item_id: int = typer.Argument(..., help="Raw item id, as in the rating files."),
+    warehouse: Path = WAREHOUSE_OPTION,
+    n: Optional[int] = typer.Option(None, "--n", help="Show at most this many (default: all kept)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Print the items most similar to ITEM_ID (cosine on item factors) from the latest successful run."""
+    _, rows = _read("similar", warehouse, "select run_id, title, rank, similar_item_id, similar_title, similarity "
+                    "from latest_similar_items where item_id = ? order by rank", [item_id])
+    if not rows:
+        fail("similar", f"no similar items for item {item_id}: not in the latest run's catalog "
+                        "(ids are the raw ids of the rating files)")
+    rows = rows[:n] if n else rows
+    if as_json:
+        typer.echo(json.dumps({"item_id": item_id, "title": rows[0][1], "run_id": rows[0][0], "similar": [
+            {"rank": r, "item_id": i, "title": t, "similarity": s} for _, _, r, i, t, s in rows]}))
+        return
+    typer.echo(f"item {item_id}{f' ({rows[0][1]})' if rows[0][1] else ''} (run {rows[0][0]})")
+    _print_table(["rank", "item_id", "similarity", "title"], [(r, i, s, t or "") for _, _, r, i, t, s in rows])
+
+
 STATUS_SQL = """
 select run_id, status, started_at, finished_at,
        round(epoch(finished_at) - epoch(started_at), 1) as seconds,

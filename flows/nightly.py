@@ -102,6 +102,7 @@ def nightly(
     source: str | None = None,
     warehouse: str = "warehouse",
     top_n: int = 10,
+    similar_n: int = 10,
     columns: str | None = None,
     delimiter: str | None = None,
     rating_min: float = 0.5,
@@ -184,7 +185,7 @@ def nightly(
 
             t = time.perf_counter()
             scored = score_users(fitted["rater_path"], fitted["ranker_path"], snap, top_n,
-                                 str(run_path / "recommendations.parquet"), score_memory_mb, dev)
+                                 str(run_path / "recommendations.parquet"), score_memory_mb, dev, similar_n)
             timings["score"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()
@@ -194,7 +195,7 @@ def nightly(
                 raise wh.RunRejected(f"quality gate: {worse} (run {previous['run_id']}); the published lists are kept")
             summary = {"n_ratings": snap["n_ratings"], "n_users": snap["n_users"], "n_items": snap["n_items"],
                        "device": dev, "data_hash": snap["data_hash"], "metrics": metrics, "timings": timings}
-            n_recs = publish_run(warehouse, run_id, scored["path"], summary, top_n, cfg.keep_runs)
+            n_recs = publish_run(warehouse, run_id, scored["path"], summary, top_n, cfg.keep_runs, scored["similar_path"])
             timings["publish"] = round(time.perf_counter() - t, 3)
         except wh.RunRejected as e:
             wh.reject_run(warehouse, run_id, str(e))

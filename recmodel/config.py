@@ -88,6 +88,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     top_n: int = Field(10, ge=1, le=10_000, description="Recommendations kept per user.")
+    similar_n: int = Field(10, ge=1, le=1_000, description="Similar items kept per item (cosine on item factors).")
     rating_min: float = Field(0.5, description="Lowest valid rating; smaller values are quarantined.")
     rating_max: float = Field(5.0, description="Highest valid rating; larger values are quarantined.")
     score_memory_mb: int = Field(

@@ -55,3 +55,8 @@ final as (
     where coalesce(g.n, 0) <> coalesce(e.n, 0)
 )
 select * from final;
+
+-- check: similar_items_include_self
+select item_id, rank
+from similar_items
+where run_id = (select any_value(run_id) from candidate_recommendations) and item_id = similar_item_id;

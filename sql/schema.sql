@@ -82,3 +82,11 @@ create table if not exists items (           -- optional item metadata (`--items
     title   varchar,
     genres  varchar                          -- '|'-separated
 );
+
+create table if not exists similar_items (  -- per run: each item's nearest items by cosine on item factors
+    run_id          varchar not null,
+    item_id         bigint not null,
+    rank            integer not null,         -- 1 = most similar; the item itself is never listed
+    similar_item_id bigint not null,
+    similarity      double not null           -- cosine similarity in [-1, 1]
+);

@@ -12,7 +12,9 @@ from prefect import task
 
 from recmodel.device import resolve_device
 from recmodel.persist import load_model, load_ranker
+from recmodel.implicit import FactorRanker
 from recmodel.pipeline import predict, recommend
+from recmodel.similar import similar_items
 
 from . import warehouse as wh
 from .train import load_snapshot
@@ -21,8 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: dict, top_n: int, out_path: str | Path,
-                   memory_mb: int = 512, device: str = "auto") -> dict:
-    """Lists ordered by the ranker; ``score`` is the rating model's predicted rating for each listed pair."""
+                   memory_mb: int = 512, device: str = "auto", similar_n: int = 10) -> dict:
+    """Lists ordered by the ranker; ``score`` is the rating model's predicted rating for each listed pair.
+    Also writes ``similar.parquet`` next to ``out_path``: each item's ``similar_n`` nearest items by cosine
+    on the ranker's item factors (iALS), or the rating model's item embeddings for other rankers."""
     dev = resolve_device(device)
     saved = load_model(rater_path, dev)
     ranker = load_ranker(ranker_path, dev)
@@ -53,15 +57,26 @@ def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: di
     tmp = out_path.with_name(out_path.name + ".tmp")
     frame.write_parquet(tmp)
     os.replace(tmp, out_path)
+    factors = ranker.item_factors if isinstance(ranker, FactorRanker) else saved.model.item_emb.weight.detach()
+    near = similar_items(factors, similar_n, memory_mb=memory_mb)
+    has = near.items >= 0
+    rows, ranks = np.nonzero(has)
+    similar_path = out_path.with_name("similar.parquet")
+    pl.DataFrame({
+        "item_id": saved.item_ids[near.users[rows]],
+        "rank": (ranks + 1).astype(np.int32),
+        "similar_item_id": saved.item_ids[near.items[has]],
+        "similarity": near.scores[has].astype(np.float64),
+    }).write_parquet(similar_path)
     short = int((keep.sum(axis=1) < top_n).sum())
     if short:
         log.info("%d users have fewer than %d unseen items and get shorter lists", short, top_n)
-    return {"path": str(out_path), "n_rows": frame.height, "n_users": int(users.size), "users_short": short,
+    return {"path": str(out_path), "similar_path": str(similar_path), "n_rows": frame.height, "n_users": int(users.size), "users_short": short,
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
 @task(name="score-users")
 def score_users(rater_path: str, ranker_path: str, snapshot: dict, top_n: int, out_path: str, memory_mb: int = 512,
-                device: str = "auto") -> dict:
-    """Top-N unseen items for every user with ratings, in memory-bounded blocks."""
-    return score_snapshot(rater_path, ranker_path, snapshot, top_n, out_path, memory_mb, device)
+                device: str = "auto", similar_n: int = 10) -> dict:
+    """Top-N unseen items for every user with ratings, and similar items, in memory-bounded blocks."""
+    return score_snapshot(rater_path, ranker_path, snapshot, top_n, out_path, memory_mb, device, similar_n)

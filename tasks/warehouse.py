@@ -21,7 +21,7 @@ import duckdb
 
 DB_NAME = "collabflow.duckdb"
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-VIEW_FILES = ("latest_recommendations.sql", "user_recommendations.sql", "run_history.sql")
+VIEW_FILES = ("latest_recommendations.sql", "user_recommendations.sql", "run_history.sql", "latest_similar_items.sql")
 _RUN_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 
@@ -191,7 +191,7 @@ def reject_run(warehouse: str | Path, run_id: str, reason: str) -> None:
 
 
 def publish_run(warehouse: str | Path, run_id: str, recommendations_path: str | Path, summary: dict,
-                top_n: int, keep_runs: int = 7) -> int:
+                top_n: int, keep_runs: int = 7, similar_path: str | Path | None = None) -> int:
     """Insert the run's recommendations, check them (sql/checks.sql), mark the run succeeded and apply
     retention, all in ONE transaction.
 
@@ -208,6 +208,9 @@ def publish_run(warehouse: str | Path, run_id: str, recommendations_path: str | 
                 "insert into recommendations select ?, user_id, rank, item_id, score from read_parquet(?)",
                 [run_id, str(recommendations_path)],
             )
+            if similar_path is not None:
+                con.execute("insert into similar_items select ?, item_id, rank, similar_item_id, similarity "
+                            "from read_parquet(?)", [run_id, str(similar_path)])
             con.execute(f"create or replace temp view candidate_recommendations as "
                         f"select * from recommendations where run_id = '{run_id}'")  # run_id matched _RUN_ID
             con.execute(f"set variable top_n = {int(top_n)}")
@@ -225,6 +228,7 @@ def publish_run(warehouse: str | Path, run_id: str, recommendations_path: str | 
                 "select run_id from runs where status = 'succeeded' order by finished_at desc, run_id desc offset ?",
                 [keep_runs]).fetchall()]
             con.execute("delete from recommendations where run_id in (select unnest(?::varchar[]))", [expired])
+            con.execute("delete from similar_items where run_id in (select unnest(?::varchar[]))", [expired])
             fault_point("publish")
             con.execute("commit")
         except BaseException:

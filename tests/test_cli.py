@@ -83,6 +83,17 @@ def test_run_publishes_and_recommend_reads_it(ran):
     assert f"user {user}" in table and len(table.strip().splitlines()) == 4  # title, header, 2 rows
 
 
+def test_similar_items(ran):
+    warehouse, _ = ran
+    with duckdb.connect(str(warehouse / "collabflow.duckdb"), read_only=True) as con:
+        item = con.execute("select min(item_id) from latest_similar_items").fetchall()[0][0]
+    out = json.loads(cli("similar", item, "--warehouse", warehouse, "--json", "--n", 3, check=True).stdout)
+    assert out["item_id"] == item and [s["rank"] for s in out["similar"]] == [1, 2, 3]
+    assert all(s["item_id"] != item for s in out["similar"])
+    missing = cli("similar", 10**12, "--warehouse", warehouse)
+    assert missing.returncode == 1 and "no similar items" in missing.stderr
+
+
 def test_unknown_user_is_a_clear_error(ran):
     warehouse, _ = ran
     proc = cli("recommend", 987654321, "--warehouse", warehouse)

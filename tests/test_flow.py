@@ -143,3 +143,12 @@ def test_warm_start_validates_on_the_new_nights_ratings(prefect_harness, tmp_pat
     n_new = second["files"][1]["rows_loaded"]
     assert [f["skipped"] for f in second["files"]] == [True, False] and second["metrics"]["n_valid"] == n_new
     assert second["metrics"]["valid_rmse"] is not None and second["n_recommendations"] > 0
+
+
+def test_similar_items_are_published(two_runs):
+    warehouse, first, second = two_runs
+    n_items = q(warehouse, "select count(*) from item_index")[0][0]
+    per_item = q(warehouse, "select count(distinct item_id), max(rank), count(*) filter (where item_id = similar_item_id) "
+                            "from latest_similar_items")[0]
+    assert per_item == (n_items, 10, 0)
+    assert q(warehouse, "select count(distinct run_id) from similar_items") == [(2,)]

@@ -85,3 +85,22 @@ def test_splits(checkerboard):
     assert np.all(np.bincount(te.users, minlength=N) == 2)
     for u in range(N):  # the held-out ratings are each user's newest
         assert te.timestamps[te.users == u].min() > tr.timestamps[tr.users == u].max()
+
+
+def test_similar_items_stay_in_their_group(checkerboard):
+    from recmodel.similar import similar_items
+
+    ranker = fit_ranker(checkerboard, RankConfig(ranker="ials", rank_factors=8, rank_iterations=15), CPU, 0)
+    near = similar_items(ranker.item_factors, 5)
+    assert (near.items != np.arange(N)[:, None]).all()  # never itself
+    assert ((near.items % 2) == (np.arange(N)[:, None] % 2)).all()  # neighbours share the item's group
+    assert np.all(np.diff(near.scores, axis=1) <= 0) and np.all(near.scores <= 1.0 + 1e-6)
+
+
+def test_items_without_factors_get_no_neighbours():
+    from recmodel.similar import similar_items
+
+    factors = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 0.0], [0.0, 1.0]])
+    near = similar_items(factors, 2)
+    assert near.items[2].tolist() == [-1, -1] and 2 not in near.items
+    assert near.items[0].tolist() == [1, 3]

@@ -1,0 +1,31 @@
+"""Similar items: cosine similarity of item factors, top-k per item, self excluded, in blocks."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .score import TopN, top_n_unseen_blocks
+
+
+def similar_items(item_factors: torch.Tensor, k: int, *, memory_mb: int = 512,
+                  items: np.ndarray | None = None) -> TopN:
+    """For each item (``items``, default all): the ``k`` most cosine-similar other items.
+
+    ``TopN.scores`` are cosine similarities in [-1, 1]; ties break by item index like scoring.
+    Items whose factor vector is zero (nothing learned) get no neighbours and are nobody's neighbour.
+    """
+    norms = item_factors.norm(dim=1, keepdim=True)
+    unit = item_factors / norms.clamp_min(1e-12)
+    dead = (norms.squeeze(1) <= 1e-12)
+    n = item_factors.shape[0]
+    items = np.arange(n, dtype=np.int64) if items is None else np.asarray(items, dtype=np.int64)
+    # "seen" = the item itself (and every dead item), masked before topk like a user's rated items
+    dead_idx = torch.nonzero(dead).flatten().cpu().numpy()
+    per_row = 1 + dead_idx.size
+    indptr = np.arange(0, (n + 1) * per_row, per_row, dtype=np.int64)
+    indices = np.concatenate([np.arange(n)[:, None], np.broadcast_to(dead_idx, (n, dead_idx.size))], axis=1).ravel()
+    top = top_n_unseen_blocks(lambda block: unit[block] @ unit.T, n, indptr, indices.astype(np.int64), k, items,
+                              device=item_factors.device, memory_mb=memory_mb)
+    rows = dead.cpu().numpy()[items]
+    top.items[rows], top.scores[rows] = -1, np.nan
+    return top
