@@ -1,14 +1,7 @@
 -- The newest successful run's top-N lists, with titles when item metadata was ingested.
 -- Downstream queries read this view, not the recommendations table.
 create or replace view latest_recommendations as
-with latest_run as (
-    select run_id
-    from runs
-    where status = 'succeeded'
-    order by finished_at desc, run_id desc
-    limit 1
-),
-final as (
+with final as (
     select r.run_id, r.user_id, r.rank, r.item_id, r.score, i.title
     from recommendations as r
     join latest_run using (run_id)

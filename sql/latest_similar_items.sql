@@ -1,13 +1,6 @@
 -- The newest successful run's similar items, with titles when item metadata was ingested.
 create or replace view latest_similar_items as
-with latest_run as (
-    select run_id
-    from runs
-    where status = 'succeeded'
-    order by finished_at desc, run_id desc
-    limit 1
-),
-final as (
+with final as (
     select s.run_id, s.item_id, a.title, s.rank, s.similar_item_id, b.title as similar_title, s.similarity
     from similar_items as s
     join latest_run using (run_id)

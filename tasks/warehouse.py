@@ -21,7 +21,7 @@ import duckdb
 
 DB_NAME = "collabflow.duckdb"
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-VIEW_FILES = ("latest_recommendations.sql", "user_recommendations.sql", "run_history.sql", "latest_similar_items.sql")
+VIEW_FILES = ("latest_run.sql", "latest_recommendations.sql", "user_recommendations.sql", "run_history.sql", "latest_similar_items.sql")
 _RUN_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 
