@@ -10,7 +10,7 @@ from typing import Literal
 
 import flows  # noqa: F401  (Prefect defaults and our log levels, also when a worker loads this file by path)
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.artifacts import comparison_table
 
@@ -21,6 +21,7 @@ from tasks import warehouse as wh
 from tasks.index import build_index
 from tasks.ingest import ingest_items, ingest_ratings
 from tasks.publish import publish_run
+from tasks.report import write_run_report
 from tasks.score import score_users
 from tasks.train import fit_models
 
@@ -206,6 +207,17 @@ def nightly(
             logger.error("run %s failed: %s: %s", run_id, type(e).__name__, e)
             raise
 
+    report_path = None
+    try:  # the lists are already published: a report that fails is logged, not fatal
+        report_path = write_run_report(warehouse, run_id, snap, fitted["rater_path"], fitted["ranker_path"],
+                                       scored["path"], metrics, fitted["history"])
+        create_markdown_artifact(
+            key="collabflow-report", description=f"Run {run_id} report",
+            markdown=Path(report_path).read_text().replace("](", f"]({Path(report_path).parent.resolve()}/")
+            + f"\n\nFull report with plots: `{Path(report_path).resolve()}`",
+        )
+    except Exception as e:  # noqa: BLE001
+        logger.warning("run %s: the report could not be written (%s: %s)", run_id, type(e).__name__, e)
     ingested = [f for f in files if not f["skipped"]]
     table = comparison_table(metrics.get("models", {}))
     create_table_artifact(key="collabflow-model-comparison", table=table or [{"model": "-", "note": "valid_pct=0"}],
@@ -228,5 +240,5 @@ def nightly(
     create_table_artifact(key="collabflow-run-metrics", table=table, description=f"Run {run_id} ({dev})")
     logger.info("run %s published %d recommendations for %d users (valid RMSE %.4f)", run_id, n_recs,
                 scored["n_users"], metrics["valid_rmse"] or float("nan"))
-    return {"run_id": run_id, "n_recommendations": n_recs, "n_users_scored": scored["n_users"],
+    return {"run_id": run_id, "n_recommendations": n_recs, "report": report_path, "n_users_scored": scored["n_users"],
             "files": files, "metrics": {k: v for k, v in metrics.items() if k != "history"}, "timings": timings}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -35,8 +36,16 @@ def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: di
     last = [time.perf_counter()]
     t0 = time.perf_counter()
 
+    tty = sys.stderr.isatty()
+
     def progress(done: int, total: int) -> None:
         wh.fault_point("score")
+        if tty:  # a live progress bar for a person at a terminal; logs (below) for the UI and cron
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            bar = "#" * int(30 * done / total)
+            sys.stderr.write(f"\rscoring [{bar:<30}] {done}/{total} users, {rate:,.0f}/s, "
+                             f"ETA {(total - done) / max(rate, 1e-9):.0f}s" + ("\n" if done == total else ""))
+            sys.stderr.flush()
         if time.perf_counter() - last[0] > 5 or done == total:
             last[0] = time.perf_counter()
             rate = done / max(time.perf_counter() - t0, 1e-9)

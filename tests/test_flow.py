@@ -152,3 +152,25 @@ def test_similar_items_are_published(two_runs):
                             "from latest_similar_items")[0]
     assert per_item == (n_items, 10, 0)
     assert q(warehouse, "select count(distinct run_id) from similar_items") == [(2,)]
+
+
+def test_every_run_writes_a_report(two_runs):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    warehouse, first, _ = two_runs
+    report = warehouse / "runs" / first["run_id"] / "report"
+    assert first["report"] and (report / "report.md").exists()
+    for png in ("training.png", "pca.png", "recommendations.png"):
+        assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (report / "report.md").read_text()
+    assert "## Models next to the baselines" in text and "popularity" in text and "Item biases" in text
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["collabflow-report"])))
+
+    artifact = asyncio.run(read())[0]
+    assert artifact.type == "markdown" and "report.md" in artifact.data

@@ -1,0 +1,114 @@
+"""A run report people want to look at: Markdown plus PNG plots (matplotlib, headless).
+
+Sections: training curve, models next to baselines, item biases and principal components of the item
+factors (fastbook's interpretation), the PCA map with a few titles, predicted scores, and what the
+lists recommend (coverage and popularity).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import torch  # noqa: E402
+
+METRIC_COLUMNS = ("rmse", "mae", "ndcg_at_10", "precision_at_10", "recall_at_10", "coverage_at_10")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def _name(item_id: int, titles: dict[int, str]) -> str:
+    title = titles.get(int(item_id))
+    return f"{title} ({item_id})" if title else f"item {item_id}"
+
+
+def item_pca(item_factors: torch.Tensor, n_components: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """``(coordinates, explained variance ratio)`` of the centred item factors (fastbook's ``pca``)."""
+    x = item_factors.detach().double().cpu()
+    x = x - x.mean(dim=0)
+    u, s, _ = torch.linalg.svd(x, full_matrices=False)
+    k = min(n_components, s.numel())
+    return (u[:, :k] * s[:k]).numpy(), (s[:k] ** 2 / (s**2).sum()).numpy()
+
+
+def write_report(out_dir: str | Path, *, run_id: str, metrics: dict, history: list[dict], item_ids: np.ndarray,
+                 item_factors: torch.Tensor, item_bias: np.ndarray | None, item_counts: np.ndarray,
+                 recommendations: pl.DataFrame, titles: dict[int, str], n_users: int) -> Path:
+    """Write ``report.md`` and its PNGs into ``out_dir``; returns the Markdown file's path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# collabflow run {run_id}", ""]
+    lines += [f"{n_users} users, {len(item_ids)} items; rating model `{metrics.get('rating_model')}`, ranker "
+              f"`{metrics.get('ranker')}`; validation: {metrics.get('validation', 'random')} "
+              f"({metrics.get('n_valid', 0)} ratings).", ""]
+
+    if history:  # training curve
+        epochs = [h["epoch"] for h in history]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(epochs, [math.sqrt(h["train_loss"]) for h in history], marker="o", label="train RMSE")
+        if history[0].get("valid_rmse") is not None:
+            ax.plot(epochs, [h["valid_rmse"] for h in history], marker="o", label="validation RMSE")
+        ax.set_xlabel("epoch"), ax.set_ylabel("RMSE"), ax.set_title("Rating model training"), ax.legend()
+        fig.tight_layout(), fig.savefig(out / "training.png", dpi=110), plt.close(fig)
+        lines += ["## Training", "", "![training](training.png)", ""]
+
+    models = metrics.get("models", {})
+    if models:
+        lines += ["## Models next to the baselines (validation)", "",
+                  "| model | " + " | ".join(METRIC_COLUMNS) + " |", "|---" * (len(METRIC_COLUMNS) + 1) + "|"]
+        lines += [f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in METRIC_COLUMNS) + " |" for name, m in models.items()]
+        lines.append("")
+
+    if item_bias is not None:
+        order = np.argsort(item_bias)
+        lines += ["## Item biases", "", "What the model thinks of an item whatever the user's taste "
+                  "(fastbook: low bias = disliked even by those who like such films).", "",
+                  "| lowest bias | highest bias |", "|---|---|"]
+        lines += [f"| {_name(item_ids[lo], titles)} ({item_bias[lo]:+.2f}) | {_name(item_ids[hi], titles)} "
+                  f"({item_bias[hi]:+.2f}) |" for lo, hi in zip(order[:8], order[::-1][:8])]
+        lines.append("")
+
+    coords, explained = item_pca(item_factors)
+    popular = np.argsort(-item_counts)[: min(300, len(item_ids))]  # the PCA map shows well-known items
+    fig, ax = plt.subplots(figsize=(8, 6.5))
+    ax.scatter(coords[popular, 0], coords[popular, 1], s=8, alpha=0.35)
+    labelled = list(popular[:12]) + list(popular[np.argsort(coords[popular, 0])[[0, 1, -2, -1]]])
+    for i in dict.fromkeys(labelled):
+        ax.annotate(_name(item_ids[i], titles)[:32], (coords[i, 0], coords[i, 1]), fontsize=7)
+    ax.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)"), ax.set_ylabel(f"PC2 ({explained[1]:.0%})")
+    ax.set_title("Item factors: first two principal components (300 most rated items)")
+    fig.tight_layout(), fig.savefig(out / "pca.png", dpi=110), plt.close(fig)
+    lines += ["## Principal components of the item factors", "", "![pca](pca.png)", ""]
+    for c in range(min(2, coords.shape[1])):
+        order = popular[np.argsort(coords[popular, c])]
+        lines += [f"PC{c + 1}, one end: " + "; ".join(_name(item_ids[i], titles) for i in order[:5]),
+                  "", f"PC{c + 1}, other end: " + "; ".join(_name(item_ids[i], titles) for i in order[::-1][:5]), ""]
+
+    if recommendations.height:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        axes[0].hist(recommendations["score"].to_numpy(), bins=40)
+        axes[0].set_title("Predicted rating of recommended items"), axes[0].set_xlabel("score")
+        index_of = {int(v): i for i, v in enumerate(item_ids)}
+        rec_counts = np.array([item_counts[index_of[int(i)]] for i in recommendations["item_id"].to_numpy()])
+        axes[1].hist([np.log10(1 + item_counts), np.log10(1 + rec_counts)], bins=30, density=True,
+                     label=["catalog", "recommended"])
+        axes[1].set_title("Popularity (log10 1 + ratings)"), axes[1].legend()
+        fig.tight_layout(), fig.savefig(out / "recommendations.png", dpi=110), plt.close(fig)
+        distinct = recommendations["item_id"].n_unique()
+        top = recommendations.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False]).head(5)
+        lines += ["## What the lists recommend", "", "![recommendations](recommendations.png)", "",
+                  f"{distinct} of {len(item_ids)} items ({distinct / max(len(item_ids), 1):.1%}) appear in some list. "
+                  "Most recommended: " + "; ".join(f"{_name(i, titles)} ({n} users)" for i, n in top.iter_rows()), "",
+                  f"Users with fewer than 5 ratings (thin history): {metrics.get('users_thin', 'n/a')}.", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
