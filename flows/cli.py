@@ -235,8 +235,8 @@ def recommend(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Print a user's recommendations from the latest successful run."""
-    _, rows = _read("recommend", warehouse, "select run_id, rank, item_id, score from latest_recommendations "
-                    "where user_id = ? order by rank", [user_id])
+    _, rows = _read("recommend", warehouse, "select run_id, rank, item_id, score, source, title "
+                    "from latest_recommendations where user_id = ? order by rank", [user_id])
     if not rows:
         _, known = _read("recommend", warehouse, "select count(*) from ratings where user_id = ?", [user_id])
         why = ("the user has ratings but no list in the latest run; rerun `collabflow run`" if known[0][0]
@@ -244,11 +244,11 @@ def recommend(
         fail("recommend", f"no recommendations for user {user_id}: {why}")
     rows = rows[:n] if n else rows
     if as_json:
-        typer.echo(json.dumps({"user_id": user_id, "run_id": rows[0][0], "recommendations": [
-            {"rank": r, "item_id": i, "score": s} for _, r, i, s in rows]}))
+        typer.echo(json.dumps({"user_id": user_id, "run_id": rows[0][0], "source": rows[0][4], "recommendations": [
+            {"rank": r, "item_id": i, "score": s, "title": t} for _, r, i, s, _, t in rows]}))
         return
-    typer.echo(f"user {user_id} (run {rows[0][0]})")
-    _print_table(["rank", "item_id", "score"], [r[1:] for r in rows])
+    typer.echo(f"user {user_id} (run {rows[0][0]}, {rows[0][4]})")
+    _print_table(["rank", "item_id", "score", "title"], [(r, i, s, t or "") for _, r, i, s, _, t in rows])
 
 
 @app.command()

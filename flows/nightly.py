@@ -15,11 +15,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from flows.artifacts import comparison_table
 
 from recmodel import synth
-from recmodel.config import RatingModel, Ranker, RunConfig
+from recmodel.config import ColdStart, RatingModel, Ranker, RunConfig
 from recmodel.device import resolve_device
 from tasks import warehouse as wh
 from tasks.index import build_index
-from tasks.ingest import ingest_items, ingest_ratings
+from tasks.ingest import ingest_items, ingest_ratings, ingest_users
 from tasks.publish import publish_run
 from tasks.report import write_run_report
 from tasks.score import score_users
@@ -64,6 +64,8 @@ IO_HELP = {
     "items": "Optional item metadata (u.item, movies.csv, items.tsv, or any CSV/Parquet with item id and title) so "
              "the views show titles.",
     "item_columns": "Column mapping for --items, e.g. 'item=sku,title=name,genres=category'.",
+    "users": "Optional user metadata (MovieLens u.user, or a CSV/Parquet with user_id and feature columns); "
+             "users in it without ratings get cold-start lists.",
 }
 IO_PARAMS = tuple(IO_HELP)
 
@@ -104,6 +106,8 @@ def nightly(
     warehouse: str = "warehouse",
     top_n: int = 10,
     similar_n: int = 10,
+    cold_start: ColdStart = "metadata",
+    min_item_ratings: int = 1,
     columns: str | None = None,
     delimiter: str | None = None,
     rating_min: float = 0.5,
@@ -142,6 +146,7 @@ def nightly(
     synthetic_shape: Literal["ml-100k", "ml-1m", "ml-10m", "ml-25m"] = "ml-100k",
     items: str | None = None,
     item_columns: str | None = None,
+    users: str | None = None,
 ) -> dict:
     """One night: ingest new ratings, retrain, score every user, publish atomically.
 
@@ -169,6 +174,8 @@ def nightly(
             files = ingest_ratings(src, warehouse, columns, delimiter, rating_min, rating_max, max_bad_fraction)
             if items_src or items:
                 ingest_items(items or items_src, warehouse, item_columns)
+            if users:
+                ingest_users(users, warehouse)
             timings["ingest"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()
@@ -186,17 +193,20 @@ def nightly(
 
             t = time.perf_counter()
             scored = score_users(fitted["rater_path"], fitted["ranker_path"], snap, top_n,
-                                 str(run_path / "recommendations.parquet"), score_memory_mb, dev, similar_n)
+                                 str(run_path / "recommendations.parquet"), score_memory_mb, dev, similar_n,
+                                 warehouse, cold_start, min_item_ratings)
             timings["score"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()
-            metrics = {**fitted["metrics"], "history": fitted["history"], "users_short": scored["users_short"]}
+            metrics = {**fitted["metrics"], "history": fitted["history"], "users_short": scored["users_short"],
+                       "cold_start_users": scored["cold_users"], "cold_start": cold_start}
             worse = wh.quality_gate(previous["metrics"] if previous else None, metrics, cfg.gate_tolerance)
             if worse:
                 raise wh.RunRejected(f"quality gate: {worse} (run {previous['run_id']}); the published lists are kept")
             summary = {"n_ratings": snap["n_ratings"], "n_users": snap["n_users"], "n_items": snap["n_items"],
                        "device": dev, "data_hash": snap["data_hash"], "metrics": metrics, "timings": timings}
-            n_recs = publish_run(warehouse, run_id, scored["path"], summary, top_n, cfg.keep_runs, scored["similar_path"])
+            n_recs = publish_run(warehouse, run_id, scored["path"], summary, top_n, cfg.keep_runs, scored["similar_path"],
+                                 min_item_ratings)
             timings["publish"] = round(time.perf_counter() - t, 3)
         except wh.RunRejected as e:
             wh.reject_run(warehouse, run_id, str(e))

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Device = Literal["auto", "cpu", "cuda"]
 RatingModel = Literal["dot", "neural"]
 Ranker = Literal["ials", "ease", "rating", "popularity"]
+ColdStart = Literal["metadata", "average_taste", "popularity"]
 
 
 class TrainConfig(BaseModel):
@@ -88,6 +89,12 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     top_n: int = Field(10, ge=1, le=10_000, description="Recommendations kept per user.")
+    cold_start: ColdStart = Field("metadata", description="Lists for users known only from --users (no ratings): "
+                                  "'metadata' (sign-up answers -> factors), 'average_taste' (a representative "
+                                  "real user) or 'popularity'. Without features or with a non-iALS ranker, "
+                                  "'popularity' is used.")
+    min_item_ratings: int = Field(1, ge=1, description="Items with fewer ratings are never recommended (their "
+                                  "factors rest on too little evidence); 1 recommends every rated item.")
     similar_n: int = Field(10, ge=1, le=1_000, description="Similar items kept per item (cosine on item factors).")
     rating_min: float = Field(0.5, description="Lowest valid rating; smaller values are quarantined.")
     rating_max: float = Field(5.0, description="Highest valid rating; larger values are quarantined.")

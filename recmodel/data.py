@@ -420,3 +420,34 @@ def read_items(path: str | Path, columns: dict[str, str | int] | None = None) ->
     if bad:
         raise RatingsFileError(path, f"{bad} rows have no integer item id", "Check the file and --item-columns")
     return out.unique("item_id", keep="last", maintain_order=True)
+
+
+USER_FILE_COLUMNS = ("user_id", "age", "gender", "occupation", "zip")  # MovieLens u.user
+
+
+def read_users(path: str | Path) -> pl.DataFrame:
+    """User metadata: ``user_id`` plus any feature columns. MovieLens ``u.user`` (``|``, no header; the
+    zip code is reduced to its first digit, a region), or a CSV/TSV/Parquet whose header names the id."""
+    path = Path(path)
+    name = _logical_name(path)
+    if name.endswith(PARQUET_SUFFIXES):
+        frame = pl.read_parquet(path)
+    else:
+        data = _read_bytes(path)
+        if name == "u.user" or name.endswith(".user"):
+            frame = pl.read_csv(io.BytesIO(data), separator="|", has_header=False, new_columns=list(USER_FILE_COLUMNS),
+                                infer_schema=False, encoding="utf8-lossy")
+            frame = frame.with_columns(pl.col("age").cast(pl.Float64, strict=False), pl.col("zip").str.slice(0, 1))
+        else:
+            sep = "\t" if name.endswith((".tsv", ".tab")) else ","
+            frame = pl.read_csv(io.BytesIO(data), separator=sep, encoding="utf8-lossy")
+    lowered = {c.lower(): c for c in frame.columns}
+    id_col = next((lowered[a] for a in ALIASES["user"] if a in lowered), None)
+    if id_col is None:
+        raise RatingsFileError(path, f"has no user id column (columns: {frame.columns})",
+                               "Name it user_id (or userId), or use MovieLens u.user layout")
+    frame = frame.rename({id_col: "user_id"}).with_columns(pl.col("user_id").cast(pl.Int64, strict=False))
+    bad = frame.filter(pl.col("user_id").is_null()).height
+    if bad:
+        raise RatingsFileError(path, f"{bad} rows have no integer user id", "Fix or remove those rows")
+    return frame.unique("user_id", keep="last", maintain_order=True)

@@ -186,10 +186,20 @@ def fit_ranker(train: Ratings, cfg: RankConfig, device: torch.device, seed: int,
 
 
 def recommend(ranker, seen: Ratings, users: np.ndarray, top_n: int, *, memory_mb: int = 512,
-              device: torch.device | str = "cpu", progress: Callable[[int, int], None] | None = None) -> TopN:
-    """Top-N unseen items per user by the ranker's scores, in memory-bounded blocks."""
+              device: torch.device | str = "cpu", progress: Callable[[int, int], None] | None = None,
+              exclude_items: np.ndarray | None = None) -> TopN:
+    """Top-N unseen items per user by the ranker's scores, in memory-bounded blocks; ``exclude_items``
+    (indices) are never recommended to anyone."""
     indptr, indices = seen.seen()
-    return top_n_unseen_blocks(ranker.score_block, seen.n_items, indptr, indices, top_n, users, device=device,
+    score_block = ranker.score_block
+    if exclude_items is not None and len(exclude_items):
+        excluded = torch.as_tensor(np.asarray(exclude_items, dtype=np.int64), device=device)
+
+        def score_block(block: torch.Tensor) -> torch.Tensor:
+            scores = ranker.score_block(block)
+            scores[:, excluded] = float("-inf")
+            return scores
+    return top_n_unseen_blocks(score_block, seen.n_items, indptr, indices, top_n, users, device=device,
                                memory_mb=memory_mb, bytes_per_pair=getattr(ranker, "bytes_per_pair", 8),
                                progress=progress)
 

@@ -108,7 +108,9 @@ def write_report(out_dir: str | Path, *, run_id: str, metrics: dict, history: li
         lines += ["## What the lists recommend", "", "![recommendations](recommendations.png)", "",
                   f"{distinct} of {len(item_ids)} items ({distinct / max(len(item_ids), 1):.1%}) appear in some list. "
                   "Most recommended: " + "; ".join(f"{_name(i, titles)} ({n} users)" for i, n in top.iter_rows()), "",
-                  f"Users with fewer than 5 ratings (thin history): {metrics.get('users_thin', 'n/a')}.", ""]
+                  f"Cold start: {metrics.get('cold_start_users', 0)} users known only from the users table got "
+                  f"`{metrics.get('cold_start', 'popularity')}` lists; {metrics.get('users_thin', 'n/a')} users have "
+                  "fewer than 5 ratings (iALS folds them in from their own ratings).", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

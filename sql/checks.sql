@@ -1,6 +1,7 @@
 -- Data tests on a run's recommendations before they are published. Each check must return zero rows;
 -- any row rejects the run and keeps the previous lists live. `candidate_recommendations` is the run
--- being published; getvariable('top_n') its list length.
+-- being published; getvariable('top_n') its list length, getvariable('min_item_ratings') the least ratings an
+-- item needs to be recommended; cold_users the users known only from the users table.
 
 -- check: seen_items_recommended
 select c.user_id, c.item_id
@@ -25,7 +26,13 @@ from candidate_recommendations
 where score is null or isnan(score) or isinf(score) or user_id is null or item_id is null or rank is null;
 
 -- check: unknown_ids
-select 'user' as kind, user_id as id from candidate_recommendations anti join user_index using (user_id)
+select 'user' as kind, user_id as id
+from candidate_recommendations
+where user_id not in (select user_id from user_index) and source = 'model'
+union all
+select 'user' as kind, user_id as id
+from candidate_recommendations
+where source <> 'model' and user_id not in (select user_id from cold_users)
 union all
 select 'item' as kind, item_id as id from candidate_recommendations anti join item_index using (item_id);
 
@@ -35,13 +42,20 @@ from candidate_recommendations
 where rank < 1 or rank > getvariable('top_n');
 
 -- check: wrong_row_counts
-with n_items as (
-    select count(*) as n from item_index
+with eligible as (
+    select item_id
+    from ratings
+    group by item_id
+    having count(*) >= getvariable('min_item_ratings')
 ),
 expected as (
-    select user_id, least(getvariable('top_n'), (select n from n_items) - count(*)) as n
-    from ratings
-    group by user_id
+    select r.user_id, least(getvariable('top_n'), (select count(*) from eligible) - count(e.item_id)) as n
+    from ratings as r
+    left join eligible as e using (item_id)
+    group by r.user_id
+    union all
+    select user_id, least(getvariable('top_n'), (select count(*) from eligible)) as n
+    from cold_users
 ),
 got as (
     select user_id, count(*) as n

@@ -66,6 +66,9 @@ create table if not exists recommendations (
     item_id bigint not null,
     score   double not null                 -- the model's predicted rating for (user, item)
 );
+-- which path produced a row: 'model' (a user with ratings) or a cold-start policy for a user known only
+-- from the users table ('popularity', 'average_taste', 'metadata'); added after the first release
+alter table recommendations add column if not exists source varchar default 'model';
 
 create table if not exists evaluations (    -- `collabflow evaluate` results, long format
     evaluation_id varchar not null,
@@ -89,4 +92,8 @@ create table if not exists similar_items (  -- per run: each item's nearest item
     rank            integer not null,         -- 1 = most similar; the item itself is never listed
     similar_item_id bigint not null,
     similarity      double not null           -- cosine similarity in [-1, 1]
+);
+
+create table if not exists users_meta (      -- optional user metadata (`--users`); replaced by each users file
+    user_id bigint primary key
 );

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 from prefect import task
 
-from recmodel.data import RatingsFileError, list_rating_files, parse_column_mapping, read_items, read_ratings
+from recmodel.data import RatingsFileError, list_rating_files, parse_column_mapping, read_items, read_ratings, read_users
 
 from . import warehouse as wh
 
@@ -144,3 +144,22 @@ def ingest_items_file(warehouse: str | Path, path: str | Path, columns: str | No
 def ingest_items(path: str, warehouse: str, columns: str | None = None) -> int:
     """Load item titles and genres so downstream SQL shows titles, not ids."""
     return ingest_items_file(warehouse, path, columns)
+
+
+def ingest_users_file(warehouse: str | Path, path: str | Path) -> int:
+    """Replace the user metadata (table users_meta, durable copy users.parquet). Returns users read."""
+    frame = read_users(path)
+    target = Path(warehouse) / "users.parquet"
+    tmp = target.with_suffix(".parquet.tmp")
+    frame.write_parquet(tmp)
+    os.replace(tmp, target)
+    with wh.connect(warehouse) as con:
+        con.execute(f"create or replace table users_meta as select * from read_parquet({wh.sql_literal(target)})")
+    log.info("%s: metadata for %d users (%s)", path, frame.height, ", ".join(c for c in frame.columns if c != "user_id"))
+    return frame.height
+
+
+@task(name="ingest-users")
+def ingest_users(path: str, warehouse: str) -> int:
+    """Load sign-up metadata; users without ratings get cold-start lists."""
+    return ingest_users_file(warehouse, path)

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import torch
 from prefect import task
 
+from recmodel import coldstart
 from recmodel.device import resolve_device
-from recmodel.persist import load_model, load_ranker
 from recmodel.implicit import FactorRanker
+from recmodel.models import DotProductBias
+from recmodel.persist import load_model, load_ranker
 from recmodel.pipeline import predict, recommend
 from recmodel.similar import similar_items
 
@@ -23,8 +26,64 @@ from .train import load_snapshot
 log = logging.getLogger(__name__)
 
 
+def cold_start_rows(warehouse: str | Path, policy: str, saved, ranker, seen, top_n: int) -> pl.DataFrame:
+    """Lists for users in the users table who have no ratings, with ``source`` = the policy used."""
+    empty = pl.DataFrame(schema={"user_id": pl.Int64, "rank": pl.Int32, "item_id": pl.Int64, "score": pl.Float64,
+                                 "source": pl.String})
+    path = Path(warehouse) / "users.parquet"
+    if not path.exists():
+        return empty
+    meta = pl.read_parquet(path)
+    warm_ids = saved.user_ids[np.unique(seen.users)]
+    cold = meta.filter(~pl.col("user_id").is_in(warm_ids.tolist()))
+    if cold.height == 0:
+        return empty
+    model = saved.model
+    features = [c for c in meta.columns if c != "user_id"]
+    if policy != "popularity" and (not isinstance(ranker, FactorRanker) or not isinstance(model, DotProductBias)
+                                   or (policy == "metadata" and not features)):
+        log.info("cold start: %s needs iALS factors, the dot model and (for metadata) features; using popularity", policy)
+        policy = "popularity"
+    counts = np.bincount(seen.items, minlength=seen.n_items)
+    known = np.unique(seen.users)
+    n, k = cold.height, min(top_n, seen.n_items)
+    with torch.no_grad():
+        emb, ubias = model.user_emb.weight.cpu(), model.user_bias.weight.squeeze(1).cpu()
+        if policy == "popularity":
+            items = np.tile(coldstart.popularity_order(counts)[:k], (n, 1))
+            user_vec, user_b = torch.zeros(n, emb.shape[1]), torch.full((n,), float(ubias[known].mean()))
+        else:
+            if policy == "average_taste":
+                rep = coldstart.representative_user(ranker.user_factors.cpu(), known)
+                rank_vec = ranker.user_factors.cpu()[[rep] * n]
+                user_vec, user_b = emb[[rep] * n], ubias[[rep] * n]
+            else:
+                idx_of = pl.DataFrame({"user_id": saved.user_ids[known], "idx": known})
+                train = meta.join(idx_of, on="user_id").sort("idx")
+                encoder = coldstart.UserFeatures.fit(train.drop("idx"))
+                rows_known = torch.from_numpy(train["idx"].to_numpy().copy())
+                targets = torch.cat([ranker.user_factors.cpu()[rows_known], emb[rows_known], ubias[rows_known, None]], dim=1)
+                W = coldstart.fit_metadata_regression(encoder.transform(train.drop("idx")), targets.double().numpy())
+                guess = torch.as_tensor(encoder.transform(cold) @ W, dtype=torch.float32)
+                f = ranker.user_factors.shape[1]
+                rank_vec, user_vec, user_b = guess[:, :f], guess[:, f:f + emb.shape[1]], guess[:, -1]
+            scores = rank_vec @ ranker.item_factors.cpu().T
+            items = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k].numpy()
+        rows = np.repeat(np.arange(n), k)
+        flat = items.ravel()
+        logits = (user_vec[rows] * model.item_emb.weight.cpu()[flat]).sum(1) + user_b[rows] + \
+            model.item_bias.weight.cpu().squeeze(1)[flat]
+        score = model.to_rating(logits).double().numpy()
+    log.info("cold start: %d users without ratings get %s lists", n, policy)
+    return pl.DataFrame({
+        "user_id": cold["user_id"].to_numpy()[rows], "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
+        "item_id": saved.item_ids[flat], "score": score, "source": [policy] * rows.size,
+    }, schema=empty.schema)
+
+
 def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: dict, top_n: int, out_path: str | Path,
-                   memory_mb: int = 512, device: str = "auto", similar_n: int = 10) -> dict:
+                   memory_mb: int = 512, device: str = "auto", similar_n: int = 10, warehouse: str | Path | None = None,
+                   cold_start: str = "metadata", min_item_ratings: int = 1) -> dict:
     """Lists ordered by the ranker; ``score`` is the rating model's predicted rating for each listed pair.
     Also writes ``similar.parquet`` next to ``out_path``: each item's ``similar_n`` nearest items by cosine
     on the ranker's item factors (iALS), or the rating model's item embeddings for other rankers."""
@@ -52,7 +111,11 @@ def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: di
             log.info("scored %d/%d users (%.0f%%, %.0f users/s, ETA %.0fs)", done, total, 100 * done / total, rate,
                      (total - done) / max(rate, 1e-9))
 
-    top = recommend(ranker, seen, users, top_n, memory_mb=memory_mb, device=dev, progress=progress)
+    item_counts = np.bincount(seen.items, minlength=seen.n_items)
+    rare = np.flatnonzero(item_counts < min_item_ratings)
+    if rare.size:
+        log.info("%d items with fewer than %d ratings are not recommended", rare.size, min_item_ratings)
+    top = recommend(ranker, seen, users, top_n, memory_mb=memory_mb, device=dev, progress=progress, exclude_items=rare)
     keep = top.items >= 0
     rows, ranks = np.nonzero(keep)
     user_idx, item_idx = top.users[rows], top.items[keep]
@@ -61,7 +124,11 @@ def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: di
         "rank": (ranks + 1).astype(np.int32),
         "item_id": saved.item_ids[item_idx],
         "score": predict(saved.model, user_idx, item_idx),
+        "source": "model",
     })
+    cold = cold_start_rows(warehouse, cold_start, saved, ranker, seen, top_n) if warehouse else None
+    if cold is not None and cold.height:
+        frame = pl.concat([frame.cast(cold.schema), cold])
     out_path = Path(out_path)
     tmp = out_path.with_name(out_path.name + ".tmp")
     frame.write_parquet(tmp)
@@ -80,12 +147,15 @@ def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: di
     short = int((keep.sum(axis=1) < top_n).sum())
     if short:
         log.info("%d users have fewer than %d unseen items and get shorter lists", short, top_n)
-    return {"path": str(out_path), "similar_path": str(similar_path), "n_rows": frame.height, "n_users": int(users.size), "users_short": short,
+    return {"path": str(out_path), "similar_path": str(similar_path), "n_rows": frame.height,
+            "cold_users": 0 if cold is None else int(cold["user_id"].n_unique()), "n_users": int(users.size), "users_short": short,
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
 @task(name="score-users")
 def score_users(rater_path: str, ranker_path: str, snapshot: dict, top_n: int, out_path: str, memory_mb: int = 512,
-                device: str = "auto", similar_n: int = 10) -> dict:
-    """Top-N unseen items for every user with ratings, and similar items, in memory-bounded blocks."""
-    return score_snapshot(rater_path, ranker_path, snapshot, top_n, out_path, memory_mb, device, similar_n)
+                device: str = "auto", similar_n: int = 10, warehouse: str | None = None,
+                cold_start: str = "metadata", min_item_ratings: int = 1) -> dict:
+    """Top-N unseen items for every user with ratings (and cold-start users), and similar items."""
+    return score_snapshot(rater_path, ranker_path, snapshot, top_n, out_path, memory_mb, device, similar_n,
+                          warehouse, cold_start, min_item_ratings)

@@ -21,7 +21,7 @@ import duckdb
 
 DB_NAME = "collabflow.duckdb"
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-VIEW_FILES = ("latest_run.sql", "latest_recommendations.sql", "user_recommendations.sql", "run_history.sql", "latest_similar_items.sql")
+VIEW_FILES = ("cold_users.sql", "latest_run.sql", "latest_recommendations.sql", "user_recommendations.sql", "run_history.sql", "latest_similar_items.sql")
 _RUN_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 
@@ -191,7 +191,7 @@ def reject_run(warehouse: str | Path, run_id: str, reason: str) -> None:
 
 
 def publish_run(warehouse: str | Path, run_id: str, recommendations_path: str | Path, summary: dict,
-                top_n: int, keep_runs: int = 7, similar_path: str | Path | None = None) -> int:
+                top_n: int, keep_runs: int = 7, similar_path: str | Path | None = None, min_item_ratings: int = 1) -> int:
     """Insert the run's recommendations, check them (sql/checks.sql), mark the run succeeded and apply
     retention, all in ONE transaction.
 
@@ -204,8 +204,12 @@ def publish_run(warehouse: str | Path, run_id: str, recommendations_path: str | 
     with connect(warehouse) as con:
         con.execute("begin transaction")
         try:
+            columns = {row[0] for row in con.execute("describe select * from read_parquet(?)",
+                                                      [str(recommendations_path)]).fetchall()}
+            source = "source" if "source" in columns else "'model'"  # files written before cold start
             con.execute(
-                "insert into recommendations select ?, user_id, rank, item_id, score from read_parquet(?)",
+                "insert into recommendations (run_id, user_id, rank, item_id, score, source) "
+                f"select ?, user_id, rank, item_id, score, {source} from read_parquet(?)",
                 [run_id, str(recommendations_path)],
             )
             if similar_path is not None:
@@ -214,6 +218,7 @@ def publish_run(warehouse: str | Path, run_id: str, recommendations_path: str | 
             con.execute(f"create or replace temp view candidate_recommendations as "
                         f"select * from recommendations where run_id = '{run_id}'")  # run_id matched _RUN_ID
             con.execute(f"set variable top_n = {int(top_n)}")
+            con.execute(f"set variable min_item_ratings = {int(min_item_ratings)}")
             failures = checks(con)
             if failures:
                 raise RunRejected("checks failed: " + ", ".join(f"{name} ({n} rows)" for name, n in failures))

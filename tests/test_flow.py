@@ -174,3 +174,13 @@ def test_every_run_writes_a_report(two_runs):
 
     artifact = asyncio.run(read())[0]
     assert artifact.type == "markdown" and "report.md" in artifact.data
+
+
+def test_rare_items_are_never_recommended(prefect_harness, small_ratings, tmp_path):
+    from flows.nightly import nightly
+
+    warehouse = tmp_path / "wh"
+    nightly(source=str(small_ratings), warehouse=str(warehouse), min_item_ratings=30, **FAST)
+    rare = q(warehouse, "select count(*) from latest_recommendations where item_id in "
+                        "(select item_id from ratings group by item_id having count(*) < 30)")
+    assert rare == [(0,)] and q(warehouse, "select count(*) from latest_recommendations")[0][0] > 0
