@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .score import csr_positions
+from .score import BlockProduct, csr_positions
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,13 @@ class FactorRanker:
 
     user_factors: torch.Tensor
     item_factors: torch.Tensor
+    _product: BlockProduct | None = field(default=None, init=False, repr=False, compare=False)
 
     def score_block(self, users: torch.Tensor) -> torch.Tensor:
-        return self.user_factors[users] @ self.item_factors.T
+        """Scores of a block of users; the returned tensor is reused by the next call (see BlockProduct)."""
+        if self._product is None:
+            self._product = BlockProduct(self.user_factors, self.item_factors)
+        return self._product(users)
 
 
 def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int,

@@ -49,6 +49,37 @@ def _order_rows(values: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, 
     return values.gather(1, by_val), idx.gather(1, by_val)
 
 
+class BlockProduct:
+    """``user_factors[block] @ item_factors.T`` for one block of users at a time.
+
+    On the CPU the product goes through numpy (OpenBLAS sgemm) into one reused buffer: on our 2-core
+    AMD machines that is 2.7x faster than ``torch.mm`` (MKL) for the same product, and reusing the
+    buffer avoids a fresh 200+ MB allocation (and its page faults) per block: scoring 16k ML-25M-shaped
+    users went from 3.93 s to 2.61 s with identical lists (bench/scoring.py). The caller must be done
+    with one block's scores before asking for the next (the top-N loop is).
+    """
+
+    def __init__(self, user_factors: torch.Tensor, item_factors: torch.Tensor):
+        self.device = user_factors.device
+        if self.device.type == "cpu":
+            self.users = user_factors.detach().float().numpy()
+            self.items_t = np.ascontiguousarray(item_factors.detach().float().numpy().T)
+        else:
+            self.users, self.items_t = user_factors, item_factors.t().contiguous()
+        self.buffer: np.ndarray | None = None
+
+    def __call__(self, block: torch.Tensor) -> torch.Tensor:
+        if self.device.type != "cpu":
+            return self.users[block] @ self.items_t
+        rows = block.numpy()
+        n_items = self.items_t.shape[1]
+        if self.buffer is None or self.buffer.shape[0] < rows.size:
+            self.buffer = np.empty((rows.size, n_items), dtype=np.float32)
+        out = self.buffer[: rows.size]
+        np.matmul(self.users[rows], self.items_t, out=out)
+        return torch.from_numpy(out)
+
+
 def csr_positions(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For CSR rows ``rows``: ``(block_row, position)`` of every stored entry, without a Python loop."""
     lo, hi = indptr[rows], indptr[rows + 1]
@@ -136,10 +167,9 @@ def top_n_unseen(
         raise ValueError(f"factor sizes differ: users {tuple(user_factors.shape)} vs items {tuple(item_factors.shape)}")
     if len(seen_indptr) != user_factors.shape[0] + 1:
         raise ValueError("seen_indptr must have n_users + 1 entries")
-    item_t = item_factors.t().contiguous()
     users = np.arange(user_factors.shape[0], dtype=np.int64) if users is None else users
     return top_n_unseen_blocks(
-        lambda block: user_factors[block] @ item_t, item_factors.shape[0], seen_indptr, seen_indices, top_n, users,
+        BlockProduct(user_factors, item_factors), item_factors.shape[0], seen_indptr, seen_indices, top_n, users,
         device=user_factors.device, memory_mb=memory_mb, block_users=block_users, progress=progress,
     )
 
