@@ -104,10 +104,10 @@ def run(params: dict, as_json: bool = JSON_OPTION) -> None:
     if as_json:
         typer.echo(json.dumps(summary, default=str))
         return
-    m = summary["metrics"]
     if summary.get("skipped"):
         typer.echo(f"skipped: {summary['skipped']}")
         return
+    m = summary["metrics"]
     typer.echo(f"run {summary['run_id']}: {summary['n_recommendations']} recommendations for "
                f"{summary['n_users_scored']} users; {m['rating_model']} valid RMSE {_fmt(m['valid_rmse'])}, "
                f"{m['ranker']} NDCG@10 {_fmt(m.get('ndcg_at_10'))}; database {Path(params['warehouse']) / 'collabflow.duckdb'}")
