@@ -9,7 +9,6 @@ fastai's default batch of 64 in the same process, so the ratio is measured on th
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np

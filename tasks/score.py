@@ -26,7 +26,8 @@ from .train import load_snapshot
 log = logging.getLogger(__name__)
 
 
-def cold_start_rows(warehouse: str | Path, policy: str, saved, ranker, seen, top_n: int) -> pl.DataFrame:
+def cold_start_rows(warehouse: str | Path, policy: str, saved, ranker, seen, top_n: int,
+                    item_counts: np.ndarray) -> pl.DataFrame:
     """Lists for users in the users table who have no ratings, with ``source`` = the policy used."""
     empty = pl.DataFrame(schema={"user_id": pl.Int64, "rank": pl.Int32, "item_id": pl.Int64, "score": pl.Float64,
                                  "source": pl.String})
@@ -44,13 +45,12 @@ def cold_start_rows(warehouse: str | Path, policy: str, saved, ranker, seen, top
                                    or (policy == "metadata" and not features)):
         log.info("cold start: %s needs iALS factors, the dot model and (for metadata) features; using popularity", policy)
         policy = "popularity"
-    counts = np.bincount(seen.items, minlength=seen.n_items)
     known = np.unique(seen.users)
     n, k = cold.height, min(top_n, seen.n_items)
     with torch.no_grad():
         emb, ubias = model.user_emb.weight.cpu(), model.user_bias.weight.squeeze(1).cpu()
         if policy == "popularity":
-            items = np.tile(coldstart.popularity_order(counts)[:k], (n, 1))
+            items = np.tile(coldstart.popularity_order(item_counts)[:k], (n, 1))
             user_vec, user_b = torch.zeros(n, emb.shape[1]), torch.full((n,), float(ubias[known].mean()))
         else:
             if policy == "average_taste":
@@ -126,7 +126,7 @@ def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: di
         "score": predict(saved.model, user_idx, item_idx),
         "source": "model",
     })
-    cold = cold_start_rows(warehouse, cold_start, saved, ranker, seen, top_n) if warehouse else None
+    cold = cold_start_rows(warehouse, cold_start, saved, ranker, seen, top_n, item_counts) if warehouse else None
     if cold is not None and cold.height:
         frame = pl.concat([frame.cast(cold.schema), cold])
     out_path = Path(out_path)

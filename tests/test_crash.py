@@ -3,7 +3,6 @@ model. Each time the published lists must stay exactly as they were, and the nex
 
 Runs go through the real CLI in subprocesses against a real Prefect server (one per module).
 """
-import os
 import signal
 import subprocess
 import sys

@@ -2,14 +2,10 @@
 
 Slow (a server start, a served run): about a minute on 2 cores.
 """
-import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import duckdb
