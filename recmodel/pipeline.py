@@ -18,7 +18,7 @@ from .config import RankConfig, RunConfig, TrainConfig
 from .implicit import FactorRanker, fit_ease, fit_ials, fit_popularity, interaction_weights
 from .metrics import mae, ranking_metrics, rmse
 from .models import DotProductBias, EmbeddingNN
-from .score import TopN, csr_from_pairs, top_n_unseen_blocks
+from .score import TopN, csr_from_pairs, top_n_unseen, top_n_unseen_blocks
 from .train import FitResult, Interactions, fit, random_split
 
 log = logging.getLogger(__name__)
@@ -191,17 +191,12 @@ def recommend(ranker, seen: Ratings, users: np.ndarray, top_n: int, *, memory_mb
     """Top-N unseen items per user by the ranker's scores, in memory-bounded blocks; ``exclude_items``
     (indices) are never recommended to anyone."""
     indptr, indices = seen.seen()
-    score_block = ranker.score_block
-    if exclude_items is not None and len(exclude_items):
-        excluded = torch.as_tensor(np.asarray(exclude_items, dtype=np.int64), device=device)
-
-        def score_block(block: torch.Tensor) -> torch.Tensor:
-            scores = ranker.score_block(block)
-            scores[:, excluded] = float("-inf")
-            return scores
-    return top_n_unseen_blocks(score_block, seen.n_items, indptr, indices, top_n, users, device=device,
+    if isinstance(ranker, FactorRanker):  # one product per tile, fused with the selection on the CPU
+        return top_n_unseen(ranker.user_factors, ranker.item_factors, indptr, indices, top_n, users=users,
+                            memory_mb=memory_mb, progress=progress, exclude_items=exclude_items)
+    return top_n_unseen_blocks(ranker.score_block, seen.n_items, indptr, indices, top_n, users, device=device,
                                memory_mb=memory_mb, bytes_per_pair=getattr(ranker, "bytes_per_pair", 8),
-                               progress=progress)
+                               progress=progress, exclude_items=exclude_items)
 
 
 # ---------------------------------------------------------------- evaluation

@@ -19,13 +19,11 @@ def similar_items(item_factors: torch.Tensor, k: int, *, memory_mb: int = 512,
     dead = (norms.squeeze(1) <= 1e-12)
     n = item_factors.shape[0]
     items = np.arange(n, dtype=np.int64) if items is None else np.asarray(items, dtype=np.int64)
-    # "seen" = the item itself (and every dead item), masked before topk like a user's rated items
+    # "seen" = the item itself, masked like a user's rated items; dead items are masked for everyone
     dead_idx = torch.nonzero(dead).flatten().cpu().numpy()
-    per_row = 1 + dead_idx.size
-    indptr = np.arange(0, (n + 1) * per_row, per_row, dtype=np.int64)
-    indices = np.concatenate([np.arange(n)[:, None], np.broadcast_to(dead_idx, (n, dead_idx.size))], axis=1).ravel()
-    top = top_n_unseen_blocks(lambda block: unit[block] @ unit.T, n, indptr, indices.astype(np.int64), k, items,
-                              device=item_factors.device, memory_mb=memory_mb)
+    indptr, indices = np.arange(n + 1, dtype=np.int64), np.arange(n, dtype=np.int64)
+    top = top_n_unseen_blocks(lambda block: unit[block] @ unit.T, n, indptr, indices, k, items,
+                              device=item_factors.device, memory_mb=memory_mb, exclude_items=dead_idx)
     rows = dead.cpu().numpy()[items]
     top.items[rows], top.scores[rows] = -1, np.nan
     return top

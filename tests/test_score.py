@@ -19,17 +19,18 @@ def random_case(seed, n_users=37, n_items=53, d=6, density=0.3, integer=False):
     return uf, itf, users, items
 
 
-def run(uf, itf, users, items, top_n, memory_mb=1, block_users=None):
+def run(uf, itf, users, items, top_n, memory_mb=1, block_users=None, engine="auto"):
     indptr, indices = csr_from_pairs(users, items, uf.shape[0])
     return top_n_unseen(torch.from_numpy(uf), torch.from_numpy(itf), indptr, indices, top_n, memory_mb=memory_mb,
-                        block_users=block_users)
+                        block_users=block_users, engine=engine)
 
 
+@pytest.mark.parametrize("engine", ["numba", "torch"])
 @pytest.mark.parametrize("integer", [False, True])
 @pytest.mark.parametrize("users_per_block", [1, 5, 1000])
-def test_blocked_equals_brute_force(integer, users_per_block):
+def test_blocked_equals_brute_force(integer, users_per_block, engine):
     uf, itf, users, items = random_case(3, integer=integer)
-    top = run(uf, itf, users, items, top_n=10, block_users=users_per_block)
+    top = run(uf, itf, users, items, top_n=10, block_users=users_per_block, engine=engine)
     expected = brute_force_top_n(uf, itf, set(zip(users.tolist(), items.tolist())), 10)
     got = [[i for i in row if i >= 0] for row in top.items.tolist()]
     assert got == expected
@@ -81,3 +82,69 @@ def test_block_size_respects_budget():
     top_n_unseen_blocks(lambda b: sizes.append(b.numel()) or torch.zeros(b.numel(), 1000), 1000,
                         np.zeros(5001, np.int64), np.zeros(0, np.int64), 3, np.arange(5000), memory_mb=1)
     assert max(sizes) * 1000 * 8 <= 2**20 and sum(sizes) == 5000
+
+
+def reference(uf, itf, users, items, top_n, excluded=()):
+    """float64 scores, seen and excluded items removed, order (score desc, item asc)."""
+    scores = uf.astype(np.float64) @ itf.astype(np.float64).T
+    scores[users, items] = -np.inf
+    scores[:, list(excluded)] = -np.inf
+    out = []
+    for row in scores:
+        order = np.lexsort((np.arange(row.size), -row))[:top_n]
+        out.append([int(i) for i in order if np.isfinite(row[i])])
+    return out
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+@pytest.mark.parametrize("integer", [False, True])
+def test_large_catalog_prunes_exactly(engine, integer):
+    """Catalogs much wider than 32 x top_n take the grouped-maximum pruning path of the CPU kernel; with
+    integer factors many scores tie across groups and at the top-N boundary."""
+    uf, itf, users, items = random_case(11, n_users=40, n_items=4000, d=4, density=0.05, integer=integer)
+    excluded = [7, 100, 3999]
+    indptr, indices = csr_from_pairs(users, items, uf.shape[0])
+    top = top_n_unseen(torch.from_numpy(uf), torch.from_numpy(itf), indptr, indices, 25, memory_mb=1, engine=engine,
+                       exclude_items=np.array(excluded))
+    assert [[i for i in row if i >= 0] for row in top.items.tolist()] == reference(uf, itf, users, items, 25, excluded)
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_generic_scorer_matches_factor_path(engine):
+    """top_n_unseen_blocks (any scorer) and top_n_unseen (fused factor tiles) give the same lists."""
+    uf, itf, users, items = random_case(12, n_users=30, n_items=3000, d=5, density=0.1, integer=True)
+    indptr, indices = csr_from_pairs(users, items, uf.shape[0])
+    U, V = torch.from_numpy(uf), torch.from_numpy(itf)
+    a = top_n_unseen_blocks(lambda b: U[b] @ V.T, 3000, indptr, indices, 40, np.arange(30), memory_mb=1, engine=engine)
+    b = top_n_unseen(U, V, indptr, indices, 40, engine="numba")
+    assert np.array_equal(a.items, b.items)
+    assert np.allclose(a.scores, b.scores)
+
+
+def test_all_equal_scores_force_repeated_compaction():
+    """Every score equal: each candidate passes the bar, the kernel's buffer overflows again and again;
+    the result must still be the lowest unseen item indices."""
+    n = 5000
+    uf, itf = np.ones((3, 2), np.float32), np.zeros((n, 2), np.float32)
+    users, items = np.array([0, 0, 1]), np.array([0, 2, 4999])
+    top = run(uf, itf, users, items, top_n=30, engine="numba")
+    assert top.items[0].tolist() == [1] + list(range(3, 32))
+    assert top.items[2].tolist() == list(range(30))
+
+
+def test_nearly_everything_seen():
+    """A user who has rated all but 3 items of a wide catalog gets exactly those 3, padded with -1."""
+    n = 3000
+    rng = np.random.default_rng(0)
+    uf, itf = rng.normal(size=(2, 4)).astype(np.float32), rng.normal(size=(n, 4)).astype(np.float32)
+    items = np.setdiff1d(np.arange(n), [5, 1500, 2999])
+    top = run(uf, itf, np.zeros(items.size, np.int64), items, top_n=10, engine="numba")
+    assert sorted(top.items[0, :3].tolist()) == [5, 1500, 2999] and (top.items[0, 3:] == -1).all()
+    assert np.isnan(top.scores[0, 3:]).all() and (top.items[1] >= 0).all()
+
+
+def test_nan_factors_are_refused():
+    uf, itf, users, items = random_case(0)
+    uf[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        run(uf, itf, users, items, top_n=5)
