@@ -120,6 +120,7 @@ def nightly(
     lr_max: float = 5e-3,
     wd: float = 0.1,
     batch_size: int = 512,
+    max_steps_per_epoch: int = 1000,
     y_range: tuple[float, float] = (0.0, 5.5),
     valid_pct: float = 0.2,
     seed: int = 42,

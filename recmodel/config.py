@@ -32,6 +32,8 @@ class TrainConfig(BaseModel):
     wd: float = Field(0.1, ge=0, description="Decoupled weight decay (AdamW), applied to embeddings and biases as fastai does.")
     batch_size: int = Field(512, ge=1, description="Ratings per optimizer step (at most: small data gets smaller "
                             "batches so an epoch has at least 100 steps).")
+    max_steps_per_epoch: int = Field(1000, ge=1, description="Batches grow beyond batch_size on large data so an "
+                                     "epoch has at most this many optimizer steps (each updates every row).")
     y_range: tuple[float, float] = Field(
         (0.0, 5.5), description="Sigmoid output range; a little wider than the rating scale so the top rating is reachable."
     )

@@ -76,3 +76,38 @@ def test_config_validation_messages():
         RunConfig(rating_max=10)
     with pytest.raises(ValueError):
         RunConfig(top_n=0)
+
+
+def test_hand_written_gradients_match_autograd():
+    """The dot model's trainer (recmodel.train._fit_dot) and the autograd path (used by every other model)
+    take the same steps: same data, seed and settings give the same weights (float rounding aside)."""
+    from recmodel.train import _fit_dot, one_cycle_optimizer
+
+    u, i, r, nu, ni = synthetic(3)
+    data = Interactions.from_numpy(u, i, r, torch.device("cpu"))
+    cfg = TrainConfig(n_factors=4, epochs=3, batch_size=256, lr_max=3e-2)
+    fast = DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0))
+    slow = DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _fit_dot(fast, data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
+    opt, sched = one_cycle_optimizer(slow.parameters(), cfg, 3 * -(-len(data) // 256))
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        order = torch.randperm(len(data), generator=gen)
+        for s in range(0, len(data), 256):
+            idx = order[s:s + 256]
+            loss = torch.nn.functional.mse_loss(slow(data.users[idx], data.items[idx]), data.ratings[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    for a, b in zip(fast.state_dict().values(), slow.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+
+
+def test_batches_grow_on_large_data_and_shrink_on_small():
+    from recmodel.train import effective_batch_size
+
+    assert effective_batch_size(20_000_000, 512, 1000) == 20_000  # at most 1000 dense optimizer steps an epoch
+    assert effective_batch_size(80_000, 512, 1000) == 512
+    assert effective_batch_size(6_000, 512, 1000) == 60  # at least 100 steps
