@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--shape", default="ml-25m", choices=list(synth.SHAPES))
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--baseline-ratings", type=int, default=200_000)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: model and ratings on the GPU")
     ap.add_argument("--max-steps-per-epoch", type=int, default=TrainConfig().max_steps_per_epoch)
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -61,17 +62,19 @@ def main() -> None:
     n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
     print(f"{args.shape}: {ratings.size:,} ratings, {n_users:,} users x {n_items:,} items (generated in "
           f"{time.perf_counter() - t0:.1f}s); torch {torch.__version__}, {torch.get_num_threads()} threads")
-    cfg = TrainConfig(epochs=args.epochs, device="cpu", max_steps_per_epoch=args.max_steps_per_epoch)
+    cfg = TrainConfig(epochs=args.epochs, device=args.device, max_steps_per_epoch=args.max_steps_per_epoch)
+    device = torch.device(args.device)
     tr, va = random_split(ratings.size, cfg.valid_pct, cfg.seed)
-    data = Interactions.from_numpy(users, items, ratings, torch.device("cpu"))
-    train, valid = data.subset(torch.as_tensor(tr)), data.subset(torch.as_tensor(va))
+    data = Interactions.from_numpy(users, items, ratings, device)  # resident on the device for the whole fit
+    train, valid = data.subset(torch.as_tensor(tr, device=device)), data.subset(torch.as_tensor(va, device=device))
 
     model = DotProductBias(n_users, n_items, cfg.n_factors, cfg.y_range, torch.Generator().manual_seed(cfg.seed))
-    baseline = fastai_style(model, train.subset(torch.arange(min(args.baseline_ratings, len(train)))))
+    baseline = fastai_style(model.to(device), train.subset(torch.arange(min(args.baseline_ratings, len(train)),
+                                                                         device=device)))
     print(f"baseline (autograd + AdamW, batch 64, fastai's loop): {baseline:,.0f} ratings/s")
 
     model = DotProductBias(n_users, n_items, cfg.n_factors, cfg.y_range, torch.Generator().manual_seed(cfg.seed))
-    result = fit(model, train, valid, cfg)
+    result = fit(model.to(device), train, valid, cfg)
     per_epoch = [len(train) / h.seconds for h in result.history]
     for h, rate in zip(result.history, per_epoch):
         print(f"epoch {h.epoch}: {h.seconds:.1f}s, {rate:,.0f} ratings/s, valid RMSE {h.valid_rmse:.4f}")

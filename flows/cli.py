@@ -90,13 +90,28 @@ def _validated(command: str, params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+DASK_ADDRESS_OPTION = typer.Option(
+    None, help="Run the scoring shards (--score-shards) on this Dask scheduler, e.g. tcp://10.0.0.5:8786. Needs "
+    "`pip install 'collabflow[dask]'` here and on the workers, the same warehouse path on every machine, and a "
+    "Prefect server (PREFECT_API_URL).")
+DASK_WORKERS_OPTION = typer.Option(0, help="Start a local Dask cluster of this many worker processes for the "
+                                   "scoring shards (0: no Dask). Needs a Prefect server (PREFECT_API_URL).")
+
+
 @app.command()
 @with_nightly_options
-def run(params: dict, as_json: bool = JSON_OPTION) -> None:
+def run(params: dict, as_json: bool = JSON_OPTION, dask_address: Optional[str] = DASK_ADDRESS_OPTION,
+        dask_workers: int = DASK_WORKERS_OPTION) -> None:
     """Run the nightly flow once: ingest, train, score every user, publish to DuckDB."""
+    from flows.scaleout import nightly_on_dask
+
     params = _validated("run", params)
+    try:
+        flow = nightly_on_dask(dask_address, dask_workers) if dask_address or dask_workers else nightly
+    except RuntimeError as e:
+        fail("run", str(e), 2)
     last_words = _last_words("run")
-    state = nightly(**params, return_state=True)
+    state = flow(**params, return_state=True)
     if not state.is_completed():
         last_words.append(f"collabflow run: error: {_state_error(state)}")
         raise typer.Exit(1)

@@ -22,7 +22,7 @@ from tasks.index import build_index
 from tasks.ingest import ingest_items, ingest_ratings, ingest_users
 from tasks.publish import publish_run
 from tasks.report import write_run_report
-from tasks.score import score_users
+from tasks.score import combine, score_extra_lists, score_shard, shard_ranges
 from tasks.train import fit_models
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ def nightly(
     seed: int = 42,
     device: Literal["auto", "cpu", "cuda"] = "auto",
     score_memory_mb: int = 512,
+    score_shards: int = 1,
     gate_tolerance: float | None = 0.05,
     keep_runs: int = 7,
     warm_start: bool = False,
@@ -193,9 +194,15 @@ def nightly(
             timings["train"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()
-            scored = score_users(fitted["rater_path"], fitted["ranker_path"], snap, top_n,
-                                 str(run_path / "recommendations.parquet"), score_memory_mb, dev, similar_n,
-                                 warehouse, cold_start, min_item_ratings)
+            # one task per range of users: on a Dask task runner they run on the cluster's workers
+            lists = str(run_path / "recommendations")
+            shards = [score_shard.submit(fitted["rater_path"], fitted["ranker_path"], snap, top_n, lists, lo, hi,
+                                         score_memory_mb, dev, min_item_ratings)
+                      for lo, hi in shard_ranges(snap["n_users"], score_shards)]
+            parts = [f.result() for f in shards]  # then the rest, so the two never fight over the same cores
+            extras = score_extra_lists(fitted["rater_path"], fitted["ranker_path"], snap, top_n, lists,
+                                       score_memory_mb, dev, similar_n, warehouse, cold_start)
+            scored = combine(lists, parts, extras, top_n)
             timings["score"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()

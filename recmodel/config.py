@@ -103,6 +103,8 @@ class RunConfig(BaseModel):
     score_memory_mb: int = Field(
         512, ge=1, description="Memory budget for one block of user x item scores during scoring."
     )
+    score_shards: int = Field(1, ge=1, le=10_000, description="Scoring tasks, each a range of users written to its "
+                              "own Parquet part; with a Dask task runner they run on the cluster's workers.")
     gate_tolerance: float | None = Field(0.05, ge=0, description="Quality gate: reject the run (keeping the "
                                          "published lists) when validation RMSE or NDCG@10 is worse than the last "
                                          "published run's by more than this share; None turns the gate off.")

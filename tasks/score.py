@@ -17,7 +17,7 @@ from recmodel.device import resolve_device
 from recmodel.implicit import FactorRanker
 from recmodel.models import DotProductBias
 from recmodel.persist import load_model, load_ranker
-from recmodel.pipeline import predict, recommend
+from recmodel.pipeline import Ratings, predict, recommend
 from recmodel.similar import similar_items
 
 from . import warehouse as wh
@@ -81,20 +81,44 @@ def cold_start_rows(warehouse: str | Path, policy: str, saved, ranker, seen, top
     }, schema=empty.schema)
 
 
-def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: dict, top_n: int, out_path: str | Path,
-                   memory_mb: int = 512, device: str = "auto", similar_n: int = 10, warehouse: str | Path | None = None,
-                   cold_start: str = "metadata", min_item_ratings: int = 1) -> dict:
-    """Lists ordered by the ranker; ``score`` is the rating model's predicted rating for each listed pair.
-    Also writes ``similar.parquet`` next to ``out_path``: each item's ``similar_n`` nearest items by cosine
-    on the ranker's item factors (iALS), or the rating model's item embeddings for other rankers."""
+def shard_ranges(n_users: int, shards: int) -> list[tuple[int, int]]:
+    """``shards`` contiguous user-index ranges ``[lo, hi)`` covering ``0..n_users`` (fewer if there are fewer users)."""
+    shards = max(1, min(shards, n_users))
+    bounds = np.linspace(0, n_users, shards + 1).round().astype(int)
+    return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def load_snapshot_users(snapshot: dict, lo: int, hi: int) -> Ratings:
+    """The snapshot's ratings of users with index in ``[lo, hi)`` only (a shard reads just its part)."""
+    frame = (pl.scan_parquet(snapshot["interactions_path"])
+             .filter(pl.col("user_idx").is_between(lo, hi, closed="left"))
+             .select("user_idx", "item_idx", "rating", "timestamp").collect())
+    return Ratings(frame["user_idx"].to_numpy().astype(np.int64), frame["item_idx"].to_numpy().astype(np.int64),
+                   frame["rating"].to_numpy().astype(np.float32), frame["timestamp"].to_numpy(),
+                   snapshot["n_users"], snapshot["n_items"])
+
+
+def snapshot_item_counts(snapshot: dict) -> np.ndarray:
+    items = pl.read_parquet(snapshot["interactions_path"], columns=["item_idx"])["item_idx"].to_numpy()
+    return np.bincount(items, minlength=snapshot["n_items"])
+
+
+def score_shard_users(rater_path: str | Path, ranker_path: str | Path, snapshot: dict, top_n: int,
+                      out_dir: str | Path, lo: int, hi: int, memory_mb: int = 512, device: str = "auto",
+                      min_item_ratings: int = 1) -> dict:
+    """Lists for the users with ratings whose index is in ``[lo, hi)``, written to ``out_dir/part-<lo>.parquet``.
+
+    Ordered by the ranker; ``score`` is the rating model's predicted rating for each listed pair. Shards
+    are independent (each user's list depends on that user's ratings and the two models only), so any
+    split of the users gives the same table.
+    """
     dev = resolve_device(device)
     saved = load_model(rater_path, dev)
     ranker = load_ranker(ranker_path, dev)
-    seen = load_snapshot(snapshot)
-    users = np.unique(seen.users)  # every user with at least one rating
-    last = [time.perf_counter()]
+    part = load_snapshot_users(snapshot, lo, hi)
+    users = np.unique(part.users)
     t0 = time.perf_counter()
-
+    last = [t0]
     tty = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -102,20 +126,22 @@ def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: di
         if tty:  # a live progress bar for a person at a terminal; logs (below) for the UI and cron
             rate = done / max(time.perf_counter() - t0, 1e-9)
             bar = "#" * int(30 * done / total)
-            sys.stderr.write(f"\rscoring [{bar:<30}] {done}/{total} users, {rate:,.0f}/s, "
+            sys.stderr.write(f"\rscoring [{bar:<30}] {done:,}/{total:,} users, {rate:,.0f}/s, "
                              f"ETA {(total - done) / max(rate, 1e-9):.0f}s" + ("\n" if done == total else ""))
             sys.stderr.flush()
         if time.perf_counter() - last[0] > 5 or done == total:
             last[0] = time.perf_counter()
             rate = done / max(time.perf_counter() - t0, 1e-9)
-            log.info("scored %d/%d users (%.0f%%, %.0f users/s, ETA %.0fs)", done, total, 100 * done / total, rate,
-                     (total - done) / max(rate, 1e-9))
+            log.info("users %d-%d: scored %d/%d (%.0f%%, %.0f users/s, ETA %.0fs)", lo, hi - 1, done, total,
+                     100 * done / total, rate, (total - done) / max(rate, 1e-9))
 
-    item_counts = np.bincount(seen.items, minlength=seen.n_items)
+    if users.size == 0:
+        return {"path": None, "n_rows": 0, "n_users": 0, "users_short": 0, "seconds": 0.0}
+    item_counts = snapshot_item_counts(snapshot)
     rare = np.flatnonzero(item_counts < min_item_ratings)
-    if rare.size:
+    if rare.size and lo == 0:
         log.info("%d items with fewer than %d ratings are not recommended", rare.size, min_item_ratings)
-    top = recommend(ranker, seen, users, top_n, memory_mb=memory_mb, device=dev, progress=progress, exclude_items=rare)
+    top = recommend(ranker, part, users, top_n, memory_mb=memory_mb, device=dev, progress=progress, exclude_items=rare)
     keep = top.items >= 0
     rows, ranks = np.nonzero(keep)
     user_idx, item_idx = top.users[rows], top.items[keep]
@@ -126,36 +152,84 @@ def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: di
         "score": predict(saved.model, user_idx, item_idx),
         "source": "model",
     })
-    cold = cold_start_rows(warehouse, cold_start, saved, ranker, seen, top_n, item_counts) if warehouse else None
-    if cold is not None and cold.height:
-        frame = pl.concat([frame.cast(cold.schema), cold])
-    out_path = Path(out_path)
-    tmp = out_path.with_name(out_path.name + ".tmp")
+    out = Path(out_dir) / f"part-{lo:010d}.parquet"
+    _write_atomic(frame, out)
+    short = int((keep.sum(axis=1) < top_n).sum())
+    return {"path": str(out), "n_rows": frame.height, "n_users": int(users.size), "users_short": short,
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _write_atomic(frame: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
     frame.write_parquet(tmp)
-    os.replace(tmp, out_path)
+    os.replace(tmp, path)
+
+
+def score_extras(rater_path: str | Path, ranker_path: str | Path, snapshot: dict, top_n: int, out_dir: str | Path,
+                 memory_mb: int = 512, device: str = "auto", similar_n: int = 10, warehouse: str | Path | None = None,
+                 cold_start: str = "metadata") -> dict:
+    """Cold-start users' lists (``out_dir/cold.parquet``, when there are any) and each item's ``similar_n``
+    nearest items by cosine on the ranker's item factors (iALS), or the rating model's item embeddings for
+    other rankers (``similar.parquet`` beside ``out_dir``)."""
+    dev = resolve_device(device)
+    saved = load_model(rater_path, dev)
+    ranker = load_ranker(ranker_path, dev)
+    seen = load_snapshot(snapshot)
+    item_counts = np.bincount(seen.items, minlength=seen.n_items)
+    cold = cold_start_rows(warehouse, cold_start, saved, ranker, seen, top_n, item_counts) if warehouse else None
+    out_dir = Path(out_dir)
+    if cold is not None and cold.height:
+        _write_atomic(cold, out_dir / "cold.parquet")
     factors = ranker.item_factors if isinstance(ranker, FactorRanker) else saved.model.item_emb.weight.detach()
     near = similar_items(factors, similar_n, memory_mb=memory_mb)
     has = near.items >= 0
     rows, ranks = np.nonzero(has)
-    similar_path = out_path.with_name("similar.parquet")
-    pl.DataFrame({
+    similar_path = out_dir.parent / "similar.parquet"
+    _write_atomic(pl.DataFrame({
         "item_id": saved.item_ids[near.users[rows]],
         "rank": (ranks + 1).astype(np.int32),
         "similar_item_id": saved.item_ids[near.items[has]],
         "similarity": near.scores[has].astype(np.float64),
-    }).write_parquet(similar_path)
-    short = int((keep.sum(axis=1) < top_n).sum())
+    }), similar_path)
+    return {"similar_path": str(similar_path), "n_rows": 0 if cold is None else cold.height,
+            "cold_users": 0 if cold is None else int(cold["user_id"].n_unique())}
+
+
+def combine(out_dir: str | Path, shards: list[dict], extras: dict, top_n: int) -> dict:
+    """What the flow publishes: a glob over every part file (DuckDB and polars read it as one table)."""
+    short = sum(s["users_short"] for s in shards)
     if short:
         log.info("%d users have fewer than %d unseen items and get shorter lists", short, top_n)
-    return {"path": str(out_path), "similar_path": str(similar_path), "n_rows": frame.height,
-            "cold_users": 0 if cold is None else int(cold["user_id"].n_unique()), "n_users": int(users.size), "users_short": short,
-            "seconds": round(time.perf_counter() - t0, 3)}
+    return {"path": str(Path(out_dir) / "*.parquet"), "similar_path": extras["similar_path"],
+            "n_rows": sum(s["n_rows"] for s in shards) + extras["n_rows"], "cold_users": extras["cold_users"],
+            "n_users": sum(s["n_users"] for s in shards), "users_short": short,
+            "seconds": round(max(s["seconds"] for s in shards), 3)}
 
 
-@task(name="score-users")
-def score_users(rater_path: str, ranker_path: str, snapshot: dict, top_n: int, out_path: str, memory_mb: int = 512,
-                device: str = "auto", similar_n: int = 10, warehouse: str | None = None,
-                cold_start: str = "metadata", min_item_ratings: int = 1) -> dict:
-    """Top-N unseen items for every user with ratings (and cold-start users), and similar items."""
-    return score_snapshot(rater_path, ranker_path, snapshot, top_n, out_path, memory_mb, device, similar_n,
-                          warehouse, cold_start, min_item_ratings)
+def score_snapshot(rater_path: str | Path, ranker_path: str | Path, snapshot: dict, top_n: int, out_dir: str | Path,
+                   memory_mb: int = 512, device: str = "auto", similar_n: int = 10, warehouse: str | Path | None = None,
+                   cold_start: str = "metadata", min_item_ratings: int = 1, shards: int = 1) -> dict:
+    """Every shard, then the extras, in this process (the flow submits the same pieces as tasks instead)."""
+    parts = [score_shard_users(rater_path, ranker_path, snapshot, top_n, out_dir, lo, hi, memory_mb, device,
+                               min_item_ratings) for lo, hi in shard_ranges(snapshot["n_users"], shards)]
+    extras = score_extras(rater_path, ranker_path, snapshot, top_n, out_dir, memory_mb, device, similar_n, warehouse,
+                          cold_start)
+    return combine(out_dir, parts, extras, top_n)
+
+
+@task(name="score-shard")
+def score_shard(rater_path: str, ranker_path: str, snapshot: dict, top_n: int, out_dir: str, lo: int, hi: int,
+                memory_mb: int = 512, device: str = "auto", min_item_ratings: int = 1) -> dict:
+    """Top-N unseen items for the users with ratings in one range of user indices (one Parquet part)."""
+    return score_shard_users(rater_path, ranker_path, snapshot, top_n, out_dir, lo, hi, memory_mb, device,
+                             min_item_ratings)
+
+
+@task(name="score-extras")
+def score_extra_lists(rater_path: str, ranker_path: str, snapshot: dict, top_n: int, out_dir: str,
+                      memory_mb: int = 512, device: str = "auto", similar_n: int = 10, warehouse: str | None = None,
+                      cold_start: str = "metadata") -> dict:
+    """Cold-start users' lists and similar items."""
+    return score_extras(rater_path, ranker_path, snapshot, top_n, out_dir, memory_mb, device, similar_n, warehouse,
+                        cold_start)
