@@ -133,6 +133,7 @@ def nightly(
     warm_epochs: int = 2,
     warm_rank_iterations: int = 3,
     refit_on_all: bool = True,
+    refit_continue_from: int = 5_000_000,
     nn_hidden: int = 100,
     nn_epochs: int = 10,
     nn_lr_max: float = 1e-2,

@@ -116,6 +116,9 @@ class RunConfig(BaseModel):
     warm_rank_iterations: int = Field(3, ge=1, description="Warm start: iALS passes.")
     refit_on_all: bool = Field(True, description="After measuring on the validation split, refit both models "
                                "on all ratings before scoring (the published lists use every rating).")
+    refit_continue_from: int = Field(5_000_000, ge=0, description="From this many ratings on, the refit goes on "
+                                     "from the validated models for warm_epochs / warm_rank_iterations instead of "
+                                     "training from scratch (halves a large night's training); 0: always.")
     train: TrainConfig = Field(default_factory=TrainConfig)
     rank: RankConfig = Field(default_factory=RankConfig)
 

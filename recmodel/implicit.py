@@ -76,11 +76,15 @@ def _solve_side(X: torch.Tensor, other: torch.Tensor, R: torch.Tensor, counts: t
     """Conjugate-gradient steps from the current X towards the exact least-squares update (Takacs et al. 2011)."""
     gram = unobserved_weight * (other.T @ other)
     reg_rows = reg * (counts + unobserved_weight * other.shape[0])  # frequency-scaled (Rendle et al. 2021)
+    x = X.clone()
+    # residual b - A x with b = sum_i w_ui y_i in one pass: sum_i w_ui (1 - x_u.y_i) y_i - (gram + reg_u) x_u
+    # (one sparse product fewer than forming b and A x apart; the sparse products are most of iALS' time)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        b = torch.sparse.mm(R, other)
-    x = X.clone()
-    r = b - _implicit_matvec(x, other, R, gram, reg_rows)
+        t = torch.sparse.sampled_addmm(R, x, other.T, beta=0.0)
+        t = torch.sparse_csr_tensor(R.crow_indices(), R.col_indices(), R.values() * (1.0 - t.values()), R.shape,
+                                    check_invariants=False)
+        r = torch.sparse.mm(t, other) - x @ gram - reg_rows[:, None] * x
     p = r.clone()
     rs = (r * r).sum(dim=1)
     for _ in range(cg_steps):

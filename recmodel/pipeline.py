@@ -15,7 +15,7 @@ import torch
 
 from .baselines import fit_bias_only, fit_global_mean
 from .config import RankConfig, RunConfig, TrainConfig
-from .implicit import FactorRanker, fit_ease, fit_ials, fit_popularity, interaction_weights
+from .implicit import FactorRanker, PopularityRanker, fit_ease, fit_ials, fit_popularity, interaction_weights
 from .metrics import mae, ranking_metrics, rmse
 from .models import DotProductBias, EmbeddingNN
 from .score import TopN, csr_from_pairs, top_n_unseen, top_n_unseen_blocks
@@ -207,6 +207,8 @@ def recommend(ranker, seen: Ratings, users: np.ndarray, top_n: int, *, memory_mb
     """Top-N unseen items per user by the ranker's scores, in memory-bounded blocks; ``exclude_items``
     (indices) are never recommended to anyone."""
     indptr, indices = seen.seen()
+    if isinstance(ranker, PopularityRanker):  # the same scores for everyone: a rank-1 product
+        ranker = FactorRanker(torch.ones(seen.n_users, 1, device=ranker.counts.device), ranker.counts[:, None])
     if isinstance(ranker, FactorRanker):  # one product per tile, fused with the selection on the CPU
         return top_n_unseen(ranker.user_factors, ranker.item_factors, indptr, indices, top_n, users=users,
                             memory_mb=memory_mb, progress=progress, exclude_items=exclude_items)

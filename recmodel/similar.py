@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .score import TopN, top_n_unseen_blocks
+from .score import TopN, top_n_unseen
 
 
 def similar_items(item_factors: torch.Tensor, k: int, *, memory_mb: int = 512,
@@ -22,8 +22,7 @@ def similar_items(item_factors: torch.Tensor, k: int, *, memory_mb: int = 512,
     # "seen" = the item itself, masked like a user's rated items; dead items are masked for everyone
     dead_idx = torch.nonzero(dead).flatten().cpu().numpy()
     indptr, indices = np.arange(n + 1, dtype=np.int64), np.arange(n, dtype=np.int64)
-    top = top_n_unseen_blocks(lambda block: unit[block] @ unit.T, n, indptr, indices, k, items,
-                              device=item_factors.device, memory_mb=memory_mb, exclude_items=dead_idx)
+    top = top_n_unseen(unit, unit, indptr, indices, k, users=items, memory_mb=memory_mb, exclude_items=dead_idx)
     rows = dead.cpu().numpy()[items]
     top.items[rows], top.scores[rows] = -1, np.nan
     return top

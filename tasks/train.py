@@ -90,7 +90,15 @@ def fit_snapshot(snapshot: dict, cfg: RunConfig, rater_path: str | Path, ranker_
                  metrics["models"]["global_mean"]["rmse"], ranker_name, K, ranking[f"ndcg_at_{K}"],
                  metrics["models"]["popularity"][f"ndcg_at_{K}"])
         if cfg.refit_on_all:
-            log.info("refitting both models on all %d ratings", len(everything))
+            if not warm and len(everything) >= cfg.refit_continue_from:
+                # a large night: go on from the models just validated instead of starting over (the
+                # validation part is 20% of the data; the other 80% is learnt already)
+                warm, warm_epochs, warm_iterations = {"rater": rater, "ranker": ranker}, cfg.warm_epochs, \
+                    cfg.warm_rank_iterations
+                log.info("refitting both models on all %d ratings, continuing from the validated ones (%d epochs, "
+                         "%d iALS passes)", len(everything), warm_epochs, warm_iterations)
+            else:
+                log.info("refitting both models on all %d ratings", len(everything))
             rater, _ = fit_rater(everything, cfg.train, device, init=warm and warm["rater"], epochs=warm_epochs)
             ranker = fit_ranker(everything, cfg.rank, device, cfg.train.seed, rater, init=warm and warm["ranker"],
                                 iterations=warm_iterations)
