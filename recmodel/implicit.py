@@ -130,8 +130,12 @@ def fit_ials(
     for it in range(1, iterations + 1):
         X = _solve_side(X, Y, R, n_u, reg, unobserved_weight, cg_steps)
         Y = _solve_side(Y, X, R_t, n_i, reg, unobserved_weight, cg_steps)
+        elapsed = time.perf_counter() - t0
+        if len(users) >= 1_000_000:  # a long fit says how far it is (the UI shows these lines)
+            log.info("iALS pass %d/%d over %d interactions (%.0f interactions/s, ETA %.0fs)", it, iterations,
+                     len(users), it * len(users) / elapsed, elapsed / it * (iterations - it))
         if on_iteration is not None:
-            on_iteration(it, time.perf_counter() - t0)
+            on_iteration(it, elapsed)
     log.info("iALS: %d factors, %d iterations over %d interactions in %.2fs", factors, iterations, len(users),
              time.perf_counter() - t0)
     return FactorRanker(X, Y)

@@ -184,9 +184,10 @@ def fit(
         stats = EpochStats(epoch, train_loss, rmse, mae, seconds)
         result.history.append(stats)
         log.info(
-            "epoch %d/%d train_mse=%.4f valid_rmse=%s valid_mae=%s (%.2fs, %.0f ratings/s)", epoch, cfg.epochs,
-            stats.train_loss, f"{rmse:.4f}" if rmse is not None else "-", f"{mae:.4f}" if mae is not None else "-",
-            stats.seconds, n / max(stats.seconds, 1e-9),
+            "epoch %d/%d train_mse=%.4f valid_rmse=%s valid_mae=%s (%.2fs, %.0f ratings/s, ETA %.0fs)", epoch,
+            cfg.epochs, stats.train_loss, f"{rmse:.4f}" if rmse is not None else "-",
+            f"{mae:.4f}" if mae is not None else "-", stats.seconds, n / max(stats.seconds, 1e-9),
+            (time.perf_counter() - start) / epoch * (cfg.epochs - epoch),
         )
         if on_epoch is not None:
             on_epoch(stats)

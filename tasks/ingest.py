@@ -53,8 +53,12 @@ def ingest_file(
         return {"path": str(path), "file_hash": digest, "skipped": True, "rows_read": 0, "rows_loaded": 0,
                 "rows_quarantined": 0, "rows_superseded": 0}
 
+    log.info("%s: reading and validating %.0f MB", path, path.stat().st_size / 2**20)
+    t0 = time.perf_counter()
     parsed = read_ratings(path, separator=delimiter, columns=parse_column_mapping(columns), rating_min=rating_min,
                           rating_max=rating_max, default_timestamp=int(time.time()))
+    log.info("%s: %d rows validated in %.1fs (%.0f rows/s); loading", path, parsed.rows_read,
+             time.perf_counter() - t0, parsed.rows_read / max(time.perf_counter() - t0, 1e-9))
     n_bad = parsed.quarantine.height
     if parsed.rows_read and n_bad / parsed.rows_read > max_bad_fraction:
         top = parsed.quarantine.group_by("reason").len().sort("len", descending=True).head(3)
