@@ -98,6 +98,11 @@ def csr_positions(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.
     return block_row, starts + np.arange(total, dtype=np.int64)
 
 
+def _uses_kernel(engine: Engine, device: torch.device) -> bool:
+    """'numba' always, 'auto' for CPU scores; otherwise torch ops on the scores' device."""
+    return engine == "numba" or (engine == "auto" and device.type == "cpu")
+
+
 def _worker_count() -> int:
     """One worker per core torch would use (2 here): our own pool is the only busy one while selecting."""
     return max(1, torch.get_num_threads())
@@ -191,7 +196,7 @@ def top_n_unseen_blocks(
     """
     _check_args(top_n, seen_indptr)
     device = torch.device(device)
-    use_numba = engine == "numba" or (engine == "auto" and device.type == "cpu")
+    use_numba = _uses_kernel(engine, device)
     users = np.asarray(users, dtype=np.int64)
     k = min(top_n, n_items)
     out_items = np.full((users.size, top_n), -1, dtype=np.int64)
@@ -252,7 +257,7 @@ def top_n_unseen(
         raise ValueError("the factors contain NaN or inf (training diverged?); lower lr_max or check the input ratings")
     users = np.arange(user_factors.shape[0], dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
     device = user_factors.device
-    if not (engine == "numba" or (engine == "auto" and device.type == "cpu")):
+    if not _uses_kernel(engine, device):
         return top_n_unseen_blocks(
             BlockProduct(user_factors, item_factors), item_factors.shape[0], seen_indptr, seen_indices, top_n, users,
             device=device, memory_mb=memory_mb, block_users=block_users, progress=progress,

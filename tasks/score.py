@@ -17,7 +17,7 @@ from recmodel.device import resolve_device
 from recmodel.implicit import FactorRanker
 from recmodel.models import DotProductBias
 from recmodel.persist import load_model, load_ranker
-from recmodel.pipeline import Ratings, predict, recommend
+from recmodel.pipeline import predict, recommend
 from recmodel.similar import similar_items
 
 from . import warehouse as wh
@@ -88,16 +88,6 @@ def shard_ranges(n_users: int, shards: int) -> list[tuple[int, int]]:
     return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def load_snapshot_users(snapshot: dict, lo: int, hi: int) -> Ratings:
-    """The snapshot's ratings of users with index in ``[lo, hi)`` only (a shard reads just its part)."""
-    frame = (pl.scan_parquet(snapshot["interactions_path"])
-             .filter(pl.col("user_idx").is_between(lo, hi, closed="left"))
-             .select("user_idx", "item_idx", "rating", "timestamp").collect())
-    return Ratings(frame["user_idx"].to_numpy().astype(np.int64), frame["item_idx"].to_numpy().astype(np.int64),
-                   frame["rating"].to_numpy().astype(np.float32), frame["timestamp"].to_numpy(),
-                   snapshot["n_users"], snapshot["n_items"])
-
-
 def snapshot_item_counts(snapshot: dict) -> np.ndarray:
     items = pl.read_parquet(snapshot["interactions_path"], columns=["item_idx"])["item_idx"].to_numpy()
     return np.bincount(items, minlength=snapshot["n_items"])
@@ -115,7 +105,7 @@ def score_shard_users(rater_path: str | Path, ranker_path: str | Path, snapshot:
     dev = resolve_device(device)
     saved = load_model(rater_path, dev)
     ranker = load_ranker(ranker_path, dev)
-    part = load_snapshot_users(snapshot, lo, hi)
+    part = load_snapshot(snapshot, users=(lo, hi))
     users = np.unique(part.users)
     t0 = time.perf_counter()
     last = [t0]

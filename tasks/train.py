@@ -22,8 +22,13 @@ log = logging.getLogger(__name__)
 K = 10
 
 
-def load_snapshot(snapshot: dict) -> Ratings:
-    frame = pl.read_parquet(snapshot["interactions_path"])
+def load_snapshot(snapshot: dict, users: tuple[int, int] | None = None) -> Ratings:
+    """The run's ratings by index; with ``users=(lo, hi)`` only those of user indices in ``[lo, hi)`` (a
+    scoring shard reads just its part: the filter is pushed into the Parquet scan)."""
+    scan = pl.scan_parquet(snapshot["interactions_path"])
+    if users is not None:
+        scan = scan.filter(pl.col("user_idx").is_between(users[0], users[1], closed="left"))
+    frame = scan.select("user_idx", "item_idx", "rating", "timestamp").collect()
     return Ratings(frame["user_idx"].to_numpy().astype(np.int64), frame["item_idx"].to_numpy().astype(np.int64),
                    frame["rating"].to_numpy().astype(np.float32), frame["timestamp"].to_numpy(),
                    snapshot["n_users"], snapshot["n_items"])
