@@ -24,7 +24,9 @@ from recmodel.config import RunConfig  # noqa: E402
 from recmodel.data import read_ratings  # noqa: E402
 from recmodel.metrics import ranking_metrics, rmse  # noqa: E402
 from recmodel.models import sigmoid_range  # noqa: E402
-from recmodel.pipeline import fit_ranker, fit_rater, index_frames  # noqa: E402
+from recmodel.rankers import fit_ranker  # noqa: E402
+from recmodel.ratings import index_frames  # noqa: E402
+from recmodel.train import fit_rater  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "ml-100k"
 CPU = torch.device("cpu")

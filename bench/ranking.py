@@ -19,7 +19,9 @@ sys.path.insert(0, str(ROOT))
 
 from recmodel.config import RunConfig  # noqa: E402
 from recmodel.data import read_ratings  # noqa: E402
-from recmodel.pipeline import compare, index_frames, split_random  # noqa: E402
+from recmodel.evaluation import compare  # noqa: E402
+from recmodel.ratings import index_frames  # noqa: E402
+from recmodel.splits import split_random  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 COLUMNS = ("rmse", "mae", "ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "hit_rate_at_10", "coverage_at_10")

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recmodel import synth  # noqa: E402
-from recmodel.score import csr_from_pairs, top_n_unseen  # noqa: E402
+from recmodel.score import top_n_unseen  # noqa: E402
+from recmodel.sparse import csr_from_pairs  # noqa: E402
 
 
 def best_of(repeat: int, *fns):

@@ -29,7 +29,8 @@ from recmodel.baselines import fit_bias_only  # noqa: E402
 from recmodel.config import TrainConfig  # noqa: E402
 from recmodel.metrics import rmse  # noqa: E402
 from recmodel.models import DotProductBias  # noqa: E402
-from recmodel.train import Interactions, fit, random_split  # noqa: E402
+from recmodel.splits import random_split  # noqa: E402
+from recmodel.train import Interactions, fit  # noqa: E402
 
 
 def fastai_style(model: DotProductBias, data: Interactions, batch_size: int = 64) -> float:

@@ -21,7 +21,11 @@ sys.path.insert(0, str(ROOT))
 
 from recmodel.config import RankConfig, TrainConfig  # noqa: E402
 from recmodel.data import read_ratings  # noqa: E402
-from recmodel.pipeline import fit_ranker, fit_rater, index_frames, predict, ranking_report, split_random  # noqa: E402
+from recmodel.evaluation import ranking_report  # noqa: E402
+from recmodel.rankers import fit_ranker  # noqa: E402
+from recmodel.ratings import index_frames  # noqa: E402
+from recmodel.splits import split_random  # noqa: E402
+from recmodel.train import fit_rater  # noqa: E402
 from recmodel.metrics import rmse  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
@@ -59,7 +63,7 @@ def main() -> None:
         errs = []
         for seed, tr, va in splits:
             model, _ = fit_rater(tr, cfg.model_copy(update={"seed": seed}), CPU)
-            errs.append(rmse(predict(model, va.users, va.items), va.ratings))
+            errs.append(rmse(model.predict(va.users, va.items), va.ratings))
         scored.append((float(np.mean(errs)), (epochs, lr, wd)))
         print(f"neural epochs={epochs} lr={lr} wd={wd} valid_rmse={np.mean(errs):.4f}", flush=True)
     best = min(scored, key=lambda x: x[0])

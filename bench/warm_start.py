@@ -20,7 +20,10 @@ sys.path.insert(0, str(ROOT))
 
 from recmodel.config import RunConfig  # noqa: E402
 from recmodel.data import read_ratings  # noqa: E402
-from recmodel.pipeline import fit_ranker, fit_rater, index_frames, predict, ranking_report  # noqa: E402
+from recmodel.evaluation import ranking_report  # noqa: E402
+from recmodel.rankers import fit_ranker  # noqa: E402
+from recmodel.ratings import index_frames  # noqa: E402
+from recmodel.train import fit_rater  # noqa: E402
 from recmodel.metrics import rmse  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
@@ -47,7 +50,7 @@ def main() -> None:
         t0 = time.perf_counter()
         ranker = fit_ranker(night2, cfg.rank, CPU, cfg.train.seed, **kw_rank)
         t_rank = time.perf_counter() - t0
-        err = rmse(predict(rater, future.users, future.items), future.ratings)
+        err = rmse(rater.predict(future.users, future.items), future.ratings)
         ndcg = ranking_report(ranker, night2, future, 10, 4.0)["ndcg_at_10"]
         rows.append((name, err, ndcg, t_rater, t_rank))
         print(f"{name:<13} future RMSE {err:.4f}  future NDCG@10 {ndcg:.4f}  rating model {t_rater:.2f}s  ranker {t_rank:.2f}s")

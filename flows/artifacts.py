@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
-METRICS = ("rmse", "mae", "ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "hit_rate_at_10",
-           "coverage_at_10")
+RANKING = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")
 
 
-def comparison_table(models: dict[str, dict]) -> list[dict]:
+def metric_columns(k: int = 10) -> tuple[str, ...]:
+    return ("rmse", "mae", *(f"{m}_at_{k}" for m in RANKING))
+
+
+def comparison_table(models: dict[str, dict[str, Any]], k: int = 10) -> list[dict[str, Any]]:
     """One row per model, the same columns in every row, values rounded to 4 places ('' = not measured)."""
-    def cell(value):
+    def cell(value: Any) -> Any:
         if isinstance(value, float):
             return "" if math.isnan(value) else round(value, 4)
         return "" if value is None else value
 
-    return [{"model": name, **{m: cell(metrics.get(m)) for m in METRICS}} for name, metrics in models.items()]
+    return [{"model": name, **{m: cell(metrics.get(m)) for m in metric_columns(k)}} for name, metrics in models.items()]

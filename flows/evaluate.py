@@ -7,21 +7,22 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
+
 import flows  # noqa: F401  (Prefect defaults and our log levels, also when a worker loads this file by path)
+from flows.artifacts import comparison_table
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
-
-from flows.artifacts import METRICS, comparison_table
-
 from recmodel.config import RunConfig
 from recmodel.data import parse_column_mapping, read_ratings
 from recmodel.device import resolve_device
-from recmodel.pipeline import compare, index_frames, split_leave_last, split_random, split_temporal
-from tasks import warehouse as wh
+from recmodel.evaluation import compare
+from recmodel.ratings import index_frames
+from recmodel.splits import split_leave_last, split_random, split_temporal
+from store.db import connect, ensure_schema
+from store.paths import DB_NAME, new_run_id, now
 
 log = logging.getLogger(__name__)
 Split = Literal["random", "temporal", "leave-last"]
-TABLE_METRICS = METRICS
 
 
 def _load(path: str, columns: str | None, delimiter: str | None, cfg: RunConfig) -> pl.DataFrame:
@@ -61,12 +62,12 @@ def compare_models(source: str | None, train: str | None, test: str | None, spli
 
 
 def store(warehouse: str, evaluation: dict) -> str:
-    evaluation_id = wh.new_run_id()
-    rows = [(evaluation_id, wh.now(), evaluation["split"], model, metric, float(value), json.dumps(evaluation["details"]))
+    evaluation_id = new_run_id()
+    rows = [(evaluation_id, now(), evaluation["split"], model, metric, float(value), json.dumps(evaluation["details"]))
             for model, metrics in evaluation["results"].items() for metric, value in metrics.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool)]
-    wh.ensure_schema(warehouse)
-    with wh.connect(warehouse) as con:
+    ensure_schema(warehouse)
+    with connect(warehouse) as con:
         con.executemany("insert into evaluations values (?, ?, ?, ?, ?, ?, ?)", rows)
     return evaluation_id
 
@@ -92,13 +93,13 @@ def evaluate(
     cfg = RunConfig.from_flat(**(config or {}))
     evaluation = compare_models(source, train, test, split, test_pct, leave_last_n, columns, delimiter, cfg)
     results = evaluation["results"]
-    create_table_artifact(key="collabflow-evaluation", table=comparison_table(results),
+    create_table_artifact(key="collabflow-evaluation", table=comparison_table(results, cfg.metric_k),
                           description=f"{evaluation['split']} split: {evaluation['details'].get('n_train')} train / "
                                       f"{evaluation['details'].get('n_test')} test ratings")
     if warehouse:
         evaluation["evaluation_id"] = store(warehouse, evaluation)
-        logger.info("stored as evaluation %s in %s", evaluation["evaluation_id"], Path(warehouse) / wh.DB_NAME)
+        logger.info("stored as evaluation %s in %s", evaluation["evaluation_id"], Path(warehouse) / DB_NAME)
     pub = results["published"]
-    logger.info("published (%s ranks, %s rates): NDCG@10 %.4f, RMSE %.4f", pub["ranker"], pub["rating_model"],
-                pub["ndcg_at_10"], pub["rmse"])
+    logger.info("published (%s ranks, %s rates): NDCG@%d %.4f, RMSE %.4f", pub["ranker"], pub["rating_model"],
+                cfg.metric_k, pub[f"ndcg_at_{cfg.metric_k}"], pub["rmse"])
     return evaluation

@@ -4,25 +4,31 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import flows  # noqa: F401  (Prefect defaults and our log levels, also when a worker loads this file by path)
+from flows.artifacts import comparison_table
+from flows.parameters import from_config
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-from flows.artifacts import comparison_table
-
 from recmodel import synth
-from recmodel.config import ColdStart, RatingModel, Ranker, RunConfig
+from recmodel.config import DataConfig, RunConfig, split_flat
 from recmodel.device import resolve_device
-from tasks import warehouse as wh
+from recmodel.fitting import FitOutcome, WarmSource
+from recmodel.lists import RunLists, combine, shard_ranges
+from recmodel.snapshot import Snapshot
+from store import gate, runs
+from store.lock import exclusive
+from store.db import ensure_schema
+from store.paths import new_run_id, run_dir
 from tasks.index import build_index
 from tasks.ingest import ingest_items, ingest_ratings, ingest_users
 from tasks.publish import publish_run
 from tasks.report import write_run_report
-from tasks.score import combine, score_extra_lists, score_shard, shard_ranges
+from tasks.score import score_extras, score_shard
 from tasks.train import fit_models
 
 log = logging.getLogger(__name__)
@@ -52,34 +58,6 @@ def default_source(warehouse: str, shape: str, seed: int) -> tuple[str, str]:
     return str(path), str(items_path)
 
 
-IO_HELP = {
-    "source": "Rating file or folder of files (u.data, ratings.dat, ratings.csv, any CSV/TSV/Parquet, optionally "
-              "gzipped). Omit to generate seeded synthetic MovieLens-shaped data into the warehouse.",
-    "warehouse": "Warehouse folder; the database is WAREHOUSE/collabflow.duckdb.",
-    "columns": "Column mapping role=column, e.g. 'user=uid,item=movie,rating=stars,timestamp=ts' "
-               "(0-based positions for files without a header).",
-    "delimiter": "Field delimiter; detected from the file name and first line if omitted.",
-    "max_bad_fraction": "Refuse a file (loading nothing from it) when more than this share of its rows is bad.",
-    "synthetic_shape": "Shape of the synthetic data generated when no source is given.",
-    "items": "Optional item metadata (u.item, movies.csv, items.tsv, or any CSV/Parquet with item id and title) so "
-             "the views show titles.",
-    "item_columns": "Column mapping for --items, e.g. 'item=sku,title=name,genres=category'.",
-    "users": "Optional user metadata (MovieLens u.user, or a CSV/Parquet with user_id and feature columns); "
-             "users in it without ratings get cold-start lists.",
-}
-IO_PARAMS = tuple(IO_HELP)
-
-
-def parameter_help() -> dict[str, str]:
-    """One line per flow parameter: the I/O ones above, the rest from the config classes' field docs."""
-    from recmodel.config import RankConfig, TrainConfig
-
-    out = dict(IO_HELP)
-    for model in (RunConfig, TrainConfig, RankConfig):
-        out.update({name: f.description or "" for name, f in model.model_fields.items() if name not in ("train", "rank")})
-    return out
-
-
 def already_covered(warehouse: str) -> str | None:
     """For a scheduled run: why it is redundant, if a run that started after its slot already succeeded.
 
@@ -91,173 +69,140 @@ def already_covered(warehouse: str) -> str | None:
     if not deployment.id:
         return None
     slot = flow_run.scheduled_start_time
-    newer = wh.succeeded_since(warehouse, slot)
+    newer = runs.succeeded_since(warehouse, slot)
     return f"run {newer} started after this run's slot ({slot}) and succeeded" if newer else None
 
 
-def build_config(**params) -> RunConfig:
-    """The run's typed config from the flow's flat parameters (I/O parameters are left out)."""
-    return RunConfig.from_flat(**{k: v for k, v in params.items() if k not in IO_PARAMS})
+def _ingest(data: DataConfig, cfg: RunConfig) -> list[dict[str, Any]]:
+    src, items_src = (data.source, data.items) if data.source else \
+        default_source(data.warehouse, data.synthetic_shape, cfg.train.seed)
+    items_src = data.items or items_src
+    files = ingest_ratings(src, data.warehouse, data.columns, data.delimiter, cfg.rating_min, cfg.rating_max,
+                           data.max_bad_fraction)
+    if items_src:
+        ingest_items(data.warehouse, items_src, data.item_columns)
+    if data.users:
+        ingest_users(data.warehouse, data.users)
+    return [asdict(f) for f in files]
 
 
-@flow(name=FLOW_NAME, description=__doc__, validate_parameters=True)
-def nightly(
-    source: str | None = None,
-    warehouse: str = "warehouse",
-    top_n: int = 10,
-    similar_n: int = 10,
-    cold_start: ColdStart = "metadata",
-    min_item_ratings: int = 1,
-    columns: str | None = None,
-    delimiter: str | None = None,
-    rating_min: float = 0.5,
-    rating_max: float = 5.0,
-    max_bad_fraction: float = 0.5,
-    rating_model: RatingModel = "dot",
-    ranker: Ranker = "ials",
-    n_factors: int = 50,
-    epochs: int = 5,
-    lr_max: float = 5e-3,
-    wd: float = 0.1,
-    batch_size: int = 512,
-    max_steps_per_epoch: int = 1000,
-    y_range: tuple[float, float] = (0.0, 5.5),
-    valid_pct: float = 0.2,
-    seed: int = 42,
-    device: Literal["auto", "cpu", "cuda"] = "auto",
-    score_memory_mb: int = 512,
-    score_shards: int = 1,
-    gate_tolerance: float | None = 0.05,
-    keep_runs: int = 7,
-    warm_start: bool = False,
-    warm_epochs: int = 2,
-    warm_rank_iterations: int = 3,
-    refit_on_all: bool = True,
-    refit_continue_from: int = 5_000_000,
-    nn_hidden: int = 100,
-    nn_epochs: int = 10,
-    nn_lr_max: float = 1e-2,
-    nn_wd: float = 0.5,
-    relevance_threshold: float = 4.0,
-    rank_low_rating_weight: float = 0.5,
-    rank_factors: int = 128,
-    rank_reg: float = 0.025,
-    rank_unobserved_weight: float = 0.1,
-    rank_iterations: int = 10,
-    rank_cg_steps: int = 3,
-    ease_lambda: float = 400.0,
-    synthetic_shape: Literal["ml-100k", "ml-1m", "ml-10m", "ml-25m"] = "ml-100k",
-    items: str | None = None,
-    item_columns: str | None = None,
-    users: str | None = None,
-) -> dict:
+def _score(fitted: FitOutcome, snap: Snapshot, cfg: RunConfig, lists_dir: str) -> RunLists:
+    # one task per range of users: on a Dask task runner they run on the cluster's workers
+    shards = [score_shard.submit(fitted, snap, cfg.top_n, lists_dir, lo, hi, cfg.score_memory_mb, cfg.min_item_ratings)
+              for lo, hi in shard_ranges(snap.n_users, cfg.score_shards)]
+    parts = [f.result() for f in shards]  # then the rest, so the two never fight over the same cores
+    extras = score_extras(fitted.rater_path, fitted.ranker_path, snap, cfg.top_n, lists_dir, cfg.score_memory_mb,
+                          fitted.device, cfg.similar_n, cfg.cold_start, cfg.min_item_ratings)
+    return combine(lists_dir, parts, extras, cfg.top_n)
+
+
+def _artifacts(run_id: str, metrics: dict[str, Any], snap: Snapshot, n_recs: int, files: list[dict[str, Any]],
+               device: str, k: int) -> None:
+    ingested = [f for f in files if not f["skipped"]]
+    table = comparison_table(metrics.get("models", {}), k)
+    create_table_artifact(key="collabflow-model-comparison", table=table or [{"model": "-", "note": "valid_pct=0"}],
+                          description=f"Run {run_id}: validation metrics of the published models and the baselines")
+    rows = {
+        "rating_model": metrics["rating_model"], "ranker": metrics["ranker"], "valid_rmse": metrics["valid_rmse"],
+        "valid_mae": metrics["valid_mae"], f"ndcg_at_{k}": metrics.get(f"ndcg_at_{k}"),
+        f"coverage_at_{k}": metrics.get(f"coverage_at_{k}"), "train_seconds": metrics["train_seconds"],
+        "n_ratings": snap.n_ratings, "n_users": snap.n_users, "n_items": snap.n_items, "n_recommendations": n_recs,
+        "files_ingested": len(ingested), "rows_quarantined": sum(f["rows_quarantined"] for f in ingested),
+    }
+    create_table_artifact(key="collabflow-run-metrics", table=[{"metric": m, "value": v} for m, v in rows.items()],
+                          description=f"Run {run_id} ({device})")
+
+
+def _report(run_id: str, data: DataConfig, snap: Snapshot, fitted: FitOutcome, scored: RunLists,
+            metrics: dict[str, Any]) -> str | None:
+    """The run's report and its markdown artifact; the lists are already published, so a failure is a warning."""
+    logger = get_run_logger()
+    try:
+        report_path = write_run_report(run_dir(data.warehouse, run_id) / "report", run_id, snap, fitted.rater_path,
+                                       fitted.ranker_path, scored.path, metrics, fitted.history)
+        folder = Path(report_path).parent.resolve()
+        create_markdown_artifact(
+            key="collabflow-report", description=f"Run {run_id} report",
+            markdown=Path(report_path).read_text().replace("](", f"]({folder}/")
+            + f"\n\nFull report with plots: `{Path(report_path).resolve()}`",
+        )
+        return str(report_path)
+    except Exception as e:  # noqa: BLE001
+        logger.warning("run %s: the report could not be written (%s: %s)", run_id, type(e).__name__, e)
+        return None
+
+
+@flow(name=FLOW_NAME, validate_parameters=True)
+@from_config
+def nightly(**params: Any) -> dict[str, Any]:
     """One night: ingest new ratings, retrain, score every user, publish atomically.
 
     With no ``source``, a seeded synthetic MovieLens-shaped dataset is generated into the warehouse.
-    Returns a small summary (run id, counts, metrics).
+    Returns a small summary (run id, counts, metrics). Every parameter is a setting of
+    ``recmodel.config`` (same name, type and default).
     """
     logger = get_run_logger()
-    params = dict(locals())
-    params.pop("logger")
-    cfg = build_config(**params)
-    with wh.exclusive(warehouse):
-        wh.ensure_schema(warehouse)
+    data, cfg = split_flat(**params)
+    warehouse = data.warehouse
+    with exclusive(warehouse):
+        ensure_schema(warehouse)
         covered = already_covered(warehouse)
         if covered:
             logger.info("skipped: %s", covered)
             return {"skipped": covered}
-        run_id = wh.new_run_id()
-        wh.start_run(warehouse, run_id, source, {**cfg.model_dump(mode="json"), "columns": columns,
-                     "delimiter": delimiter, "max_bad_fraction": max_bad_fraction}, cfg.config_hash(), versions())
+        run_id = new_run_id()
+        runs.start_run(warehouse, run_id, data.source, {**cfg.model_dump(mode="json"), "columns": data.columns,
+                       "delimiter": data.delimiter, "max_bad_fraction": data.max_bad_fraction}, cfg.config_hash(),
+                       versions())
         logger.info("run %s started; warehouse %s", run_id, Path(warehouse).resolve())
         try:
             timings: dict[str, float] = {}
             t = time.perf_counter()
-            src, items_src = (source, items) if source else default_source(warehouse, synthetic_shape, seed)
-            files = ingest_ratings(src, warehouse, columns, delimiter, rating_min, rating_max, max_bad_fraction)
-            if items_src or items:
-                ingest_items(items or items_src, warehouse, item_columns)
-            if users:
-                ingest_users(users, warehouse)
+            files = _ingest(data, cfg)
             timings["ingest"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()
             snap = build_index(warehouse, run_id)
             timings["index"] = round(time.perf_counter() - t, 3)
 
-            dev = resolve_device(device).type  # resolved once; tasks get 'cpu' or 'cuda'
-            run_path = wh.run_dir(warehouse, run_id)
+            dev = resolve_device(cfg.train.device).type  # resolved once; tasks get 'cpu' or 'cuda'
+            run_path = run_dir(warehouse, run_id)
             t = time.perf_counter()
             run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": dev})})
-            previous = wh.last_published(warehouse)
-            fitted = fit_models(snap, run_cfg, str(run_path / "rater.safetensors"), str(run_path / "ranker.safetensors"),
-                                {k: v for k, v in previous.items() if k != "metrics"} if previous else None)
+            previous = runs.last_published(warehouse)
+            warm = WarmSource(previous["run_id"], previous["run_dir"], previous["finished_at"]) if previous else None
+            fitted = fit_models(snap, run_cfg, str(run_path), warm)
             timings["train"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()
-            # one task per range of users: on a Dask task runner they run on the cluster's workers
-            lists = str(run_path / "recommendations")
-            shards = [score_shard.submit(fitted["rater_path"], fitted["ranker_path"], snap, top_n, lists, lo, hi,
-                                         score_memory_mb, dev, min_item_ratings)
-                      for lo, hi in shard_ranges(snap["n_users"], score_shards)]
-            parts = [f.result() for f in shards]  # then the rest, so the two never fight over the same cores
-            extras = score_extra_lists(fitted["rater_path"], fitted["ranker_path"], snap, top_n, lists,
-                                       score_memory_mb, dev, similar_n, warehouse, cold_start)
-            scored = combine(lists, parts, extras, top_n)
+            scored = _score(fitted, snap, cfg, str(run_path / "recommendations"))
             timings["score"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()
-            metrics = {**fitted["metrics"], "history": fitted["history"], "users_short": scored["users_short"],
-                       "cold_start_users": scored["cold_users"], "cold_start": cold_start}
-            worse = wh.quality_gate(previous["metrics"] if previous else None, metrics, cfg.gate_tolerance)
+            metrics = {**fitted.metrics, "history": fitted.history, "users_short": scored.users_short,
+                       "cold_start_users": scored.cold_users, "cold_start": cfg.cold_start}
+            worse = gate.quality_gate(previous["metrics"] if previous else None, metrics, cfg.gate_tolerance,
+                                      cfg.metric_k)
             if worse:
-                raise wh.RunRejected(f"quality gate: {worse} (run {previous['run_id']}); the published lists are kept")
-            summary = {"n_ratings": snap["n_ratings"], "n_users": snap["n_users"], "n_items": snap["n_items"],
-                       "device": dev, "data_hash": snap["data_hash"], "metrics": metrics, "timings": timings}
-            n_recs = publish_run(warehouse, run_id, scored["path"], summary, top_n, cfg.keep_runs, scored["similar_path"],
-                                 min_item_ratings)
+                raise runs.RunRejected(f"quality gate: {worse} (run {previous['run_id'] if previous else '-'}); "
+                                       "the published lists are kept")
+            summary = {"n_ratings": snap.n_ratings, "n_users": snap.n_users, "n_items": snap.n_items,
+                       "device": dev, "data_hash": snap.data_hash, "metrics": metrics, "timings": timings}
+            n_recs = publish_run(warehouse, run_id, scored.path, summary, cfg.top_n, cfg.keep_runs,
+                                 scored.similar_path, cfg.min_item_ratings)
             timings["publish"] = round(time.perf_counter() - t, 3)
-        except wh.RunRejected as e:
-            wh.reject_run(warehouse, run_id, str(e))
+        except runs.RunRejected as e:
+            runs.reject_run(warehouse, run_id, str(e))
             logger.error("run %s rejected: %s", run_id, e)
             raise
         except BaseException as e:
-            wh.fail_run(warehouse, run_id, f"{type(e).__name__}: {e}")
+            runs.fail_run(warehouse, run_id, f"{type(e).__name__}: {e}")
             logger.error("run %s failed: %s: %s", run_id, type(e).__name__, e)
             raise
 
-    report_path = None
-    try:  # the lists are already published: a report that fails is logged, not fatal
-        report_path = write_run_report(warehouse, run_id, snap, fitted["rater_path"], fitted["ranker_path"],
-                                       scored["path"], metrics, fitted["history"])
-        create_markdown_artifact(
-            key="collabflow-report", description=f"Run {run_id} report",
-            markdown=Path(report_path).read_text().replace("](", f"]({Path(report_path).parent.resolve()}/")
-            + f"\n\nFull report with plots: `{Path(report_path).resolve()}`",
-        )
-    except Exception as e:  # noqa: BLE001
-        logger.warning("run %s: the report could not be written (%s: %s)", run_id, type(e).__name__, e)
-    ingested = [f for f in files if not f["skipped"]]
-    table = comparison_table(metrics.get("models", {}))
-    create_table_artifact(key="collabflow-model-comparison", table=table or [{"model": "-", "note": "valid_pct=0"}],
-                          description=f"Run {run_id}: validation metrics of the published models and the baselines")
-    table = [
-        {"metric": "rating_model", "value": metrics["rating_model"]},
-        {"metric": "ranker", "value": metrics["ranker"]},
-        {"metric": "valid_rmse", "value": metrics["valid_rmse"]},
-        {"metric": "valid_mae", "value": metrics["valid_mae"]},
-        {"metric": "ndcg_at_10", "value": metrics.get("ndcg_at_10")},
-        {"metric": "coverage_at_10", "value": metrics.get("coverage_at_10")},
-        {"metric": "train_seconds", "value": metrics["train_seconds"]},
-        {"metric": "n_ratings", "value": snap["n_ratings"]},
-        {"metric": "n_users", "value": snap["n_users"]},
-        {"metric": "n_items", "value": snap["n_items"]},
-        {"metric": "n_recommendations", "value": n_recs},
-        {"metric": "files_ingested", "value": len(ingested)},
-        {"metric": "rows_quarantined", "value": sum(f["rows_quarantined"] for f in ingested)},
-    ]
-    create_table_artifact(key="collabflow-run-metrics", table=table, description=f"Run {run_id} ({dev})")
+    report_path = _report(run_id, data, snap, fitted, scored, metrics)
+    _artifacts(run_id, metrics, snap, n_recs, files, dev, cfg.metric_k)
     logger.info("run %s published %d recommendations for %d users (valid RMSE %.4f)", run_id, n_recs,
-                scored["n_users"], metrics["valid_rmse"] or float("nan"))
-    return {"run_id": run_id, "n_recommendations": n_recs, "report": report_path, "n_users_scored": scored["n_users"],
+                scored.n_users, metrics["valid_rmse"] or float("nan"))
+    return {"run_id": run_id, "n_recommendations": n_recs, "report": report_path, "n_users_scored": scored.n_users,
             "files": files, "metrics": {k: v for k, v in metrics.items() if k != "history"}, "timings": timings}

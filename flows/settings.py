@@ -1,6 +1,7 @@
-"""One typed configuration for the nightly flow: defaults < config file < environment < CLI flags.
+"""Layers of settings for the nightly flow: defaults < config file < environment < CLI flags.
 
-Every setting is a parameter of ``flows.nightly.nightly`` with the same name:
+Every setting is a field of the config classes (``recmodel.config``) and a parameter of
+``flows.nightly.nightly`` with the same name:
 
 * a TOML file (``--config PATH``, else ``$COLLABFLOW_CONFIG``, else ``./collabflow.toml`` if present)
   with top-level keys, e.g. ``top_n = 20`` or ``ranker = "ials"``;
@@ -12,9 +13,8 @@ from __future__ import annotations
 import inspect
 import os
 import tomllib
-import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -23,11 +23,19 @@ DEFAULT_FILE = "collabflow.toml"
 
 
 def flow_parameters() -> dict[str, inspect.Parameter]:
-    """The nightly flow's parameters with their annotations resolved to real types."""
-    from flows.nightly import nightly
+    """The nightly flow's parameters (derived from the config classes, see ``flows.parameters``)."""
+    from flows.parameters import signature
 
-    hints = typing.get_type_hints(nightly.fn)
-    return {name: p.replace(annotation=hints[name]) for name, p in inspect.signature(nightly.fn).parameters.items()}
+    return dict(signature().parameters)
+
+
+def typing_origin(annotation: Any) -> Any:
+    """``tuple`` for ``tuple[float, float]`` (also inside ``Annotated``)."""
+    from typing import get_args, get_origin
+
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return get_origin(annotation)
 
 
 def config_file(explicit: str | Path | None = None) -> Path | None:
@@ -70,7 +78,7 @@ def layered(config_path: str | Path | None = None) -> dict[str, tuple[Any, str]]
         if env in os.environ:
             raw = os.environ[env]
             value = None if raw == "" and param.default is None else raw
-            if value is not None and param.annotation is tuple[float, float]:
+            if value is not None and typing_origin(param.annotation) is tuple:
                 value = [float(v) for v in raw.replace(",", " ").split()]
             out[name] = (_coerce(name, value, param, env) if value is not None else None, env)
     return out

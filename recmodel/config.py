@@ -1,16 +1,49 @@
-"""Typed configuration. Field names match the nightly flow's parameters one to one."""
+"""Typed configuration: the one source of truth for every setting.
+
+The nightly flow's parameters, the CLI's options, ``collabflow.toml`` keys and ``COLLABFLOW_<NAME>``
+variables are all derived from the fields below (``flat_fields``): each field is one flat parameter
+with the field's name, type, default and description.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
 
 Device = Literal["auto", "cpu", "cuda"]
 RatingModel = Literal["dot", "neural"]
 Ranker = Literal["ials", "ease", "rating", "popularity"]
 ColdStart = Literal["metadata", "average_taste", "popularity"]
+SyntheticShape = Literal["ml-100k", "ml-1m", "ml-10m", "ml-25m"]
+
+
+class DataConfig(BaseModel):
+    """Where the night's data comes from, how to read it, and where the warehouse lives."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str | None = Field(None, description="Rating file or folder of files (u.data, ratings.dat, ratings.csv, "
+                               "any CSV/TSV/Parquet, optionally gzipped). Omit to generate seeded synthetic "
+                               "MovieLens-shaped data into the warehouse.")
+    warehouse: str = Field("warehouse", description="Warehouse folder; the database is WAREHOUSE/collabflow.duckdb.")
+    columns: str | None = Field(None, description="Column mapping role=column, e.g. "
+                                "'user=uid,item=movie,rating=stars,timestamp=ts' (0-based positions for files "
+                                "without a header).")
+    delimiter: str | None = Field(None, description="Field delimiter; detected from the file name and first line "
+                                  "if omitted.")
+    max_bad_fraction: float = Field(0.5, ge=0, le=1, description="Refuse a file (loading nothing from it) when more "
+                                    "than this share of its rows is bad.")
+    synthetic_shape: SyntheticShape = Field("ml-100k", description="Shape of the synthetic data generated when no "
+                                            "source is given.")
+    items: str | None = Field(None, description="Optional item metadata (u.item, movies.csv, items.tsv, or any "
+                              "CSV/Parquet with item id and title) so the views show titles.")
+    item_columns: str | None = Field(None, description="Column mapping for --items, e.g. "
+                                     "'item=sku,title=name,genres=category'.")
+    users: str | None = Field(None, description="Optional user metadata (MovieLens u.user, or a CSV/Parquet with "
+                              "user_id and feature columns); users in it without ratings get cold-start lists.")
 
 
 class TrainConfig(BaseModel):
@@ -98,6 +131,8 @@ class RunConfig(BaseModel):
     min_item_ratings: int = Field(1, ge=1, description="Items with fewer ratings are never recommended (their "
                                   "factors rest on too little evidence); 1 recommends every rated item.")
     similar_n: int = Field(10, ge=1, le=1_000, description="Similar items kept per item (cosine on item factors).")
+    metric_k: int = Field(10, ge=1, le=1_000, description="Cut-off k of the ranking metrics (NDCG@k, recall@k, ...) "
+                          "that validation, the quality gate and reports use.")
     rating_min: float = Field(0.5, description="Lowest valid rating; smaller values are quarantined.")
     rating_max: float = Field(5.0, description="Highest valid rating; larger values are quarantined.")
     score_memory_mb: int = Field(
@@ -138,19 +173,47 @@ class RunConfig(BaseModel):
         return self
 
     @classmethod
-    def from_flat(cls, **params) -> "RunConfig":
-        """Build from flat parameters (the flow's and the CLI's), each name a field of one config class."""
-        train_fields, rank_fields = set(TrainConfig.model_fields), set(RankConfig.model_fields)
-        unknown = set(params) - train_fields - rank_fields - (set(cls.model_fields) - {"train", "rank"})
+    def from_flat(cls, **params: Any) -> "RunConfig":
+        """Build from flat parameters (the flow's and the CLI's), each name a field of one config class;
+        ``DataConfig`` fields are ignored here (see ``split_flat``)."""
+        owners = flat_fields()
+        unknown = set(params) - set(owners)
         if unknown:
             raise ValueError(f"unknown parameters: {sorted(unknown)}")
-        return cls(
-            train=TrainConfig(**{k: v for k, v in params.items() if k in train_fields}),
-            rank=RankConfig(**{k: v for k, v in params.items() if k in rank_fields}),
-            **{k: v for k, v in params.items() if k not in train_fields | rank_fields},
-        )
+        by_owner: dict[type[BaseModel], dict[str, Any]] = {}
+        for name, value in params.items():
+            by_owner.setdefault(owners[name][0], {})[name] = value
+        return cls(train=TrainConfig(**by_owner.get(TrainConfig, {})), rank=RankConfig(**by_owner.get(RankConfig, {})),
+                   **by_owner.get(cls, {}))
 
     def config_hash(self) -> str:
         """Short stable hash of the configuration, stored with every run."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+FLAT_OWNERS: tuple[type[BaseModel], ...] = (DataConfig, RunConfig, TrainConfig, RankConfig)
+
+
+def flat_fields() -> dict[str, tuple[type[BaseModel], FieldInfo]]:
+    """Every setting as a flat parameter: name -> (the config class that owns it, its field).
+
+    The order is the classes' order, then each class's field order (the CLI's ``--help`` and the Prefect
+    UI form show them so). Names are unique across the classes (tested).
+    """
+    out: dict[str, tuple[type[BaseModel], FieldInfo]] = {}
+    for owner in FLAT_OWNERS:
+        for name, info in owner.model_fields.items():
+            if name in ("train", "rank"):
+                continue
+            if name in out:
+                raise TypeError(f"setting {name!r} is defined by both {out[name][0].__name__} and {owner.__name__}")
+            out[name] = (owner, info)
+    return out
+
+
+def split_flat(**params: Any) -> tuple[DataConfig, RunConfig]:
+    """Flat parameters -> the typed ``(DataConfig, RunConfig)`` they describe (validated)."""
+    data_names = set(DataConfig.model_fields)
+    data = DataConfig(**{k: v for k, v in params.items() if k in data_names})
+    return data, RunConfig.from_flat(**{k: v for k, v in params.items() if k not in data_names})

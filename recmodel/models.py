@@ -1,8 +1,18 @@
-"""Embedding models for explicit ratings. Each ``forward`` reads like the maths."""
+"""Rating models (explicit ratings). Each ``forward`` reads like the maths.
+
+Both models follow one protocol (``Rater``): the trainer fits them, ``predict`` writes the published
+``score`` (float64, independent of batching), ``as_ranker`` ranks every item by predicted rating.
+"""
 from __future__ import annotations
 
+from typing import Any, Callable, ClassVar, Protocol
+
+import numpy as np
 import torch
 from torch import nn
+
+from .config import TrainConfig
+from .rankers import FactorRanker, NeuralRanker, Ranker
 
 
 def sigmoid_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -10,8 +20,50 @@ def sigmoid_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
     return torch.sigmoid(x) * (high - low) + low
 
 
+def sigmoid_range_np(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``sigmoid_range`` in numpy float64, written with tanh so large logits never overflow."""
+    return low + (high - low) * 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def check_indices(name: str, idx: np.ndarray, n: int) -> np.ndarray:
+    """Indices as int64, refused (not wrapped around, as numpy would) when outside ``[0, n)``."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"{name} indices must lie in [0, {n}) (got {idx.min()}..{idx.max()}): an id the model was "
+                         "not trained on?")
+    return idx
+
+
+def dot_logits(user_vec: Any, user_bias: Any, item_vec: Any, item_bias: Any) -> Any:
+    """fastbook ch. 8's ``u . i + b_u + b_i``, row by row: torch tensors and numpy arrays alike.
+
+    The one place this formula is written; ``DotProductBias.ranking_factors`` and the hand-written
+    gradient in ``recmodel.train`` are fast copies, each tested against it.
+    """
+    return (user_vec * item_vec).sum(-1) + user_bias + item_bias
+
+
+class Rater(Protocol):
+    """What the pipeline needs of a rating model."""
+
+    kind: ClassVar[str]
+    y_range: tuple[float, float]
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray: ...
+
+    def as_ranker(self) -> Ranker: ...
+
+    def item_vectors(self) -> torch.Tensor: ...
+
+    def item_biases(self) -> np.ndarray | None: ...
+
+    def user_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None: ...
+
+
 class DotProductBias(nn.Module):
     """fastbook ch. 8: ``rating = sigmoid_range(u . i + b_u + b_i)``."""
+
+    kind: ClassVar[str] = "dot"
 
     def __init__(self, n_users: int, n_items: int, n_factors: int, y_range: tuple[float, float] = (0.0, 5.5),
                  generator: torch.Generator | None = None):
@@ -26,9 +78,14 @@ class DotProductBias(nn.Module):
             with torch.no_grad():
                 emb.weight.normal_(0.0, 0.01, generator=generator)
 
+    @classmethod
+    def build(cls, n_users: int, n_items: int, cfg: TrainConfig,
+              generator: torch.Generator | None = None) -> "DotProductBias":
+        return cls(n_users, n_items, cfg.n_factors, cfg.y_range, generator)
+
     def logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        dot = (self.user_emb(users) * self.item_emb(items)).sum(dim=1)
-        return dot + self.user_bias(users).squeeze(1) + self.item_bias(items).squeeze(1)
+        return dot_logits(self.user_emb(users), self.user_bias(users).squeeze(1), self.item_emb(items),
+                          self.item_bias(items).squeeze(1))
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return sigmoid_range(self.logits(users, items), *self.y_range)
@@ -49,6 +106,49 @@ class DotProductBias(nn.Module):
     def to_rating(self, logits: torch.Tensor) -> torch.Tensor:
         return sigmoid_range(logits, *self.y_range)
 
+    def _numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return tuple(m.weight.detach().cpu().double().numpy() for m in  # type: ignore[return-value]
+                     (self.user_emb, self.user_bias, self.item_emb, self.item_bias))
+
+    def predict(self, users: np.ndarray, items: np.ndarray, batch: int = 1 << 20) -> np.ndarray:
+        """Predicted ratings, in float64 numpy one row at a time: a pair's score then does not depend on
+        which other pairs share its batch (torch's float32 reductions vary in the last bit with the
+        batch's shape), so scoring shards on Dask publish exactly the local run's scores."""
+        U, bu, _, _ = self._numpy()
+        users = check_indices("user", users, U.shape[0])
+        return self._predict(lambda s, e: (U[users[s:e]], bu[users[s:e], 0]), items, batch)
+
+    def predict_for(self, user_vec: np.ndarray, user_bias: np.ndarray, items: np.ndarray,
+                    batch: int = 1 << 20) -> np.ndarray:
+        """Predicted ratings of made-up users (cold start): one embedding and bias per pair."""
+        user_vec, user_bias = np.asarray(user_vec, np.float64), np.asarray(user_bias, np.float64)
+        return self._predict(lambda s, e: (user_vec[s:e], user_bias[s:e]), items, batch)
+
+    def _predict(self, user_rows: Callable[[int, int], tuple[np.ndarray, np.ndarray]], items: np.ndarray,
+                 batch: int) -> np.ndarray:
+        _, _, V, bi = self._numpy()
+        items = check_indices("item", items, V.shape[0])
+        out = np.empty(items.size, dtype=np.float64)
+        for s in range(0, items.size, batch):  # bounded memory: a batch of rows at a time
+            u, bu = user_rows(s, s + batch)
+            i = items[s:s + batch]
+            out[s:s + batch] = sigmoid_range_np(dot_logits(u, bu, V[i], bi[i, 0]), *self.y_range)
+        return out
+
+    def as_ranker(self) -> Ranker:
+        """Rank by predicted rating (by logit: the sigmoid keeps the order)."""
+        return FactorRanker(*self.ranking_factors())
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.item_emb.weight.detach()
+
+    def item_biases(self) -> np.ndarray | None:
+        return self.item_bias.weight.detach().cpu().numpy()[:, 0]
+
+    def user_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Each user's embedding and bias: what a cold-start policy guesses for a new user."""
+        return self.user_emb.weight.detach().cpu(), self.user_bias.weight.detach().cpu()[:, 0]
+
 
 def emb_sz_rule(n_categories: int) -> int:
     """fastai's embedding-size heuristic: ``min(600, round(1.6 * n ** 0.56))``."""
@@ -61,8 +161,10 @@ class EmbeddingNN(nn.Module):
     User and item embeddings have their own sizes (``emb_sz_rule``), are concatenated and go through
     ``Linear -> ReLU -> Linear``. Because the first layer is linear, ``W [u ; i] = W_u u + W_i i``: the
     scorer computes ``W_u u + b`` once per user and ``W_i i`` once per item, then only adds, applies
-    the ReLU and the second layer per pair (see ``score_block``).
+    the ReLU and the second layer per pair (``NeuralRanker``).
     """
+
+    kind: ClassVar[str] = "neural"
 
     def __init__(self, n_users: int, n_items: int, y_range: tuple[float, float] = (0.0, 5.5), n_hidden: int = 100,
                  generator: torch.Generator | None = None):
@@ -75,6 +177,11 @@ class EmbeddingNN(nn.Module):
                 emb.weight.normal_(0.0, 0.01, generator=generator)
         self.hidden = nn.Linear(self.user_emb.embedding_dim + self.item_emb.embedding_dim, n_hidden)
         self.out = nn.Linear(n_hidden, 1)
+
+    @classmethod
+    def build(cls, n_users: int, n_items: int, cfg: TrainConfig,
+              generator: torch.Generator | None = None) -> "EmbeddingNN":
+        return cls(n_users, n_items, cfg.y_range, cfg.nn_hidden, generator)
 
     def logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.user_emb(users), self.item_emb(items)], dim=1)
@@ -92,3 +199,29 @@ class EmbeddingNN(nn.Module):
 
     def to_rating(self, logits: torch.Tensor) -> torch.Tensor:
         return sigmoid_range(logits, *self.y_range)
+
+    @torch.no_grad()
+    def predict(self, users: np.ndarray, items: np.ndarray, batch: int = 1 << 20) -> np.ndarray:
+        users = check_indices("user", users, self.user_emb.num_embeddings)
+        items = check_indices("item", items, self.item_emb.num_embeddings)
+        device = next(self.parameters()).device
+        self.eval()
+        out = [self(torch.as_tensor(users[s:s + batch], device=device), torch.as_tensor(items[s:s + batch], device=device))
+               .cpu() for s in range(0, len(users), batch)]
+        return torch.cat(out).double().numpy() if out else np.empty(0)
+
+    def as_ranker(self) -> Ranker:
+        user_part, item_part = self.split_first_layer()
+        return NeuralRanker(user_part, item_part, self.out.weight.detach()[0], self.out.bias.detach())
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.item_emb.weight.detach()
+
+    def item_biases(self) -> np.ndarray | None:
+        return None  # an MLP has no per-item bias to show
+
+    def user_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return None  # no user space a cold-start guess could live in
+
+
+RATERS: dict[str, type[DotProductBias] | type[EmbeddingNN]] = {"dot": DotProductBias, "neural": EmbeddingNN}

@@ -13,13 +13,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .config import TrainConfig
-from .implicit import EaseRanker, FactorRanker, PopularityRanker
-from .models import DotProductBias, EmbeddingNN
+from .models import RATERS, DotProductBias, EmbeddingNN
+from .rankers import Ranker, ranker_from_tensors
 
 FORMAT = "collabflow/rating-model/v1"
 RANKER_FORMAT = "collabflow/ranker/v1"
 RatingModule = DotProductBias | EmbeddingNN
-RankerModel = FactorRanker | EaseRanker | PopularityRanker
 
 
 @dataclass
@@ -59,7 +58,7 @@ def save_model(path: str | Path, model: RatingModule, user_ids: np.ndarray, item
     tensors["item_ids"] = torch.tensor(np.asarray(item_ids, dtype=np.int64))
     meta = {
         "format": FORMAT,
-        "kind": "neural" if isinstance(model, EmbeddingNN) else "dot",
+        "kind": model.kind,
         "config": config.model_dump_json(),
         "y_range": json.dumps(list(model.y_range)),
         "metadata": json.dumps(metadata or {}, default=str),
@@ -69,39 +68,23 @@ def save_model(path: str | Path, model: RatingModule, user_ids: np.ndarray, item
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> SavedModel:
     tensors, meta = _read(Path(path), FORMAT, device)
+    kind = meta.get("kind", "dot")
+    if kind not in RATERS:
+        raise ValueError(f"{path}: unknown rating model kind {kind!r} (known: {', '.join(RATERS)})")
     config = TrainConfig.model_validate_json(meta["config"])
     user_ids = tensors.pop("user_ids").cpu().numpy()
     item_ids = tensors.pop("item_ids").cpu().numpy()
-    y_range = tuple(json.loads(meta["y_range"]))
-    if meta.get("kind") == "neural":
-        model: RatingModule = EmbeddingNN(len(user_ids), len(item_ids), y_range, config.nn_hidden)
-    else:
-        model = DotProductBias(len(user_ids), len(item_ids), config.n_factors, y_range)
+    model = RATERS[kind].build(len(user_ids), len(item_ids), config)
     model.load_state_dict(tensors)
     return SavedModel(model.to(device), user_ids, item_ids, config, json.loads(meta["metadata"]))
 
 
-def save_ranker(path: str | Path, ranker: RankerModel, metadata: dict[str, Any] | None = None) -> Path:
-    """The ranking model: factors (iALS), the item-item matrix and seen rows (EASE) or counts (popularity)."""
-    if isinstance(ranker, FactorRanker):
-        kind, tensors = "factors", {"user_factors": ranker.user_factors, "item_factors": ranker.item_factors}
-    elif isinstance(ranker, EaseRanker):
-        kind, tensors = "ease", {"B": ranker.B, "seen_indptr": torch.from_numpy(ranker.seen_indptr),
-                                 "seen_indices": torch.from_numpy(ranker.seen_indices),
-                                 "seen_weights": torch.from_numpy(ranker.seen_weights)}
-    elif isinstance(ranker, PopularityRanker):
-        kind, tensors = "popularity", {"counts": ranker.counts}
-    else:
-        raise TypeError(f"cannot save a {type(ranker).__name__}")
-    meta = {"format": RANKER_FORMAT, "kind": kind, "metadata": json.dumps(metadata or {}, default=str)}
-    return _write(Path(path), tensors, meta)
+def save_ranker(path: str | Path, ranker: Ranker, metadata: dict[str, Any] | None = None) -> Path:
+    """The ranking model's tensors, tagged with its registry kind (see ``recmodel.rankers.RANKER_KINDS``)."""
+    meta = {"format": RANKER_FORMAT, "kind": ranker.kind, "metadata": json.dumps(metadata or {}, default=str)}
+    return _write(Path(path), ranker.tensors(), meta)
 
 
-def load_ranker(path: str | Path, device: torch.device | str = "cpu") -> RankerModel:
-    t, meta = _read(Path(path), RANKER_FORMAT, device)
-    if meta["kind"] == "factors":
-        return FactorRanker(t["user_factors"], t["item_factors"])
-    if meta["kind"] == "ease":
-        return EaseRanker(t["B"], t["seen_indptr"].cpu().numpy(), t["seen_indices"].cpu().numpy(),
-                          t["seen_weights"].cpu().numpy())
-    return PopularityRanker(t["counts"])
+def load_ranker(path: str | Path, device: torch.device | str = "cpu") -> Ranker:
+    tensors, meta = _read(Path(path), RANKER_FORMAT, device)
+    return ranker_from_tensors(meta["kind"], tensors)

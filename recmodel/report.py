@@ -17,7 +17,11 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import torch  # noqa: E402
 
-METRIC_COLUMNS = ("rmse", "mae", "ndcg_at_10", "precision_at_10", "recall_at_10", "coverage_at_10")
+from .persist import load_model, load_ranker  # noqa: E402
+from .snapshot import Snapshot  # noqa: E402
+
+def metric_columns(k: int) -> tuple[str, ...]:
+    return ("rmse", "mae", f"ndcg_at_{k}", f"precision_at_{k}", f"recall_at_{k}", f"coverage_at_{k}")
 
 
 def _fmt(value) -> str:
@@ -63,9 +67,10 @@ def write_report(out_dir: str | Path, *, run_id: str, metrics: dict, history: li
 
     models = metrics.get("models", {})
     if models:
+        columns = metric_columns(metrics.get("metric_k", 10))
         lines += ["## Models next to the baselines (validation)", "",
-                  "| model | " + " | ".join(METRIC_COLUMNS) + " |", "|---" * (len(METRIC_COLUMNS) + 1) + "|"]
-        lines += [f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in METRIC_COLUMNS) + " |" for name, m in models.items()]
+                  "| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        lines += [f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in columns) + " |" for name, m in models.items()]
         lines.append("")
 
     if item_bias is not None:
@@ -114,3 +119,19 @@ def write_report(out_dir: str | Path, *, run_id: str, metrics: dict, history: li
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def report_run(out_dir: str | Path, run_id: str, snapshot: Snapshot, rater_path: str, ranker_path: str,
+               recommendations_path: str, metrics: dict, history: list[dict]) -> Path:
+    """The report of one run, from its snapshot, model files and published lists."""
+    saved = load_model(rater_path)
+    ranker = load_ranker(ranker_path)
+    seen = snapshot.ratings()
+    vectors = ranker.item_vectors()
+    per_user = np.bincount(seen.users, minlength=seen.n_users)
+    return write_report(
+        out_dir, run_id=run_id, metrics={**metrics, "users_thin": int(((per_user > 0) & (per_user < 5)).sum())},
+        history=history, item_ids=saved.item_ids, item_factors=vectors if vectors is not None else saved.model.item_vectors(),
+        item_bias=saved.model.item_biases(), item_counts=seen.item_counts(),
+        recommendations=pl.read_parquet(recommendations_path), titles=snapshot.titles(), n_users=int((per_user > 0).sum()),
+    )

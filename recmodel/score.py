@@ -14,13 +14,18 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from .sparse import csr_positions
 from .topk import top_k_rows
+
+if TYPE_CHECKING:
+    from .rankers import Ranker
+    from .ratings import Ratings
 
 log = logging.getLogger(__name__)
 Engine = Literal["auto", "numba", "torch"]
@@ -38,15 +43,6 @@ class TopN:
     @property
     def n_rows(self) -> int:
         return int((self.items >= 0).sum())
-
-
-def csr_from_pairs(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(indptr, indices)`` of each user's seen items (duplicates allowed, harmless for masking)."""
-    order = np.argsort(users, kind="stable")
-    counts = np.bincount(users, minlength=n_users)
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    return indptr, np.asarray(items, dtype=np.int64)[order]
 
 
 def _order_rows(values: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,16 +82,6 @@ class BlockProduct:
         out = self.buffer[: rows.size]
         np.matmul(self.users[rows], self.items_t, out=out)
         return torch.from_numpy(out)
-
-
-def csr_positions(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For CSR rows ``rows``: ``(block_row, position)`` of every stored entry, without a Python loop."""
-    lo, hi = indptr[rows], indptr[rows + 1]
-    lengths = hi - lo
-    total = int(lengths.sum())
-    block_row = np.repeat(np.arange(rows.size, dtype=np.int64), lengths)
-    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return block_row, starts + np.arange(total, dtype=np.int64)
 
 
 def _uses_kernel(engine: Engine, device: torch.device) -> bool:
@@ -158,6 +144,9 @@ def _check_args(top_n: int, seen_indptr: np.ndarray, n_users: int | None = None)
         raise ValueError("seen_indptr must have n_users + 1 entries")
 
 
+NAN_MESSAGE = "the model's scores contain NaN or inf (training diverged?); lower lr_max or check the input ratings"
+
+
 class _Progress:
     """Calls ``progress(done, total)`` at most every ``every`` users (and at the end)."""
 
@@ -211,6 +200,8 @@ def top_n_unseen_blocks(
             block_users_ = users[start:start + block]
             b = block_users_.size
             scores = score_block(torch.as_tensor(block_users_, device=device)).float()
+            if torch.isnan(scores).any():
+                raise ValueError(NAN_MESSAGE)
             if use_numba:
                 scores = scores.cpu().contiguous().numpy()
                 _select_numba(scores, block_users_, seen_indptr, seen_indices, excluded, k,
@@ -254,7 +245,7 @@ def top_n_unseen(
         raise ValueError(f"factor sizes differ: users {tuple(user_factors.shape)} vs items {tuple(item_factors.shape)}")
     _check_args(top_n, seen_indptr, user_factors.shape[0])
     if not (torch.isfinite(user_factors).all() and torch.isfinite(item_factors).all()):
-        raise ValueError("the factors contain NaN or inf (training diverged?); lower lr_max or check the input ratings")
+        raise ValueError(NAN_MESSAGE)
     users = np.arange(user_factors.shape[0], dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
     device = user_factors.device
     if not _uses_kernel(engine, device):
@@ -306,3 +297,23 @@ def brute_force_top_n(user_factors: np.ndarray, item_factors: np.ndarray, seen: 
         cands = [(-scores[u, i], i) for i in range(scores.shape[1]) if (u, i) not in seen]
         out.append([i for _, i in sorted(cands)[:top_n]])
     return out
+
+
+def recommend(ranker: "Ranker", seen: "Ratings", users: np.ndarray, top_n: int, *, memory_mb: int = 512,
+              device: torch.device | str = "cpu", progress: Callable[[int, int], None] | None = None,
+              exclude_items: np.ndarray | None = None) -> TopN:
+    """Top-N unseen items per user by the ranker's scores, in memory-bounded blocks; ``exclude_items``
+    (indices) are never recommended to anyone. A ranker that is a product of factors takes the fused
+    path (one product per tile with the selection, on the CPU); any other scores a block at a time."""
+    users = np.asarray(users, dtype=np.int64)
+    if users.size and (users.min() < 0 or users.max() >= seen.n_users):
+        raise ValueError(f"user indices must lie in [0, {seen.n_users}) (got {users.min()}..{users.max()}): an id the "
+                         "model was not trained on?")
+    indptr, indices = seen.seen()
+    factors = ranker.factors()
+    if factors is not None:
+        return top_n_unseen(*factors, indptr, indices, top_n, users=users, memory_mb=memory_mb, progress=progress,
+                            exclude_items=exclude_items)
+    return top_n_unseen_blocks(ranker.score_block, seen.n_items, indptr, indices, top_n, users, device=device,
+                               memory_mb=memory_mb, bytes_per_pair=ranker.bytes_per_pair, progress=progress,
+                               exclude_items=exclude_items)

@@ -1,4 +1,4 @@
-"""Fitting a rating model: seeded split, one-cycle AdamW, batches sliced from tensors in memory."""
+"""Fitting a rating model: one-cycle AdamW, batches sliced from tensors in memory, seeded shuffling."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .models import DotProductBias
+from .models import RATERS, DotProductBias, EmbeddingNN
+from .ratings import Ratings
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,6 @@ def effective_batch_size(n: int, batch_size: int, max_steps: int | None = None) 
     ML-25M size), so 20M ratings in batches of 512 would spend 5 minutes an epoch in the optimizer."""
     size = max(1, min(batch_size, max(32, n // MIN_STEPS_PER_EPOCH)))
     return max(size, math.ceil(n / max_steps)) if max_steps else size
-
-
-def random_split(n: int, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(train, valid)``: a seeded random ``valid_pct`` share goes to validation."""
-    perm = np.random.default_rng(seed).permutation(n)
-    n_valid = int(round(n * valid_pct))
-    return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
 
 
 @torch.no_grad()
@@ -192,11 +186,18 @@ def fit(
         if on_epoch is not None:
             on_epoch(stats)
 
-    if isinstance(model, DotProductBias):
-        with torch.no_grad():
-            _fit_dot(model, train, cfg, generator, batch_size, epoch_done)
-        result.seconds = time.perf_counter() - start
-        return result
+    trainer = EPOCH_TRAINERS.get(getattr(model, "kind", ""), _fit_autograd)
+    with torch.set_grad_enabled(trainer is _fit_autograd):
+        trainer(model, train, cfg, generator, batch_size, epoch_done)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _fit_autograd(model: nn.Module, train: Interactions, cfg: TrainConfig, generator: torch.Generator,
+                  batch_size: int, epoch_done: Callable[[int, float, float], None]) -> None:
+    """Any model: autograd, MSE, the same optimizer and schedule."""
+    device = train.users.device
+    n = len(train)
     opt, sched = one_cycle_optimizer(model.parameters(), cfg, cfg.epochs * max(1, math.ceil(n / batch_size)))
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -212,5 +213,51 @@ def fit(
             sched.step()
             total += loss.detach() * idx.numel()
         epoch_done(epoch, total.item() / max(n, 1), t0)
-    result.seconds = time.perf_counter() - start
-    return result
+
+
+# models with a faster trainer of their own (tested to take the same steps as ``_fit_autograd``)
+EPOCH_TRAINERS: dict[str, Callable[..., None]] = {"dot": _fit_dot}
+
+
+def warm_init(model: nn.Module, previous: nn.Module) -> list[str]:
+    """Copy yesterday's weights into a new model: equal shapes whole, embeddings row by row (indices are
+    append-only, so row k is the same user or item). New rows keep their fresh initialisation.
+    Returns the names of tensors that could not be carried over."""
+    old = previous.state_dict()
+    skipped = []
+    with torch.no_grad():
+        for name, new in model.state_dict().items():
+            prev = old.get(name)
+            if prev is not None and prev.shape == new.shape:
+                new.copy_(prev)
+            elif prev is not None and prev.dim() == 2 and prev.shape[1] == new.shape[1]:
+                n = min(prev.shape[0], new.shape[0])
+                new[:n] = prev[:n]
+            else:
+                skipped.append(name)
+    return skipped
+
+
+def fit_rater(train: Ratings, cfg: TrainConfig, device: torch.device, valid: Ratings | None = None,
+              on_epoch: Callable[[EpochStats], None] | None = None,
+              init: DotProductBias | EmbeddingNN | None = None,
+              epochs: int | None = None) -> tuple[DotProductBias | EmbeddingNN, FitResult]:
+    """Fit the configured rating model (its own seed: same data and seed give the same model on CPU).
+
+    ``init`` warm-starts from a previous model (see ``warm_init``), usually with fewer ``epochs``.
+    """
+    cfg = cfg.for_model()
+    if epochs is not None:
+        cfg = cfg.model_copy(update={"epochs": epochs})
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = RATERS[cfg.rating_model].build(train.n_users, train.n_items, cfg, gen)
+    if init is not None:
+        skipped = warm_init(model, init)
+        if skipped:
+            log.info("warm start: %s could not be carried over (shapes changed) and start fresh", ", ".join(skipped))
+    model.to(device)
+    tr = Interactions.from_numpy(train.users, train.items, train.ratings, device)
+    va = Interactions.from_numpy(valid.users, valid.items, valid.ratings, device) if valid is not None and len(valid) \
+        else None
+    return model, fit(model, tr, va, cfg, on_epoch)

@@ -1,169 +1,19 @@
-"""Ingest rating files into the warehouse: validate, quarantine, keep the latest rating per pair."""
+"""Ingest the night's files into the warehouse."""
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import time
-from pathlib import Path
-
-import polars as pl
 from prefect import task
 
-from recmodel.data import RatingsFileError, list_rating_files, parse_column_mapping, read_items, read_ratings, read_users
-
-from . import warehouse as wh
-
-log = logging.getLogger(__name__)
+from recmodel.data import list_rating_files
+from store.ingest import IngestedFile, ingest_file, ingest_items_file, ingest_users_file
 
 
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-    except FileNotFoundError:
-        raise RatingsFileError(path, "disappeared before it could be read", "Re-deliver the file and rerun.") from None
-    except IsADirectoryError:
-        raise RatingsFileError(path, "is a folder, not a file", "Pass the folder as --source to ingest every file in it.") from None
-    return h.hexdigest()
-
-
-def ingest_file(
-    warehouse: str | Path,
-    path: Path,
-    *,
-    columns: str | None = None,
-    delimiter: str | None = None,
-    rating_min: float = 0.5,
-    rating_max: float = 5.0,
-    max_bad_fraction: float = 0.5,
-) -> dict:
-    """Load one file unless its exact bytes were ingested before. Returns its row counts.
-
-    Everything for one file (ratings merge, quarantine rows, the ingested_files record) commits in one
-    DuckDB transaction, so a crash leaves either all of it or none of it.
-    """
-    digest = file_hash(path)
-    with wh.connect(warehouse) as con:
-        seen = con.execute("select path, ingested_at from ingested_files where file_hash = ?", [digest]).fetchone()
-    if seen is not None:
-        log.info("%s: same bytes already ingested from %s at %s; skipped", path, seen[0], seen[1])
-        return {"path": str(path), "file_hash": digest, "skipped": True, "rows_read": 0, "rows_loaded": 0,
-                "rows_quarantined": 0, "rows_superseded": 0}
-
-    log.info("%s: reading and validating %.0f MB", path, path.stat().st_size / 2**20)
-    t0 = time.perf_counter()
-    parsed = read_ratings(path, separator=delimiter, columns=parse_column_mapping(columns), rating_min=rating_min,
-                          rating_max=rating_max, default_timestamp=int(time.time()))
-    log.info("%s: %d rows validated in %.1fs (%.0f rows/s); loading", path, parsed.rows_read,
-             time.perf_counter() - t0, parsed.rows_read / max(time.perf_counter() - t0, 1e-9))
-    n_bad = parsed.quarantine.height
-    if parsed.rows_read and n_bad / parsed.rows_read > max_bad_fraction:
-        top = parsed.quarantine.group_by("reason").len().sort("len", descending=True).head(3)
-        reasons = "; ".join(f"{r} ({n} rows)" for r, n in top.iter_rows())
-        raise RatingsFileError(
-            path, f"{n_bad} of {parsed.rows_read} rows failed validation, e.g. {reasons}",
-            "Nothing was loaded from it. Check the delimiter (--delimiter), the column mapping (--columns) "
-            "and the rating range (--rating-min/--rating-max)",
-        )
-
-    parquet_dir = wh.private_dir(Path(warehouse) / "ingested")
-    parquet_path = parquet_dir / f"{digest[:32]}.parquet"
-    tmp = parquet_path.with_suffix(".parquet.tmp")
-    parsed.ratings.write_parquet(tmp)
-    os.replace(tmp, parquet_path)  # the durable copy of this file's valid rows
-
-    batch = parsed.ratings.select("user_id", "item_id", "rating", "timestamp").to_arrow()
-    quarantine = parsed.quarantine.with_columns(
-        pl.lit(digest).alias("file_hash"), pl.lit(str(path.resolve())).alias("path")
-    ).to_arrow()
-    with wh.connect(warehouse) as con:
-        con.register("batch", batch)
-        con.register("bad_rows", quarantine)
-        con.execute("begin transaction")
-        try:
-            con.execute(
-                "create temp table incoming as select b.*, r.timestamp as old_ts "
-                "from batch b left join ratings r using (user_id, item_id)"
-            )
-            stale = con.execute("select count(*) from incoming where old_ts is not null and timestamp < old_ts").fetchone()[0]
-            con.execute(
-                "delete from ratings r using incoming i where r.user_id = i.user_id and r.item_id = i.item_id "
-                "and i.old_ts is not null and i.timestamp >= i.old_ts"
-            )
-            con.execute(
-                "insert into ratings select user_id, item_id, rating, timestamp, ? from incoming "
-                "where old_ts is null or timestamp >= old_ts", [digest]
-            )
-            ingested_at = wh.now()
-            con.execute(
-                "insert into quarantine select file_hash, path, row_number, reason, raw, ? from bad_rows", [ingested_at]
-            )
-            counts = {
-                "rows_read": parsed.rows_read,
-                "rows_loaded": parsed.ratings.height - stale,
-                "rows_quarantined": n_bad,
-                "rows_superseded": parsed.duplicates + stale,
-            }
-            con.execute(
-                "insert into ingested_files values (?, ?, ?, ?, ?, ?, ?, ?)",
-                [digest, str(path.resolve()), counts["rows_read"], counts["rows_loaded"], counts["rows_quarantined"],
-                 counts["rows_superseded"], str(parquet_path.relative_to(warehouse)), ingested_at],
-            )
-            con.execute("drop table incoming")
-            wh.fault_point("ingest")
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
-    log.info("%s: read %d rows: %d loaded, %d quarantined, %d superseded", path, counts["rows_read"],
-             counts["rows_loaded"], counts["rows_quarantined"], counts["rows_superseded"])
-    return {"path": str(path), "file_hash": digest, "skipped": False, **counts}
-
-
-@task(name="ingest-ratings", retries=0)
+@task(name="ingest-ratings")
 def ingest_ratings(source: str, warehouse: str, columns: str | None = None, delimiter: str | None = None,
-                   rating_min: float = 0.5, rating_max: float = 5.0, max_bad_fraction: float = 0.5) -> list[dict]:
+                   rating_min: float = 0.5, rating_max: float = 5.0, max_bad_fraction: float = 0.5) -> list[IngestedFile]:
     """Ingest a rating file, or every rating file in a folder, that the warehouse has not seen."""
-    return [
-        ingest_file(warehouse, path, columns=columns, delimiter=delimiter, rating_min=rating_min,
-                    rating_max=rating_max, max_bad_fraction=max_bad_fraction)
-        for path in list_rating_files(source)
-    ]
+    return [ingest_file(warehouse, path, columns=columns, delimiter=delimiter, rating_min=rating_min,
+                        rating_max=rating_max, max_bad_fraction=max_bad_fraction) for path in list_rating_files(source)]
 
 
-def ingest_items_file(warehouse: str | Path, path: str | Path, columns: str | None = None) -> int:
-    """Upsert item metadata (id, title, genres); a later file's title wins. Returns rows read."""
-    frame = read_items(path, parse_column_mapping(columns, ('item', 'title', 'genres')))
-    with wh.connect(warehouse) as con:
-        con.register("new_items", frame.to_arrow())
-        con.execute("insert or replace into items select item_id, title, genres from new_items")
-    log.info("%s: %d items with titles", path, frame.height)
-    return frame.height
-
-
-@task(name="ingest-items")
-def ingest_items(path: str, warehouse: str, columns: str | None = None) -> int:
-    """Load item titles and genres so downstream SQL shows titles, not ids."""
-    return ingest_items_file(warehouse, path, columns)
-
-
-def ingest_users_file(warehouse: str | Path, path: str | Path) -> int:
-    """Replace the user metadata (table users_meta, durable copy users.parquet). Returns users read."""
-    frame = read_users(path)
-    target = Path(warehouse) / "users.parquet"
-    tmp = target.with_suffix(".parquet.tmp")
-    frame.write_parquet(tmp)
-    os.replace(tmp, target)
-    with wh.connect(warehouse) as con:
-        con.execute(f"create or replace table users_meta as select * from read_parquet({wh.sql_literal(target)})")
-    log.info("%s: metadata for %d users (%s)", path, frame.height, ", ".join(c for c in frame.columns if c != "user_id"))
-    return frame.height
-
-
-@task(name="ingest-users")
-def ingest_users(path: str, warehouse: str) -> int:
-    """Load sign-up metadata; users without ratings get cold-start lists."""
-    return ingest_users_file(warehouse, path)
+ingest_items = task(ingest_items_file, name="ingest-items")
+ingest_users = task(ingest_users_file, name="ingest-users")

@@ -12,8 +12,9 @@ import polars as pl
 import pytest
 
 from recmodel.data import RatingsFileError, list_rating_files
-from tasks import warehouse as wh
-from tasks.ingest import ingest_file
+from store.db import ensure_schema
+from store.ingest import ingest_file
+from store.paths import db_path
 
 GOOD = b"1\t10\t4\t100\n2\t11\t3\t101\n3\t12\t5\t102\n"
 
@@ -58,12 +59,12 @@ CORPUS = [
 
 @pytest.fixture
 def warehouse(tmp_path):
-    wh.ensure_schema(tmp_path / "wh")
+    ensure_schema(tmp_path / "wh")
     return tmp_path / "wh"
 
 
 def q(warehouse, sql):
-    with duckdb.connect(str(wh.db_path(warehouse)), read_only=True) as con:
+    with duckdb.connect(str(db_path(warehouse)), read_only=True) as con:
         return con.execute(sql).fetchall()
 
 
@@ -79,8 +80,8 @@ def test_malformed_file(warehouse, tmp_path, case, name, content, expected):
         assert q(warehouse, "select count(*) from ratings union all select count(*) from ingested_files") == [(0,), (0,)]
         return
     report = ingest_file(warehouse, path, rating_min=1, rating_max=5)
-    assert (report["rows_loaded"], report["rows_quarantined"], report["rows_superseded"]) == expected
-    assert report["rows_read"] == sum(expected)  # reconciles exactly
+    assert (report.rows_loaded, report.rows_quarantined, report.rows_superseded) == expected
+    assert report.rows_read == sum(expected)  # reconciles exactly
     stored = q(warehouse, "select rows_read, rows_loaded, rows_quarantined, rows_superseded from ingested_files")
     assert stored == [(sum(expected), *expected)]
     quarantined = q(warehouse, "select row_number, reason from quarantine")
@@ -95,7 +96,7 @@ def test_parquet_with_wrong_types_and_missing_columns(warehouse, tmp_path):
     ok = tmp_path / "ratings.parquet"
     pl.DataFrame({"user_id": [1, 2], "item_id": [3, 4], "rating": ["4", "five"]}).write_parquet(ok)
     report = ingest_file(warehouse, ok, rating_min=1, rating_max=5)
-    assert (report["rows_loaded"], report["rows_quarantined"]) == (1, 1)
+    assert (report.rows_loaded, report.rows_quarantined) == (1, 1)
     bad = tmp_path / "other.parquet"
     pl.DataFrame({"user_id": [1], "item_id": [3]}).write_parquet(bad)
     with pytest.raises(RatingsFileError, match="rating"):

@@ -6,7 +6,8 @@ import torch
 
 from recmodel.coldstart import UserFeatures, fit_metadata_regression, popularity_order, representative_user
 from recmodel.config import RankConfig
-from recmodel.pipeline import Ratings, fit_ranker
+from recmodel.rankers import fit_ranker
+from recmodel.ratings import Ratings
 
 CPU = torch.device("cpu")
 

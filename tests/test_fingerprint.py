@@ -70,7 +70,10 @@ def library_lists(data) -> dict[str, str]:
     import polars as pl
 
     from recmodel.config import RankConfig, TrainConfig
-    from recmodel.pipeline import fit_ranker, fit_rater, index_frames, rating_ranker, recommend
+    from recmodel.rankers import fit_ranker
+    from recmodel.ratings import index_frames
+    from recmodel.score import recommend
+    from recmodel.train import fit_rater
 
     frame = pl.read_csv(data, separator="\t", has_header=False, new_columns=["user_id", "item_id", "rating", "timestamp"])
     (ratings,), _, _ = index_frames(frame)
@@ -84,7 +87,7 @@ def library_lists(data) -> dict[str, str]:
     for name in ("dot", "neural"):
         cfg = TrainConfig(rating_model=name, n_factors=8, epochs=2, nn_epochs=2, seed=5, y_range=(0.5, 5.5))
         model, _ = fit_rater(ratings, cfg, cpu)
-        top = recommend(rating_ranker(model), ratings, users, 10)
+        top = recommend(model.as_ranker(), ratings, users, 10)
         out[name] = digest(np.column_stack([top.users, top.items]))
     return out
 

@@ -2,14 +2,14 @@
 import duckdb
 import pytest
 
-from tasks import warehouse as wh
+from store.paths import db_path
 
 TOP_N = 5
 FAST = dict(epochs=5, n_factors=8, top_n=TOP_N, rating_min=1, rating_max=5, seed=3)
 
 
 def q(warehouse, sql, params=None):
-    with duckdb.connect(str(wh.db_path(warehouse)), read_only=True) as con:
+    with duckdb.connect(str(db_path(warehouse)), read_only=True) as con:
         return con.execute(sql, params or []).fetchall()
 
 

@@ -9,8 +9,10 @@ import torch
 
 from recmodel.config import TrainConfig
 from recmodel.models import DotProductBias
-from recmodel.score import csr_from_pairs, top_n_unseen
-from recmodel.train import Interactions, fit, random_split
+from recmodel.score import top_n_unseen
+from recmodel.sparse import csr_from_pairs
+from recmodel.splits import random_split
+from recmodel.train import Interactions, fit
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")]

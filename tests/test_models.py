@@ -1,18 +1,13 @@
-"""One behavioural suite every model passes: a checkerboard with the diagonal withheld.
-
-Users and items fall in two groups (parity). Each user rates every item of their own group 5 except
-the item with their own index (withheld), and a random half of the other group's items 1. The best
-unseen item for user u is therefore item u: every ranker must put it first.
-"""
+"""Model-specific checks (the shared behavioural suite every model passes is tests/test_behaviour.py)."""
 import numpy as np
 import pytest
 import torch
 
-from recmodel.config import RankConfig, TrainConfig
-from recmodel.implicit import fit_ease
+from recmodel.config import RankConfig
 from recmodel.models import EmbeddingNN
-from recmodel.pipeline import (NeuralRanker, Ratings, fit_ranker, fit_rater, predict, rating_ranker, recommend,
-                               split_leave_last, split_random, split_temporal)
+from recmodel.rankers import NeuralRanker, fit_ease, fit_ranker
+from recmodel.ratings import Ratings
+from recmodel.splits import split_leave_last, split_random, split_temporal
 
 N = 40
 CPU = torch.device("cpu")
@@ -32,37 +27,12 @@ def checkerboard() -> Ratings:
     return Ratings(np.array(users), np.array(items), np.array(ratings, np.float32), np.arange(n), N, N)
 
 
-def first_choice(ranker, data):
-    top = recommend(ranker, data, np.arange(N), 1)
-    return top.items[:, 0]
-
-
-@pytest.mark.parametrize("ranker", ["ials", "ease", "popularity_fails"])
-def test_rankers_find_the_withheld_item(checkerboard, ranker):
-    if ranker == "popularity_fails":  # the suite can fail: popularity cannot tell users apart
-        first = first_choice(fit_ranker(checkerboard, RankConfig(ranker="popularity"), CPU, 0), checkerboard)
-        assert (first == np.arange(N)).mean() < 0.6
-        return
-    cfg = RankConfig(ranker=ranker, rank_factors=8, rank_iterations=15)
-    assert (first_choice(fit_ranker(checkerboard, cfg, CPU, 0), checkerboard) == np.arange(N)).all()
-
-
-@pytest.mark.parametrize("rating_model", ["dot", "neural"])
-def test_rating_models_find_the_withheld_item(checkerboard, rating_model):
-    cfg = TrainConfig(rating_model=rating_model, n_factors=8, epochs=40, lr_max=3e-2, wd=0.01, batch_size=64,
-                      nn_epochs=40, nn_lr_max=1e-2, nn_wd=0.01, nn_hidden=32, y_range=(0.5, 5.5))
-    model, _ = fit_rater(checkerboard, cfg, CPU)
-    assert (first_choice(rating_ranker(model), checkerboard) == np.arange(N)).mean() >= 0.95
-    pred = predict(model, np.arange(N), np.arange(N))  # the withheld items are predicted high
-    assert pred.mean() > 4.0
-
-
 def test_neural_block_scores_equal_the_forward_pass():
     model = EmbeddingNN(7, 9, (0.0, 5.0), n_hidden=5, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         for p in model.parameters():
             p.normal_()
-    ranker = rating_ranker(model)
+    ranker = model.as_ranker()
     assert isinstance(ranker, NeuralRanker)
     users, items = torch.arange(7).repeat_interleave(9), torch.arange(9).repeat(7)
     assert torch.allclose(ranker.score_block(torch.arange(7)).flatten(), model.logits(users, items), atol=1e-5)

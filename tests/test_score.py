@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from recmodel.score import brute_force_top_n, csr_from_pairs, top_n_unseen, top_n_unseen_blocks
+from recmodel.score import brute_force_top_n, top_n_unseen, top_n_unseen_blocks
+from recmodel.sparse import csr_from_pairs
 
 
 def random_case(seed, n_users=37, n_items=53, d=6, density=0.3, integer=False):

@@ -41,11 +41,13 @@ def test_taste_decides_what_users_rate():
     import torch
 
     from recmodel.config import RankConfig
-    from recmodel.implicit import fit_popularity
-    from recmodel.pipeline import fit_ranker, index_frames, ranking_report, split_random
+    from recmodel.evaluation import ranking_report
+    from recmodel.rankers import fit_popularity, fit_ranker
+    from recmodel.ratings import index_frames
+    from recmodel.splits import split_random
 
     (r,), _, _ = index_frames(synth.generate("ml-100k", seed=1))
     train, test = split_random(r, 0.2, 42)
     ials = ranking_report(fit_ranker(train, RankConfig(), torch.device("cpu"), 42), train, test, 10, 4.0)
-    popular = ranking_report(fit_popularity(train.items, train.n_items), train, test, 10, 4.0)
+    popular = ranking_report(fit_popularity(train.items, train.n_items, train.n_users), train, test, 10, 4.0)
     assert ials["ndcg_at_10"] > 1.2 * popular["ndcg_at_10"]

@@ -5,7 +5,8 @@ import torch
 
 from recmodel.config import RunConfig, TrainConfig
 from recmodel.models import DotProductBias
-from recmodel.train import Interactions, evaluate, fit, random_split
+from recmodel.splits import random_split
+from recmodel.train import Interactions, evaluate, fit
 
 
 def synthetic(seed=0, n_users=120, n_items=80, n=6000):

@@ -1,22 +1,24 @@
-"""Ingest, index and publish against a real DuckDB file (tasks.warehouse, tasks.ingest, tasks.index)."""
+"""Ingest, index and publish against a real DuckDB file (the ``store`` package)."""
 import duckdb
 import polars as pl
 import pytest
 
 from recmodel.data import RatingsFileError
-from tasks import warehouse as wh
-from tasks.index import snapshot
-from tasks.ingest import ingest_file
+from store import gate, lock, paths, runs
+from store.db import ensure_schema
+from store.ingest import ingest_file
+from store.publish import publish_run
+from store.snapshot import build_snapshot as snapshot
 
 
 def q(warehouse, sql, params=None):
-    with duckdb.connect(str(wh.db_path(warehouse)), read_only=True) as con:
+    with duckdb.connect(str(paths.db_path(warehouse)), read_only=True) as con:
         return con.execute(sql, params or []).fetchall()
 
 
 @pytest.fixture
 def warehouse(tmp_path):
-    wh.ensure_schema(tmp_path / "wh")
+    ensure_schema(tmp_path / "wh")
     return tmp_path / "wh"
 
 
@@ -29,7 +31,7 @@ def test_same_file_twice_changes_nothing(warehouse, tmp_path):
     src = write(tmp_path / "u.data", [(1, 10, 4, 100), (2, 10, 3, 100), (1, 11, 5, 100)])
     first = ingest_file(warehouse, src)
     second = ingest_file(warehouse, src)
-    assert first["rows_loaded"] == 3 and second["skipped"]
+    assert first.rows_loaded == 3 and second.skipped
     assert q(warehouse, "select count(*) from ratings") == [(3,)]
     assert q(warehouse, "select count(*) from ingested_files") == [(1,)]
 
@@ -42,7 +44,7 @@ def test_later_ratings_supersede_and_counts_reconcile(warehouse, tmp_path):
         (3, 12, 2, 10), (3, 12, 4, 20),  # in-file duplicate: the later one wins
         (3, 13, 99, 10),   # out of range: quarantined
     ]))
-    assert (night2["rows_loaded"], night2["rows_superseded"], night2["rows_quarantined"]) == (2, 2, 1)
+    assert (night2.rows_loaded, night2.rows_superseded, night2.rows_quarantined) == (2, 2, 1)
     assert q(warehouse, "select user_id, item_id, rating from ratings order by all") == [
         (1, 10, 1.0), (2, 10, 3.0), (3, 12, 4.0)]
     for read, loaded, bad, sup in q(warehouse, "select rows_read, rows_loaded, rows_quarantined, rows_superseded from ingested_files"):
@@ -61,8 +63,8 @@ def test_indices_are_append_only_across_nights(warehouse, tmp_path):
     after = q(warehouse, "select user_id, user_idx from user_index order by user_idx")
     assert before == [(3, 0), (5, 1)] and after == before + [(1, 2), (9, 3)]
     assert q(warehouse, "select item_id, item_idx from item_index order by item_idx") == [(50, 0), (70, 1), (60, 2)]
-    assert (snap["n_users"], snap["n_items"], snap["new_users"], snap["new_items"]) == (4, 3, 2, 1)
-    assert pl.read_parquet(snap["interactions_path"]).height == 4
+    assert (snap.n_users, snap.n_items, snap.new_users, snap.new_items) == (4, 3, 2, 1)
+    assert pl.read_parquet(snap.interactions_path).height == 4
 
 
 def test_mostly_bad_file_loads_nothing(warehouse, tmp_path):
@@ -91,16 +93,16 @@ def recs(tmp_path, rows, name="recs.parquet"):
 
 
 def test_failed_publish_leaves_previous_results(indexed, tmp_path):
-    wh.start_run(indexed, "r1", None, {}, "h", {})
-    wh.publish_run(indexed, "r1", recs(tmp_path, [(1, 1, 7, 4.5), (2, 1, 5, 3.0)]), SUMMARY, top_n=1)
-    wh.start_run(indexed, "r2", None, {}, "h", {})
+    runs.start_run(indexed, "r1", None, {}, "h", {})
+    publish_run(indexed, "r1", recs(tmp_path, [(1, 1, 7, 4.5), (2, 1, 5, 3.0)]), SUMMARY, top_n=1)
+    runs.start_run(indexed, "r2", None, {}, "h", {})
     with pytest.raises(duckdb.Error):
-        wh.publish_run(indexed, "r2", tmp_path / "missing.parquet", SUMMARY, top_n=1)
+        publish_run(indexed, "r2", tmp_path / "missing.parquet", SUMMARY, top_n=1)
     assert q(indexed, "select run_id, user_id, item_id from latest_recommendations order by user_id") == [
         ("r1", 1, 7), ("r1", 2, 5)]
     assert q(indexed, "select count(*) from recommendations") == [(2,)]
     assert q(indexed, "select status from runs where run_id = 'r2'") == [("running",)]
-    wh.start_run(indexed, "r3", None, {}, "h", {})  # a new run marks the crashed one
+    runs.start_run(indexed, "r3", None, {}, "h", {})  # a new run marks the crashed one
     assert q(indexed, "select status from runs where run_id = 'r2'") == [("abandoned",)]
 
 
@@ -113,11 +115,11 @@ def test_failed_publish_leaves_previous_results(indexed, tmp_path):
     ([(1, 1, 7, 4.5)], "wrong_row_counts"),
 ])
 def test_checks_reject_bad_lists_before_publishing(indexed, tmp_path, rows, check):
-    wh.start_run(indexed, "good", None, {}, "h", {})
-    wh.publish_run(indexed, "good", recs(tmp_path, [(1, 1, 7, 4.5), (2, 1, 5, 3.0)]), SUMMARY, top_n=1)
-    wh.start_run(indexed, "bad", None, {}, "h", {})
-    with pytest.raises(wh.RunRejected, match=check):
-        wh.publish_run(indexed, "bad", recs(tmp_path, rows, "bad.parquet"), SUMMARY, top_n=1)
+    runs.start_run(indexed, "good", None, {}, "h", {})
+    publish_run(indexed, "good", recs(tmp_path, [(1, 1, 7, 4.5), (2, 1, 5, 3.0)]), SUMMARY, top_n=1)
+    runs.start_run(indexed, "bad", None, {}, "h", {})
+    with pytest.raises(runs.RunRejected, match=check):
+        publish_run(indexed, "bad", recs(tmp_path, rows, "bad.parquet"), SUMMARY, top_n=1)
     assert q(indexed, "select distinct run_id from latest_recommendations") == [("good",)]
     assert q(indexed, "select count(*) from recommendations where run_id = 'bad'") == [(0,)]
 
@@ -125,9 +127,9 @@ def test_checks_reject_bad_lists_before_publishing(indexed, tmp_path, rows, chec
 def test_retention_keeps_the_newest_runs(indexed, tmp_path):
     for i in range(4):
         run_id = f"r{i}"
-        wh.start_run(indexed, run_id, None, {}, "h", {})
-        wh.private_dir(wh.run_dir(indexed, run_id))
-        wh.publish_run(indexed, run_id, recs(tmp_path, [(1, 1, 7, 4.5), (2, 1, 5, 3.0)]), SUMMARY, top_n=1, keep_runs=2)
+        runs.start_run(indexed, run_id, None, {}, "h", {})
+        paths.private_dir(paths.run_dir(indexed, run_id))
+        publish_run(indexed, run_id, recs(tmp_path, [(1, 1, 7, 4.5), (2, 1, 5, 3.0)]), SUMMARY, top_n=1, keep_runs=2)
     assert q(indexed, "select distinct run_id from recommendations order by 1") == [("r2",), ("r3",)]
     assert sorted(p.name for p in (indexed / "runs").iterdir()) == ["r2", "r3"]
     assert q(indexed, "select count(*) from runs") == [(4,)]  # history is kept
@@ -135,28 +137,28 @@ def test_retention_keeps_the_newest_runs(indexed, tmp_path):
 
 def test_quality_gate():
     prev = {"valid_rmse": 0.90, "ndcg_at_10": 0.30}
-    assert wh.quality_gate(prev, {"valid_rmse": 0.93, "ndcg_at_10": 0.29}, 0.05) is None
-    assert "RMSE" in wh.quality_gate(prev, {"valid_rmse": 0.99, "ndcg_at_10": 0.30}, 0.05)
-    assert "NDCG" in wh.quality_gate(prev, {"valid_rmse": 0.90, "ndcg_at_10": 0.20}, 0.05)
-    assert wh.quality_gate(prev, {"valid_rmse": 9.0}, None) is None and wh.quality_gate(None, prev, 0.05) is None
+    assert gate.quality_gate(prev, {"valid_rmse": 0.93, "ndcg_at_10": 0.29}, 0.05) is None
+    assert "RMSE" in gate.quality_gate(prev, {"valid_rmse": 0.99, "ndcg_at_10": 0.30}, 0.05)
+    assert "NDCG" in gate.quality_gate(prev, {"valid_rmse": 0.90, "ndcg_at_10": 0.20}, 0.05)
+    assert gate.quality_gate(prev, {"valid_rmse": 9.0}, None) is None and gate.quality_gate(None, prev, 0.05) is None
 
 
 def test_warehouse_is_private(indexed):
     import stat
 
     assert stat.S_IMODE((indexed).stat().st_mode) == 0o700
-    assert stat.S_IMODE(wh.db_path(indexed).stat().st_mode) == 0o600
+    assert stat.S_IMODE(paths.db_path(indexed).stat().st_mode) == 0o600
 
 
 def test_one_run_per_warehouse(warehouse):
-    with wh.exclusive(warehouse):
-        with pytest.raises(wh.WarehouseBusy, match="another collabflow run"):
-            with wh.exclusive(warehouse):
+    with lock.exclusive(warehouse):
+        with pytest.raises(lock.WarehouseBusy, match="another collabflow run"):
+            with lock.exclusive(warehouse):
                 pass
-    with wh.exclusive(warehouse):  # released afterwards
+    with lock.exclusive(warehouse):  # released afterwards
         pass
 
 
 def test_run_ids_are_checked():
     with pytest.raises(ValueError, match="invalid run id"):
-        wh.run_dir("w", "../escape")
+        paths.run_dir("w", "../escape")

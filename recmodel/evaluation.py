@@ -1,0 +1,76 @@
+"""Measuring models on a held-out part: rating and ranking reports, and every model side by side.
+
+Two models work together: a *rating model* (dot product or neural) predicts the published ``score``
+and is judged by RMSE/MAE; a *ranker* orders the published lists and is judged by NDCG@k and friends
+(exact definitions in ``recmodel.metrics``).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from .baselines import fit_bias_only, fit_global_mean
+from .config import RunConfig
+from .metrics import mae, ranking_metrics, rmse
+from .rankers import EASE_MAX_ITEMS, Ranker, fit_ranker
+from .ratings import Ratings
+from .score import recommend
+from .train import fit_rater
+
+log = logging.getLogger(__name__)
+
+
+def ranking_report(ranker: Ranker, train: Ratings, test: Ratings, k: int, threshold: float, *, memory_mb: int = 512,
+                   device: torch.device | str = "cpu") -> dict[str, float]:
+    """Ranking metrics at ``k`` for every user with a train history (see ``recmodel.metrics``)."""
+    users = np.unique(train.users)
+    top = recommend(ranker, train, users, k, memory_mb=memory_mb, device=device)
+    row_of = np.full(train.n_users, -1)
+    row_of[users] = np.arange(users.size)
+    liked = (test.ratings >= threshold) & (row_of[test.users] >= 0)
+    return ranking_metrics(top.items, row_of[test.users[liked]], test.items[liked], k, train.n_items)
+
+
+def rating_report(pred: np.ndarray, test: Ratings) -> dict[str, float]:
+    return {"rmse": rmse(pred, test.ratings), "mae": mae(pred, test.ratings)}
+
+
+def baseline_reports(train: Ratings, test: Ratings, cfg: RunConfig) -> dict[str, dict[str, float]]:
+    """The rating baselines every model is compared with: global mean and bias-only."""
+    bias = fit_bias_only(train.users, train.items, train.ratings.astype(np.float64), train.n_users, train.n_items,
+                         rating_range=(cfg.rating_min, cfg.rating_max))
+    return {"global_mean": rating_report(fit_global_mean(train.ratings).predict(test.users, test.items), test),
+            "bias_only": rating_report(bias.predict(test.users, test.items), test)}
+
+
+def compare(train: Ratings, test: Ratings, cfg: RunConfig, device: torch.device,
+            rating_models: tuple[str, ...] = ("dot", "neural"),
+            rankers: tuple[str, ...] = ("ials", "ease", "rating", "popularity")) -> dict[str, dict[str, Any]]:
+    """Every model and baseline on one split. ``"published"`` is what the nightly flow would publish:
+    the configured ranker's lists with the configured rating model's scores."""
+    k, threshold = cfg.metric_k, cfg.rank.relevance_threshold
+    out: dict[str, dict[str, Any]] = dict(baseline_reports(train, test, cfg))
+    for name in dict.fromkeys((*rating_models, cfg.train.rating_model)):
+        model, _ = fit_rater(train, cfg.train.model_copy(update={"rating_model": name}), device)
+        out[name] = rating_report(model.predict(test.users, test.items), test)
+        if "rating" in rankers:
+            out[name].update(ranking_report(model.as_ranker(), train, test, k, threshold,
+                                            memory_mb=cfg.score_memory_mb, device=device))
+    chosen = cfg.rank.ranker
+    for name in dict.fromkeys((*rankers, chosen)):
+        if name == "rating":
+            continue
+        if name == "ease" and train.n_items > EASE_MAX_ITEMS:
+            log.info("skipping EASE: %d items is above its %d limit", train.n_items, EASE_MAX_ITEMS)
+            continue
+        ranker = fit_ranker(train, cfg.rank.model_copy(update={"ranker": name}), device, cfg.train.seed)
+        out[name] = ranking_report(ranker, train, test, k, threshold, memory_mb=cfg.score_memory_mb, device=device)
+    ranked_by = cfg.train.rating_model if chosen == "rating" else chosen
+    rated = out[cfg.train.rating_model]
+    out["published"] = {"ranker": chosen, "rating_model": cfg.train.rating_model,
+                        "rmse": rated["rmse"], "mae": rated["mae"],
+                        **{m: v for m, v in out[ranked_by].items() if m not in ("rmse", "mae")}}
+    return out

@@ -1,0 +1,296 @@
+"""Rankers: the models that order each user's list. One protocol, one registry.
+
+A model fitted to predict ratings ranks *below popularity* when it scores all unrated items (it never
+learns which items a user is likely to pick at all). Rankers trained on interactions learn exactly
+that: iALS (``recmodel.ials``), EASE, and popularity as the baseline to beat. Any rating model ranks
+too, through ``Rater.as_ranker`` (a ``FactorRanker`` or a ``NeuralRanker``).
+
+Interactions are weighted by rating: a rating >= ``relevance_threshold`` counts 1, a lower rating
+``low_rating_weight`` (the user did pick the item, but liked it less).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+from . import ials
+from .config import RankConfig
+from .ratings import Ratings
+from .score import BlockProduct
+from .sparse import csr_positions
+
+if TYPE_CHECKING:
+    from .models import Rater
+
+log = logging.getLogger(__name__)
+
+
+class Ranker(Protocol):
+    """What scoring, persistence, similar items and cold start need of a ranker.
+
+    ``score_block(users)`` is the reference: ``(len(users), n_items)`` scores, higher is better. A
+    ranker whose scores are a product ``U @ V.T`` also returns ``(U, V)`` from ``factors()``, and the
+    CPU scorer then fuses the product with the top-N selection.
+    """
+
+    kind: ClassVar[str]  # the registry key, stored in model files
+    personal: ClassVar[bool]  # False: everyone gets the same scores (no user space to place a new user in)
+    bytes_per_pair: ClassVar[int]  # memory per scored (user, item) pair, for block sizes
+
+    def score_block(self, users: torch.Tensor) -> torch.Tensor: ...
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor] | None: ...
+
+    def item_vectors(self) -> torch.Tensor | None: ...
+
+    def tensors(self) -> dict[str, torch.Tensor]: ...
+
+
+@dataclass
+class FactorRanker:
+    """Scores ``user_factors @ item_factors.T``; iALS and the dot rating model both rank this way."""
+
+    kind: ClassVar[str] = "factors"
+    personal: ClassVar[bool] = True
+    bytes_per_pair: ClassVar[int] = 4
+
+    user_factors: torch.Tensor
+    item_factors: torch.Tensor
+    _product: BlockProduct | None = field(default=None, init=False, repr=False, compare=False)
+
+    def score_block(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores of a block of users; the returned tensor is reused by the next call (see BlockProduct)."""
+        if self._product is None:
+            self._product = BlockProduct(self.user_factors, self.item_factors)
+        return self._product(users)
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return self.user_factors, self.item_factors
+
+    def item_vectors(self) -> torch.Tensor | None:
+        return self.item_factors
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> "FactorRanker":
+        return cls(t["user_factors"], t["item_factors"])
+
+
+@dataclass
+class EaseRanker:
+    """EASE (Steck 2019): ``scores = X_u B``, B the closed-form item-item matrix with a zero diagonal."""
+
+    kind: ClassVar[str] = "ease"
+    personal: ClassVar[bool] = True
+    bytes_per_pair: ClassVar[int] = 8  # the scores and the dense rows of X_u
+
+    B: torch.Tensor  # (n_items, n_items)
+    seen_indptr: np.ndarray
+    seen_indices: np.ndarray
+    seen_weights: np.ndarray
+
+    def score_block(self, users: torch.Tensor) -> torch.Tensor:
+        X = dense_rows(self.seen_indptr, self.seen_indices, self.seen_weights, users.cpu().numpy(), self.B.shape[0])
+        return X.to(self.B.device) @ self.B
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return None
+
+    def item_vectors(self) -> torch.Tensor | None:
+        return None
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"B": self.B, "seen_indptr": torch.from_numpy(self.seen_indptr),
+                "seen_indices": torch.from_numpy(self.seen_indices), "seen_weights": torch.from_numpy(self.seen_weights)}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> "EaseRanker":
+        return cls(t["B"], t["seen_indptr"].cpu().numpy(), t["seen_indices"].cpu().numpy(),
+                   t["seen_weights"].cpu().numpy())
+
+
+@dataclass
+class PopularityRanker:
+    """Everyone gets the most-interacted items they have not seen: the baseline to beat."""
+
+    kind: ClassVar[str] = "popularity"
+    personal: ClassVar[bool] = False
+    bytes_per_pair: ClassVar[int] = 4
+
+    counts: torch.Tensor  # (n_items,)
+    n_users: int
+
+    def score_block(self, users: torch.Tensor) -> torch.Tensor:
+        return self.counts[None, :].expand(users.numel(), -1).clone()
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The same scores for everyone are a rank-1 product: ``ones @ counts.T``."""
+        return torch.ones(self.n_users, 1, device=self.counts.device), self.counts[:, None]
+
+    def item_vectors(self) -> torch.Tensor | None:
+        return None
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"counts": self.counts, "n_users": torch.tensor(self.n_users)}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> "PopularityRanker":
+        return cls(t["counts"], int(t["n_users"]) if "n_users" in t else 0)  # files before 0.2 had no n_users
+
+
+@dataclass
+class NeuralRanker:
+    """All-pairs scoring for EmbeddingNN with the first layer split into per-user and per-item parts."""
+
+    kind: ClassVar[str] = "neural"
+    personal: ClassVar[bool] = True
+    bytes_per_pair: ClassVar[int] = 0  # set per instance: the hidden layer of every pair in the block
+
+    user_part: torch.Tensor  # (n_users, n_hidden) = W_u u + b
+    item_part: torch.Tensor  # (n_items, n_hidden) = W_i i
+    out_weight: torch.Tensor  # (n_hidden,)
+    out_bias: torch.Tensor  # (1,)
+
+    def __post_init__(self) -> None:
+        self.bytes_per_pair = 4 * (self.user_part.shape[1] + 2)  # type: ignore[misc]
+
+    @torch.no_grad()
+    def score_block(self, users: torch.Tensor) -> torch.Tensor:
+        hidden = torch.relu(self.user_part[users][:, None, :] + self.item_part[None, :, :])
+        return (hidden @ self.out_weight) + self.out_bias[0]
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return None
+
+    def item_vectors(self) -> torch.Tensor | None:
+        return None
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"user_part": self.user_part, "item_part": self.item_part, "out_weight": self.out_weight,
+                "out_bias": self.out_bias}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> "NeuralRanker":
+        return cls(t["user_part"], t["item_part"], t["out_weight"], t["out_bias"])
+
+
+RANKER_KINDS: dict[str, type[FactorRanker] | type[EaseRanker] | type[PopularityRanker] | type[NeuralRanker]] = {
+    cls.kind: cls for cls in (FactorRanker, EaseRanker, PopularityRanker, NeuralRanker)
+}
+
+
+def ranker_from_tensors(kind: str, tensors: dict[str, torch.Tensor]) -> Ranker:
+    """Rebuild a saved ranker; an unknown kind is an error, never a fallback."""
+    if kind not in RANKER_KINDS:
+        raise ValueError(f"unknown ranker kind {kind!r} (known: {', '.join(RANKER_KINDS)}); the model file was "
+                         "written by a newer collabflow or is damaged")
+    return RANKER_KINDS[kind].from_tensors(tensors)
+
+
+# ---------------------------------------------------------------- fitting
+
+def interaction_weights(ratings: np.ndarray, relevance_threshold: float, low_rating_weight: float) -> np.ndarray:
+    """1 for ratings >= ``relevance_threshold``, ``low_rating_weight`` below it."""
+    return np.where(np.asarray(ratings) >= relevance_threshold, 1.0, low_rating_weight).astype(np.float32)
+
+
+def dense_rows(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, rows: np.ndarray, n_cols: int) -> torch.Tensor:
+    """Rows of a CSR matrix as a dense float32 tensor (b, n_cols)."""
+    block_row, pos = csr_positions(indptr, rows)
+    X = torch.zeros(rows.size, n_cols)
+    X[torch.from_numpy(block_row), torch.from_numpy(indices[pos])] = torch.from_numpy(values[pos])
+    return X
+
+
+EASE_MAX_ITEMS = 20_000  # one dense n_items^2 inverse: 20k items = 3.2 GB in float64
+
+
+def fit_ease(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n_users: int, n_items: int, *,
+             lam: float = 400.0, device: torch.device | str = "cpu", max_items: int = EASE_MAX_ITEMS) -> EaseRanker:
+    """``B = I - P diag(1/diag(P))``, ``P = (X^T X + lam I)^-1``: one dense n_items^2 inverse, so only for
+    catalogs up to ``max_items``."""
+    if n_items > max_items:
+        raise ValueError(f"EASE needs a dense {n_items}x{n_items} inverse; above {max_items} items use ranker='ials'")
+    order = np.lexsort((items, users))
+    users, items, weights = np.asarray(users)[order], np.asarray(items)[order], np.asarray(weights, np.float32)[order]
+    counts = np.bincount(users, minlength=n_users)
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    items = items.astype(np.int64)
+    G = torch.zeros(n_items, n_items, dtype=torch.float64, device=device)
+    chunk = max(1, (1 << 26) // max(n_items, 1))  # X^T X from dense row chunks, 64M values at a time
+    for s in range(0, n_users, chunk):
+        X = dense_rows(indptr, items, weights, np.arange(s, min(s + chunk, n_users)), n_items).double().to(device)
+        G += X.T @ X
+    G += lam * torch.eye(n_items, dtype=torch.float64, device=device)
+    P = torch.linalg.inv(G)
+    B = -P / torch.diagonal(P)[None, :]
+    B.fill_diagonal_(0.0)
+    return EaseRanker(B.float(), indptr, items, weights)
+
+
+def fit_popularity(items: np.ndarray, n_items: int, n_users: int, device: torch.device | str = "cpu") -> PopularityRanker:
+    counts = np.bincount(items, minlength=n_items).astype(np.float32)
+    return PopularityRanker(torch.as_tensor(counts, device=device), n_users)
+
+
+@dataclass
+class FitRequest:
+    """One ranker fit: the data, its settings, and optionally yesterday's ranker and fewer passes."""
+
+    train: Ratings
+    cfg: RankConfig
+    device: torch.device
+    seed: int
+    rater: "Rater | None" = None
+    init: Ranker | None = None
+    iterations: int | None = None
+
+    def weights(self) -> np.ndarray:
+        return interaction_weights(self.train.ratings, self.cfg.relevance_threshold, self.cfg.rank_low_rating_weight)
+
+
+def _fit_ials(req: FitRequest) -> Ranker:
+    cfg, t = req.cfg, req.train
+    init = req.init.factors() if req.init is not None and req.init.personal else None
+    U, V = ials.fit_factors(t.users, t.items, req.weights(), t.n_users, t.n_items, factors=cfg.rank_factors,
+                            reg=cfg.rank_reg, unobserved_weight=cfg.rank_unobserved_weight,
+                            iterations=req.iterations or cfg.rank_iterations, cg_steps=cfg.rank_cg_steps,
+                            seed=req.seed, device=req.device, init=init)
+    return FactorRanker(U, V)
+
+
+def _fit_ease(req: FitRequest) -> Ranker:
+    if req.init is not None:
+        log.info("EASE is solved in closed form: warm start does not apply, fitted on all interactions")
+    t = req.train
+    return fit_ease(t.users, t.items, req.weights(), t.n_users, t.n_items, lam=req.cfg.ease_lambda, device=req.device)
+
+
+def _fit_popularity(req: FitRequest) -> Ranker:
+    return fit_popularity(req.train.items, req.train.n_items, req.train.n_users, req.device)
+
+
+def _rank_by_rating(req: FitRequest) -> Ranker:
+    if req.rater is None:
+        raise ValueError("ranker='rating' needs the fitted rating model")
+    return req.rater.as_ranker()
+
+
+FITTERS: dict[str, Callable[[FitRequest], Ranker]] = {
+    "ials": _fit_ials, "ease": _fit_ease, "popularity": _fit_popularity, "rating": _rank_by_rating,
+}
+
+
+def fit_ranker(train: Ratings, cfg: RankConfig, device: torch.device, seed: int, rater: "Rater | None" = None,
+               init: Ranker | None = None, iterations: int | None = None) -> Ranker:
+    """Fit the configured ranker on the training interactions (iALS warm-starts from ``init``)."""
+    if cfg.ranker not in FITTERS:
+        raise ValueError(f"unknown ranker {cfg.ranker!r}; choose one of {', '.join(FITTERS)}")
+    return FITTERS[cfg.ranker](FitRequest(train, cfg, device, seed, rater, init, iterations))

@@ -1,0 +1,47 @@
+"""Ratings by contiguous index: the one in-memory form every model trains and is measured on."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from .sparse import csr_from_pairs
+
+
+@dataclass
+class Ratings:
+    """Ratings by contiguous index (numpy), with the catalog size they index into."""
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    timestamps: np.ndarray
+    n_users: int
+    n_items: int
+
+    def __len__(self) -> int:
+        return int(self.users.size)
+
+    def take(self, idx: np.ndarray) -> "Ratings":
+        return Ratings(self.users[idx], self.items[idx], self.ratings[idx], self.timestamps[idx], self.n_users,
+                       self.n_items)
+
+    def seen(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's rated items as CSR ``(indptr, indices)``."""
+        return csr_from_pairs(self.users, self.items, self.n_users)
+
+    def item_counts(self) -> np.ndarray:
+        return np.bincount(self.items, minlength=self.n_items)
+
+
+def index_frames(*frames: pl.DataFrame) -> tuple[list[Ratings], np.ndarray, np.ndarray]:
+    """Index raw ``user_id``/``item_id`` frames jointly: ``(ratings per frame, user ids, item ids)``."""
+    user_ids = np.unique(np.concatenate([f["user_id"].to_numpy() for f in frames]))
+    item_ids = np.unique(np.concatenate([f["item_id"].to_numpy() for f in frames]))
+    out = [
+        Ratings(np.searchsorted(user_ids, f["user_id"].to_numpy()), np.searchsorted(item_ids, f["item_id"].to_numpy()),
+                f["rating"].to_numpy().astype(np.float32), f["timestamp"].to_numpy(), len(user_ids), len(item_ids))
+        for f in frames
+    ]
+    return out, user_ids, item_ids

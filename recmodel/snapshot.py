@@ -1,0 +1,69 @@
+"""A run's inputs, frozen as Parquet files by the warehouse's index step: the one thing training,
+scoring, cold start and the report read (never the warehouse itself)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .ratings import Ratings
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Paths and sizes of one run's inputs.
+
+    ``interactions``: ``user_idx, item_idx, rating, timestamp, ingested_at`` (one row per current rating);
+    ``users`` / ``items``: ``*_idx, *_id`` (the raw id of each index; items also ``title``); ``user_features`` (optional): the
+    sign-up metadata the run saw (``user_id`` plus feature columns).
+    """
+
+    interactions_path: str
+    users_path: str
+    items_path: str
+    n_ratings: int
+    n_users: int
+    n_items: int
+    new_users: int = 0
+    new_items: int = 0
+    data_hash: str = ""
+    user_features_path: str | None = None
+
+    def ratings(self, users: tuple[int, int] | None = None) -> Ratings:
+        """The run's ratings by index; with ``users=(lo, hi)`` only those of user indices in ``[lo, hi)`` (a
+        scoring shard reads just its part: the filter is pushed into the Parquet scan)."""
+        scan = pl.scan_parquet(self.interactions_path)
+        if users is not None:
+            scan = scan.filter(pl.col("user_idx").is_between(users[0], users[1], closed="left"))
+        frame = scan.select("user_idx", "item_idx", "rating", "timestamp").collect()
+        return Ratings(frame["user_idx"].to_numpy().astype(np.int64), frame["item_idx"].to_numpy().astype(np.int64),
+                       frame["rating"].to_numpy().astype(np.float32), frame["timestamp"].to_numpy(),
+                       self.n_users, self.n_items)
+
+    def ingested_at(self) -> np.ndarray:
+        """When each rating (in ``ratings()`` order) was ingested, epoch seconds."""
+        return pl.read_parquet(self.interactions_path, columns=["ingested_at"])["ingested_at"].to_numpy()
+
+    def item_counts(self) -> np.ndarray:
+        items = pl.read_parquet(self.interactions_path, columns=["item_idx"])["item_idx"].to_numpy()
+        return np.bincount(items, minlength=self.n_items)
+
+    def user_ids(self) -> np.ndarray:
+        return pl.read_parquet(self.users_path)["user_id"].to_numpy()
+
+    def item_ids(self) -> np.ndarray:
+        return pl.read_parquet(self.items_path)["item_id"].to_numpy()
+
+    def titles(self) -> dict[int, str]:
+        """Item titles the run knew (``--items``), by raw item id."""
+        frame = pl.read_parquet(self.items_path)
+        if "title" not in frame.columns:
+            return {}
+        return dict(frame.filter(pl.col("title").is_not_null()).select("item_id", "title").iter_rows())
+
+    def user_features(self) -> pl.DataFrame | None:
+        if self.user_features_path is None or not Path(self.user_features_path).exists():
+            return None
+        return pl.read_parquet(self.user_features_path)

@@ -1,0 +1,1 @@
+select user_idx, user_id from user_index order by user_idx;

@@ -1,0 +1,32 @@
+"""One run per warehouse at a time: an advisory lock the OS drops when the process dies, even on kill -9."""
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+class WarehouseBusy(RuntimeError):
+    pass
+
+
+@contextmanager
+def exclusive(warehouse: str | Path) -> Iterator[None]:
+    Path(warehouse).mkdir(parents=True, exist_ok=True)
+    lock_path = Path(warehouse) / ".collabflow.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise WarehouseBusy(
+                f"another collabflow run (pid {holder}) is using {warehouse}; wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
