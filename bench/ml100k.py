@@ -6,6 +6,7 @@ fastai's default batch of 64 in the same process, so the ratio is measured on th
 
     python bench/ml100k.py [path/to/u.data]
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,12 +32,26 @@ def fastbook_rmse(path: Path, seed: int, batch_size: int = 512) -> tuple[float, 
     frame = read_ratings(path, rating_min=1, rating_max=5).ratings
     users, user_idx = np.unique(frame["user_id"].to_numpy(), return_inverse=True)
     items, item_idx = np.unique(frame["item_id"].to_numpy(), return_inverse=True)
-    cfg = TrainConfig(n_factors=50, epochs=5, lr_max=5e-3, wd=0.1, y_range=(0.0, 5.5), valid_pct=0.2, seed=seed,
-                      batch_size=batch_size, device="cpu")
-    data = Interactions.from_numpy(user_idx, item_idx, frame["rating"].to_numpy().astype(np.float32), torch.device("cpu"))
+    cfg = TrainConfig(
+        n_factors=50,
+        epochs=5,
+        lr_max=5e-3,
+        wd=0.1,
+        y_range=(0.0, 5.5),
+        valid_pct=0.2,
+        seed=seed,
+        batch_size=batch_size,
+        device="cpu",
+    )
+    data = Interactions.from_numpy(
+        user_idx, item_idx, frame["rating"].to_numpy().astype(np.float32), torch.device("cpu")
+    )
     tr, va = random_split(len(frame), cfg.valid_pct, seed)
-    model = DotProductBias(len(users), len(items), cfg.n_factors, cfg.y_range, generator=torch.Generator().manual_seed(seed))
+    model = DotProductBias(
+        len(users), len(items), cfg.n_factors, cfg.y_range, generator=torch.Generator().manual_seed(seed)
+    )
     result = fit(model, data.subset(torch.as_tensor(tr)), data.subset(torch.as_tensor(va)), cfg)
+    assert result.final.valid_rmse is not None  # a validation part was given
     return result.final.valid_rmse, result.seconds
 
 
@@ -50,11 +65,15 @@ def main() -> None:
         ours = fastbook_rmse(path, seed)
         base = fastbook_rmse(path, seed, batch_size=64)
         rows.append((seed, *ours, *base))
-        print(f"seed {seed}: ours (batch 512) rmse={ours[0]:.4f} train={ours[1]:.2f}s | "
-              f"baseline (batch 64) rmse={base[0]:.4f} train={base[1]:.2f}s")
+        print(
+            f"seed {seed}: ours (batch 512) rmse={ours[0]:.4f} train={ours[1]:.2f}s | "
+            f"baseline (batch 64) rmse={base[0]:.4f} train={base[1]:.2f}s"
+        )
     arr = np.array(rows)
-    print(f"mean: ours rmse={arr[:, 1].mean():.4f} train={arr[:, 2].mean():.2f}s | "
-          f"baseline rmse={arr[:, 3].mean():.4f} train={arr[:, 4].mean():.2f}s")
+    print(
+        f"mean: ours rmse={arr[:, 1].mean():.4f} train={arr[:, 2].mean():.2f}s | "
+        f"baseline rmse={arr[:, 3].mean():.4f} train={arr[:, 4].mean():.2f}s"
+    )
     print(f"speedup_vs_batch64={arr[:, 4].mean() / arr[:, 2].mean():.2f}")
     print(f"rmse={arr[:, 1].mean():.4f} train_seconds={arr[:, 2].mean():.2f}")
 

@@ -5,6 +5,7 @@ recmodel/metrics.py). Baselines (global mean, bias-only, popularity) are compute
 
     python bench/ranking.py [path/to/u.data]
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,7 +25,16 @@ from recmodel.ratings import index_frames  # noqa: E402
 from recmodel.splits import split_random  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
-COLUMNS = ("rmse", "mae", "ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "hit_rate_at_10", "coverage_at_10")
+COLUMNS = (
+    "rmse",
+    "mae",
+    "ndcg_at_10",
+    "precision_at_10",
+    "recall_at_10",
+    "map_at_10",
+    "hit_rate_at_10",
+    "coverage_at_10",
+)
 
 
 def run(path: Path, seeds=(42, 43, 44), cfg: RunConfig | None = None) -> dict[str, dict[str, float]]:
@@ -52,8 +62,10 @@ def main() -> None:
     for name, row in means.items():
         print(f"{name:<12}" + "".join(f"{row[c]:>16.4f}" if c in row else f"{'':>16}" for c in COLUMNS))
     pub, pop = means["published"], means["popularity"]
-    print(f"published_ndcg_at_10={pub['ndcg_at_10']:.4f} popularity_ndcg_at_10={pop['ndcg_at_10']:.4f} "
-          f"ratio_to_popularity={pub['ndcg_at_10'] / pop['ndcg_at_10']:.2f} published_rmse={pub['rmse']:.4f}")
+    print(
+        f"published_ndcg_at_10={pub['ndcg_at_10']:.4f} popularity_ndcg_at_10={pop['ndcg_at_10']:.4f} "
+        f"ratio_to_popularity={pub['ndcg_at_10'] / pop['ndcg_at_10']:.2f} published_rmse={pub['rmse']:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ reference.
     python bench/scoring.py [--users-share 0.1] [--memory-mb 512] [--repeat 3]
 Ends with a line ``ratio_to_floor=<x>``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ from recmodel.sparse import csr_from_pairs  # noqa: E402
 
 def best_of(repeat: int, *fns):
     """Run each function ``repeat`` times, interleaved (drift on a shared machine hits all alike); best times."""
-    times = [[] for _ in fns]
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
         for t, fn in zip(times, fns):
             t0 = time.perf_counter()
@@ -50,8 +51,12 @@ def main() -> None:
     ap.add_argument("--top-n", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3, help="best of this many interleaved runs of floor and product")
     ap.add_argument("--no-reference", action="store_true", help="skip torch.topk and implicit (when installed)")
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                    help="cuda: factors on the GPU, floor = torch.mm on the GPU; the lists still come back to the host")
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="cuda: factors on the GPU, floor = torch.mm on the GPU; the lists still come back to the host",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     ratings = synth.generate("ml-25m", seed=0)
@@ -76,7 +81,7 @@ def main() -> None:
 
     def floor() -> None:  # the same product alone: numpy/OpenBLAS at its default threads (or torch.mm on the GPU)
         for s in range(0, scored.size, block):
-            b = scored[s:s + block]
+            b = scored[s : s + block]
             if cuda:
                 Ud[torch.as_tensor(b, device="cuda")] @ Vd.T
             else:
@@ -90,8 +95,9 @@ def main() -> None:
     result = {}
 
     def product() -> None:
-        result["top"] = top_n_unseen(Ud, Vd, indptr, indices, args.top_n, users=scored,
-                                     memory_mb=8 * 1024 if cuda else args.memory_mb)
+        result["top"] = top_n_unseen(
+            Ud, Vd, indptr, indices, args.top_n, users=scored, memory_mb=8 * 1024 if cuda else args.memory_mb
+        )
 
     floor_s, product_s = best_of(args.repeat, floor, product)
     top = result["top"]
@@ -100,22 +106,34 @@ def main() -> None:
     exact = 0
     for u in sample:
         scores = U[u].astype(np.float64) @ V.T.astype(np.float64)
-        scores[indices[indptr[u]:indptr[u + 1]]] = -np.inf
+        scores[indices[indptr[u] : indptr[u + 1]]] = -np.inf
         expected = np.lexsort((np.arange(n_items), -scores))[: args.top_n]
         got = top.items[np.searchsorted(scored, u)]
         exact += int(np.array_equal(expected, got))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"users scored {scored.size:,} x {n_items:,} items, d={args.factors}, top-{args.top_n}, best of {args.repeat}")
+    print(
+        f"users scored {scored.size:,} x {n_items:,} items, d={args.factors}, top-{args.top_n}, best of {args.repeat}"
+    )
     print(f"floor (numpy float32 GEMM, blocks of {block} users): {floor_s:.2f}s")
     print(f"collabflow scoring: {product_s:.2f}s (kernel load before it: {jit:.2f}s)")
     if not args.no_reference and not cuda:
         t0 = time.perf_counter()
-        torch_top = top_n_unseen(torch.from_numpy(U), torch.from_numpy(V), indptr, indices, args.top_n, users=scored,
-                                 memory_mb=args.memory_mb, engine="torch")
+        torch_top = top_n_unseen(
+            torch.from_numpy(U),
+            torch.from_numpy(V),
+            indptr,
+            indices,
+            args.top_n,
+            users=scored,
+            memory_mb=args.memory_mb,
+            engine="torch",
+        )
         torch_s = time.perf_counter() - t0
         same = np.array_equal(torch_top.items, top.items)
-        print(f"torch.topk path (the GPU algorithm, on this CPU): {torch_s:.2f}s, ratio {torch_s / floor_s:.2f}, "
-              f"identical lists: {same}")
+        print(
+            f"torch.topk path (the GPU algorithm, on this CPU): {torch_s:.2f}s, ratio {torch_s / floor_s:.2f}, "
+            f"identical lists: {same}"
+        )
         del torch_top
         try:
             import scipy.sparse as sp

@@ -9,6 +9,7 @@ AdamW step per batch of 64), timed on a slice of the ratings (at 17k ratings/s a
     python bench/training.py [--shape ml-25m] [--epochs 5] [--baseline-ratings 200000]
 Ends with a line ``ratings_per_second=<x>``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,9 @@ def fastai_style(model: DotProductBias, data: Interactions, batch_size: int = 64
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.1)
     t0 = time.perf_counter()
     for s in range(0, len(data), batch_size):
-        loss = nn.functional.mse_loss(model(data.users[s:s + batch_size], data.items[s:s + batch_size]),
-                                      data.ratings[s:s + batch_size])
+        loss = nn.functional.mse_loss(
+            model(data.users[s : s + batch_size], data.items[s : s + batch_size]), data.ratings[s : s + batch_size]
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -61,8 +63,10 @@ def main() -> None:
     ratings = frame["rating"].to_numpy().astype(np.float32)
     del frame
     n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
-    print(f"{args.shape}: {ratings.size:,} ratings, {n_users:,} users x {n_items:,} items (generated in "
-          f"{time.perf_counter() - t0:.1f}s); torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"{args.shape}: {ratings.size:,} ratings, {n_users:,} users x {n_items:,} items (generated in "
+        f"{time.perf_counter() - t0:.1f}s); torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     cfg = TrainConfig(epochs=args.epochs, device=args.device, max_steps_per_epoch=args.max_steps_per_epoch)
     device = torch.device(args.device)
     tr, va = random_split(ratings.size, cfg.valid_pct, cfg.seed)
@@ -70,8 +74,9 @@ def main() -> None:
     train, valid = data.subset(torch.as_tensor(tr, device=device)), data.subset(torch.as_tensor(va, device=device))
 
     model = DotProductBias(n_users, n_items, cfg.n_factors, cfg.y_range, torch.Generator().manual_seed(cfg.seed))
-    baseline = fastai_style(model.to(device), train.subset(torch.arange(min(args.baseline_ratings, len(train)),
-                                                                         device=device)))
+    baseline = fastai_style(
+        model.to(device), train.subset(torch.arange(min(args.baseline_ratings, len(train)), device=device))
+    )
     print(f"baseline (autograd + AdamW, batch 64, fastai's loop): {baseline:,.0f} ratings/s")
 
     model = DotProductBias(n_users, n_items, cfg.n_factors, cfg.y_range, torch.Generator().manual_seed(cfg.seed))
@@ -79,11 +84,16 @@ def main() -> None:
     per_epoch = [len(train) / h.seconds for h in result.history]
     for h, rate in zip(result.history, per_epoch):
         print(f"epoch {h.epoch}: {h.seconds:.1f}s, {rate:,.0f} ratings/s, valid RMSE {h.valid_rmse:.4f}")
-    bias = fit_bias_only(users[tr], items[tr], ratings[tr].astype(np.float64), n_users, n_items, rating_range=(0.5, 5.0))
+    bias = fit_bias_only(
+        users[tr], items[tr], ratings[tr].astype(np.float64), n_users, n_items, rating_range=(0.5, 5.0)
+    )
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     rate = len(train) * args.epochs / result.seconds
-    print(f"dot model: valid RMSE {result.final.valid_rmse:.4f} (bias-only {rmse(bias.predict(users[va], items[va]), ratings[va]):.4f}); "
-          f"{result.seconds:.1f}s for {args.epochs} epochs incl. validation; peak RSS {peak_gb:.1f} GB")
+    bias_rmse = rmse(bias.predict(users[va], items[va]), ratings[va])
+    print(
+        f"dot model: valid RMSE {result.final.valid_rmse:.4f} (bias-only {bias_rmse:.4f}); "
+        f"{result.seconds:.1f}s for {args.epochs} epochs incl. validation; peak RSS {peak_gb:.1f} GB"
+    )
     print(f"speedup_vs_fastai_loop={rate / baseline:.1f}")
     print(f"ratings_per_second={rate:,.0f}")
 

@@ -7,6 +7,7 @@ mean validation score across seeds wins. Prints the winners; the test part is ne
 
     python bench/tune_ranking.py [path/to/u.data]     (about 10 minutes on 2 cores)
 """
+
 from __future__ import annotations
 
 import itertools
@@ -22,11 +23,11 @@ sys.path.insert(0, str(ROOT))
 from recmodel.config import RankConfig, TrainConfig  # noqa: E402
 from recmodel.data import read_ratings  # noqa: E402
 from recmodel.evaluation import ranking_report  # noqa: E402
+from recmodel.metrics import rmse  # noqa: E402
 from recmodel.rankers import fit_ranker  # noqa: E402
 from recmodel.ratings import index_frames  # noqa: E402
 from recmodel.splits import split_random  # noqa: E402
 from recmodel.train import fit_rater  # noqa: E402
-from recmodel.metrics import rmse  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 CPU = torch.device("cpu")
@@ -43,31 +44,38 @@ def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
     splits = list(inner_splits(path))
     grids = {
-        "ease": [dict(ranker="ease", ease_lambda=lam, rank_low_rating_weight=w)
-                 for lam, w in itertools.product((100, 200, 400, 800), (0.25, 0.5, 1.0))],
-        "ials": [dict(ranker="ials", rank_factors=f, rank_reg=reg, rank_unobserved_weight=a0, rank_low_rating_weight=w)
-                 for f, reg, a0, w in itertools.product((64, 128), (0.00625, 0.0125, 0.025), (0.05, 0.1, 0.2), (0.5, 1.0))],
+        "ease": [
+            dict(ranker="ease", ease_lambda=lam, rank_low_rating_weight=w)
+            for lam, w in itertools.product((100, 200, 400, 800), (0.25, 0.5, 1.0))
+        ],
+        "ials": [
+            dict(ranker="ials", rank_factors=f, rank_reg=reg, rank_unobserved_weight=a0, rank_low_rating_weight=w)
+            for f, reg, a0, w in itertools.product((64, 128), (0.00625, 0.0125, 0.025), (0.05, 0.1, 0.2), (0.5, 1.0))
+        ],
     }
     for family, grid in grids.items():
         scored = []
         for params in grid:
-            cfg = RankConfig(**params)
-            ndcg = [ranking_report(fit_ranker(tr, cfg, CPU, seed), tr, va, 10, 4.0)["ndcg_at_10"] for seed, tr, va in splits]
+            rank_cfg = RankConfig(**params)
+            ndcg = [
+                ranking_report(fit_ranker(tr, rank_cfg, CPU, seed), tr, va, 10, 4.0)["ndcg_at_10"]
+                for seed, tr, va in splits
+            ]
             scored.append((float(np.mean(ndcg)), params))
             print(f"{family} {params} valid_ndcg_at_10={np.mean(ndcg):.4f}", flush=True)
         best = max(scored, key=lambda x: x[0])
         print(f"BEST {family}: {best[1]} valid_ndcg_at_10={best[0]:.4f}", flush=True)
-    scored = []
+    neural: list[tuple[float, tuple[int, float, float]]] = []
     for epochs, lr, wd in itertools.product((5, 10), (5e-3, 1e-2), (0.1, 0.5)):
-        cfg = TrainConfig(rating_model="neural", nn_epochs=epochs, nn_lr_max=lr, nn_wd=wd, device="cpu")
+        train_cfg = TrainConfig(rating_model="neural", nn_epochs=epochs, nn_lr_max=lr, nn_wd=wd, device="cpu")
         errs = []
         for seed, tr, va in splits:
-            model, _ = fit_rater(tr, cfg.model_copy(update={"seed": seed}), CPU)
+            model, _ = fit_rater(tr, train_cfg.model_copy(update={"seed": seed}), CPU)
             errs.append(rmse(model.predict(va.users, va.items), va.ratings))
-        scored.append((float(np.mean(errs)), (epochs, lr, wd)))
+        neural.append((float(np.mean(errs)), (epochs, lr, wd)))
         print(f"neural epochs={epochs} lr={lr} wd={wd} valid_rmse={np.mean(errs):.4f}", flush=True)
-    best = min(scored, key=lambda x: x[0])
-    print(f"BEST neural: epochs, lr, wd = {best[1]} valid_rmse={best[0]:.4f}", flush=True)
+    err, setting = min(neural, key=lambda x: x[0])
+    print(f"BEST neural: epochs, lr, wd = {setting} valid_rmse={err:.4f}", flush=True)
 
 
 if __name__ == "__main__":

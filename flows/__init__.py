@@ -4,6 +4,7 @@ Defaults for Prefect settings are set here, before Prefect is imported, and only
 not set them: no telemetry (our machines have no internet), a start-up timeout that survives a busy
 2-core machine, and our own loggers shipped to the Prefect UI.
 """
+
 import os
 
 for _key, _value in {
@@ -15,7 +16,7 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
-import logging
+import logging  # noqa: E402  (after the defaults above, so nothing sees Prefect unset)
 
 for _name in ("recmodel", "tasks", "flows"):
     # Prefect attaches its console and API handlers to these (PREFECT_LOGGING_EXTRA_LOGGERS) but leaves

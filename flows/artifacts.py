@@ -1,4 +1,5 @@
 """Tables for Prefect artifacts. The UI takes its columns from the first row: every row has every key."""
+
 from __future__ import annotations
 
 import math
@@ -13,6 +14,7 @@ def metric_columns(k: int = 10) -> tuple[str, ...]:
 
 def comparison_table(models: dict[str, dict[str, Any]], k: int = 10) -> list[dict[str, Any]]:
     """One row per model, the same columns in every row, values rounded to 4 places ('' = not measured)."""
+
     def cell(value: Any) -> Any:
         if isinstance(value, float):
             return "" if math.isnan(value) else round(value, 4)

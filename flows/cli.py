@@ -6,6 +6,7 @@ The read commands (``recommend``, ``similar``, ``status``, ``sql``) live in ``fl
 hands them over before anything heavy is imported (not even typer, which brings pydantic), so they
 answer in a fraction of a second.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -13,18 +14,23 @@ import functools
 import inspect
 import json
 import sys
-from enum import Enum
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 
 from flows import read
 
-HELP = ("collabflow: a nightly collaborative-filtering recommender that publishes top-N lists to DuckDB. "
-        "Settings: defaults < collabflow.toml (or --config / $COLLABFLOW_CONFIG) < COLLABFLOW_<NAME> "
-        "environment variables < flags.")
-WAREHOUSE_OPTION = typer.Option(Path("warehouse"), help="Warehouse folder; the database is WAREHOUSE/collabflow.duckdb.")
+HELP = (
+    "collabflow: a nightly collaborative-filtering recommender that publishes top-N lists to DuckDB. "
+    "Settings: defaults < collabflow.toml (or --config / $COLLABFLOW_CONFIG) < COLLABFLOW_<NAME> "
+    "environment variables < flags."
+)
+WAREHOUSE_OPTION = typer.Option(
+    Path("warehouse"), help="Warehouse folder; the database is WAREHOUSE/collabflow.duckdb."
+)
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
 
 
@@ -38,6 +44,7 @@ def fail(command: str, message: str, code: int = 1) -> None:
 
 
 # ---------------------------------------------------------------- run, serve, evaluate, config, generate
+
 
 def _last_words(command: str) -> list[str]:
     """Prefect stops its temporary server in an atexit hook, logging one more line; a hook registered
@@ -58,9 +65,15 @@ def with_nightly_options(func: Callable[..., Any]) -> Callable[..., Any]:
     from flows.parameters import helps, signature
 
     text = helps()
-    extra = [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, annotation=p.annotation,
-                               default=typer.Option(p.default, help=text.get(p.name, ""), show_default=True))
-             for p in signature().parameters.values()]
+    extra = [
+        inspect.Parameter(
+            p.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=p.annotation,
+            default=typer.Option(p.default, help=text.get(p.name, ""), show_default=True),
+        )
+        for p in signature().parameters.values()
+    ]
     own = list(inspect.signature(func).parameters.values())
 
     @functools.wraps(func)
@@ -88,15 +101,24 @@ def _validated(command: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 DASK_ADDRESS_OPTION = typer.Option(
-    None, help="Run the scoring shards (--score-shards) on this Dask scheduler, e.g. tcp://10.0.0.5:8786. Needs "
+    None,
+    help="Run the scoring shards (--score-shards) on this Dask scheduler, e.g. tcp://10.0.0.5:8786. Needs "
     "`pip install 'collabflow[dask]'` here and on the workers, the same warehouse path on every machine, and a "
-    "Prefect server (PREFECT_API_URL).")
-DASK_WORKERS_OPTION = typer.Option(0, help="Start a local Dask cluster of this many worker processes for the "
-                                   "scoring shards (0: no Dask). Needs a Prefect server (PREFECT_API_URL).")
+    "Prefect server (PREFECT_API_URL).",
+)
+DASK_WORKERS_OPTION = typer.Option(
+    0,
+    help="Start a local Dask cluster of this many worker processes for the "
+    "scoring shards (0: no Dask). Needs a Prefect server (PREFECT_API_URL).",
+)
 
 
-def run(params: dict[str, Any], as_json: bool = JSON_OPTION, dask_address: Optional[str] = DASK_ADDRESS_OPTION,
-        dask_workers: int = DASK_WORKERS_OPTION) -> None:
+def run(
+    params: dict[str, Any],
+    as_json: bool = JSON_OPTION,
+    dask_address: str | None = DASK_ADDRESS_OPTION,
+    dask_workers: int = DASK_WORKERS_OPTION,
+) -> None:
     """Run the nightly flow once: ingest, train, score every user, publish to DuckDB."""
     from flows.nightly import nightly
     from flows.scaleout import nightly_on_dask
@@ -107,7 +129,7 @@ def run(params: dict[str, Any], as_json: bool = JSON_OPTION, dask_address: Optio
     except RuntimeError as e:
         fail("run", str(e), 2)
     last_words = _last_words("run")
-    state = flow(**params, return_state=True)
+    state: Any = flow(**params, return_state=True)
     if not state.is_completed():
         last_words.append(f"collabflow run: error: {_state_error(state)}")
         raise typer.Exit(1)
@@ -120,10 +142,12 @@ def run(params: dict[str, Any], as_json: bool = JSON_OPTION, dask_address: Optio
         return
     m = summary["metrics"]
     k = params.get("metric_k", 10)
-    typer.echo(f"run {summary['run_id']}: {summary['n_recommendations']} recommendations for "
-               f"{summary['n_users_scored']} users; {m['rating_model']} valid RMSE {_fmt(m['valid_rmse'])}, "
-               f"{m['ranker']} NDCG@{k} {_fmt(m.get(f'ndcg_at_{k}'))}; database "
-               f"{Path(params['warehouse']) / 'collabflow.duckdb'}")
+    typer.echo(
+        f"run {summary['run_id']}: {summary['n_recommendations']} recommendations for "
+        f"{summary['n_users_scored']} users; {m['rating_model']} valid RMSE {_fmt(m['valid_rmse'])}, "
+        f"{m['ranker']} NDCG@{k} {_fmt(m.get(f'ndcg_at_{k}'))}; database "
+        f"{Path(params['warehouse']) / 'collabflow.duckdb'}"
+    )
 
 
 def serve(
@@ -146,31 +170,39 @@ def serve(
         fail("serve", str(e))
 
 
-class SplitChoice(str, Enum):
+class SplitChoice(StrEnum):
     random = "random"
     temporal = "temporal"
     leave_last = "leave-last"
 
 
 def evaluate(
-    source: Optional[Path] = typer.Option(None, help="Ratings to split into train and test (any format `run` reads)."),
-    train: Optional[Path] = typer.Option(None, help="Your own training file (use with --test instead of --source)."),
-    test: Optional[Path] = typer.Option(None, help="Your own test file (use with --train)."),
-    split: SplitChoice = typer.Option(SplitChoice.random, help="random (seeded), temporal (latest ratings are the test) "
-                                      "or leave-last (each user's latest --leave-last-n ratings)."),
+    source: Path | None = typer.Option(None, help="Ratings to split into train and test (any format `run` reads)."),
+    train: Path | None = typer.Option(None, help="Your own training file (use with --test instead of --source)."),
+    test: Path | None = typer.Option(None, help="Your own test file (use with --train)."),
+    split: SplitChoice = typer.Option(
+        SplitChoice.random,
+        help="random (seeded), temporal (latest ratings are the test) "
+        "or leave-last (each user's latest --leave-last-n ratings).",
+    ),
     test_pct: float = typer.Option(0.2, help="Share of ratings in the test part (random and temporal)."),
     leave_last_n: int = typer.Option(1, help="Ratings per user held out by the leave-last split."),
     seed: int = typer.Option(42, help="Seed for the split and every model."),
-    warehouse: Optional[Path] = typer.Option(None, help="Also store the results in WAREHOUSE/collabflow.duckdb (table evaluations)."),
-    columns: Optional[str] = typer.Option(None, help="Column mapping, as for `run`."),
-    delimiter: Optional[str] = typer.Option(None, help="Field delimiter, as for `run`."),
+    warehouse: Path | None = typer.Option(
+        None, help="Also store the results in WAREHOUSE/collabflow.duckdb (table evaluations)."
+    ),
+    columns: str | None = typer.Option(None, help="Column mapping, as for `run`."),
+    delimiter: str | None = typer.Option(None, help="Field delimiter, as for `run`."),
     rating_min: float = typer.Option(0.5, help="Lowest valid rating."),
     rating_max: float = typer.Option(5.0, help="Highest valid rating."),
     rating_model: str = typer.Option("dot", help="Rating model the nightly flow would publish: dot or neural."),
     ranker: str = typer.Option("ials", help="Ranker the nightly flow would publish: ials, ease, rating or popularity."),
     device: str = typer.Option("auto", help="auto (CUDA when available, else CPU), cpu or cuda."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: models and baselines by name, "
-                                 "'published' for the nightly flow's configuration."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object: models and baselines by name, 'published' for the nightly flow's configuration.",
+    ),
 ) -> None:
     """Compare every model with the baselines (global mean, bias-only, popularity) on one split."""
     from pydantic import ValidationError
@@ -179,8 +211,9 @@ def evaluate(
     from flows.evaluate import evaluate as evaluate_flow
     from recmodel.config import RunConfig
 
-    config = dict(seed=seed, rating_min=rating_min, rating_max=rating_max, rating_model=rating_model,
-                  ranker=ranker, device=device)
+    config = dict(
+        seed=seed, rating_min=rating_min, rating_max=rating_max, rating_model=rating_model, ranker=ranker, device=device
+    )
     try:
         cfg = RunConfig.from_flat(**config)
     except ValidationError as e:
@@ -192,33 +225,57 @@ def evaluate(
         if path is not None and not path.exists():
             fail("evaluate", f"{path} does not exist", 2)
     last_words = _last_words("evaluate")
-    state = evaluate_flow(source=str(source) if source else None, train=str(train) if train else None,
-                          test=str(test) if test else None, split=split.value, test_pct=test_pct,
-                          leave_last_n=leave_last_n, warehouse=str(warehouse) if warehouse else None,
-                          columns=columns, delimiter=delimiter, config=config, return_state=True)
+    state = evaluate_flow(
+        source=str(source) if source else None,
+        train=str(train) if train else None,
+        test=str(test) if test else None,
+        split=split.value,
+        test_pct=test_pct,
+        leave_last_n=leave_last_n,
+        warehouse=str(warehouse) if warehouse else None,
+        columns=columns,
+        delimiter=delimiter,
+        config=config,
+        return_state=True,
+    )
     if not state.is_completed():
         last_words.append(f"collabflow evaluate: error: {_state_error(state)}")
         raise typer.Exit(1)
     evaluation = state.result()
     results = evaluation["results"]
     if as_json:
-        typer.echo(json.dumps({**results, "evaluation": {"split": evaluation["split"], **evaluation["details"],
-                                                         "evaluation_id": evaluation.get("evaluation_id")}}, default=str))
+        typer.echo(
+            json.dumps(
+                {
+                    **results,
+                    "evaluation": {
+                        "split": evaluation["split"],
+                        **evaluation["details"],
+                        "evaluation_id": evaluation.get("evaluation_id"),
+                    },
+                },
+                default=str,
+            )
+        )
         return
     d = evaluation["details"]
     shown = metric_columns(cfg.metric_k)
-    typer.echo(f"{evaluation['split']} split: {d['n_train']} train / {d['n_test']} test ratings; "
-               f"relevant = test rating >= {d['config']['rank']['relevance_threshold']}")
+    typer.echo(
+        f"{evaluation['split']} split: {d['n_train']} train / {d['n_test']} test ratings; "
+        f"relevant = test rating >= {d['config']['rank']['relevance_threshold']}"
+    )
     typer.echo(f"{'model':<12}" + "".join(f"{m:>16}" for m in shown))
     for name, metrics in results.items():
-        typer.echo(f"{name:<12}" + "".join(
-            f"{metrics[m]:>16.4f}" if isinstance(metrics.get(m), float) else f"{'':>16}" for m in shown))
+        typer.echo(
+            f"{name:<12}"
+            + "".join(f"{metrics[m]:>16.4f}" if isinstance(metrics.get(m), float) else f"{'':>16}" for m in shown)
+        )
     pub = results["published"]
     typer.echo(f"published = {pub['ranker']} lists with {pub['rating_model']} scores")
 
 
 def config_show(
-    config: Optional[Path] = typer.Option(None, help="Config file (default: $COLLABFLOW_CONFIG, else ./collabflow.toml)."),
+    config: Path | None = typer.Option(None, help="Config file (default: $COLLABFLOW_CONFIG, else ./collabflow.toml)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Print every nightly parameter's effective value and where it came from (before CLI flags)."""
@@ -237,9 +294,13 @@ def config_show(
 
 def generate(
     out: Path = typer.Option(..., help="Folder to write into."),
-    shape: str = typer.Option("ml-100k", help="Users x items x ratings of a MovieLens release: ml-100k, ml-1m, ml-10m, ml-25m."),
+    shape: str = typer.Option(
+        "ml-100k", help="Users x items x ratings of a MovieLens release: ml-100k, ml-1m, ml-10m, ml-25m."
+    ),
     seed: int = typer.Option(42, help="Same shape and seed give identical data."),
-    fmt: str = typer.Option("parquet", "--format", help="parquet (ratings.parquet), csv (ratings.csv) or udata (u.data)."),
+    fmt: str = typer.Option(
+        "parquet", "--format", help="parquet (ratings.parquet), csv (ratings.csv) or udata (u.data)."
+    ),
 ) -> None:
     """Write seeded synthetic MovieLens-shaped ratings that `collabflow run --source` reads."""
     from recmodel import synth
@@ -256,6 +317,7 @@ def generate(
 def _forward(name: str) -> Callable[..., None]:
     def forward(ctx: typer.Context) -> None:
         read.main([name, *ctx.args])
+
     return forward
 
 
@@ -266,8 +328,12 @@ def full_app() -> typer.Typer:
     app.command()(with_nightly_options(serve))
     app.command()(evaluate)
     for name in read.COMMANDS:  # listed in --help; `main` hands them to flows.read before typer is loaded
-        app.command(name, help=read.HELP[name], add_help_option=False,
-                    context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_forward(name))
+        app.command(
+            name,
+            help=read.HELP[name],
+            add_help_option=False,
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        )(_forward(name))
     config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
     config_app.command("show")(config_show)
     app.add_typer(config_app, name="config")
@@ -285,7 +351,7 @@ def main() -> None:
     if "--config" in sys.argv[1:] and sys.argv[1:2] != ["config"]:
         i = sys.argv.index("--config")
         config_path = sys.argv[i + 1] if i + 1 < len(sys.argv) else None
-        del sys.argv[i:i + 2]
+        del sys.argv[i : i + 2]
     try:
         defaults = default_map(config_path)
     except (ValueError, FileNotFoundError) as e:

@@ -1,4 +1,5 @@
 """Serve the nightly flow on a schedule (``collabflow serve``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,12 +20,18 @@ def deployment(params: dict[str, Any], cron: str = "0 2 * * *", timezone: str = 
         if params.get(key):
             params[key] = str(Path(params[key]).resolve())
     return nightly.to_deployment(
-        name=name, schedule=Cron(cron, timezone=timezone), parameters=params, tags=["collabflow", "nightly"],
-        concurrency_limit=1, description="collabflow's nightly run: ingest, train, score every user, publish.",
+        name=name,
+        schedule=Cron(cron, timezone=timezone),
+        parameters=params,
+        tags=["collabflow", "nightly"],
+        concurrency_limit=1,
+        description="collabflow's nightly run: ingest, train, score every user, publish.",
     )
 
 
-def serve_nightly(params: dict[str, Any], cron: str = "0 2 * * *", timezone: str = "UTC", name: str = "nightly") -> None:
+def serve_nightly(
+    params: dict[str, Any], cron: str = "0 2 * * *", timezone: str = "UTC", name: str = "nightly"
+) -> None:
     if not PREFECT_API_URL.value():
         raise RuntimeError(
             "serve needs a running Prefect server to hold the schedule: start one with "

@@ -1,5 +1,6 @@
 """The ``collabflow`` console script: read commands go straight to ``flows.read`` (light), everything
 else to the typer app in ``flows.cli``."""
+
 from __future__ import annotations
 
 import sys

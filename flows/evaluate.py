@@ -1,17 +1,18 @@
 """The evaluation flow: every model next to the baselines on a split you choose, stored and shown."""
+
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
 
 import flows  # noqa: F401  (Prefect defaults and our log levels, also when a worker loads this file by path)
 from flows.artifacts import comparison_table
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 from recmodel.config import RunConfig
 from recmodel.data import parse_column_mapping, read_ratings
 from recmodel.device import resolve_device
@@ -26,24 +27,45 @@ Split = Literal["random", "temporal", "leave-last"]
 
 
 def _load(path: str, columns: str | None, delimiter: str | None, cfg: RunConfig) -> pl.DataFrame:
-    parsed = read_ratings(path, separator=delimiter, columns=parse_column_mapping(columns),
-                          rating_min=cfg.rating_min, rating_max=cfg.rating_max)
+    parsed = read_ratings(
+        path,
+        separator=delimiter,
+        columns=parse_column_mapping(columns),
+        rating_min=cfg.rating_min,
+        rating_max=cfg.rating_max,
+    )
     if parsed.quarantine.height:
-        log.warning("%s: %d rows quarantined (not evaluated), e.g. row %d: %s", path, parsed.quarantine.height,
-                    parsed.quarantine["row_number"][0], parsed.quarantine["reason"][0])
+        log.warning(
+            "%s: %d rows quarantined (not evaluated), e.g. row %d: %s",
+            path,
+            parsed.quarantine.height,
+            parsed.quarantine["row_number"][0],
+            parsed.quarantine["reason"][0],
+        )
     return parsed.ratings
 
 
 @task(name="compare-models")
-def compare_models(source: str | None, train: str | None, test: str | None, split: Split, test_pct: float,
-                   leave_last_n: int, columns: str | None, delimiter: str | None, cfg: RunConfig) -> dict:
+def compare_models(
+    source: str | None,
+    train: str | None,
+    test: str | None,
+    split: Split,
+    test_pct: float,
+    leave_last_n: int,
+    columns: str | None,
+    delimiter: str | None,
+    cfg: RunConfig,
+) -> dict:
     """Read the data, split it, fit every model and baseline, measure them on the test part."""
     if (train is None) != (test is None) or (train is None) == (source is None):
         raise ValueError("give either --source (to be split) or both --train and --test")
-    if train is not None:
+    details: dict[str, Any]
+    if train is not None and test is not None:
         (tr, te), _, _ = index_frames(_load(train, columns, delimiter, cfg), _load(test, columns, delimiter, cfg))
         split_name, details = "files", {"train": train, "test": test}
     else:
+        assert source is not None  # checked above
         (everything,), _, _ = index_frames(_load(source, columns, delimiter, cfg))
         if split == "random":
             tr, te = split_random(everything, test_pct, cfg.train.seed)
@@ -51,8 +73,10 @@ def compare_models(source: str | None, train: str | None, test: str | None, spli
             tr, te = split_temporal(everything, test_pct)
         else:
             tr, te = split_leave_last(everything, leave_last_n)
-        split_name, details = split, {"source": source, "test_pct": test_pct, "leave_last_n": leave_last_n,
-                                      "seed": cfg.train.seed}
+        split_name, details = (
+            split,
+            {"source": source, "test_pct": test_pct, "leave_last_n": leave_last_n, "seed": cfg.train.seed},
+        )
     if not len(tr) or not len(te):
         raise ValueError(f"the split left {len(tr)} train and {len(te)} test ratings; both must be non-empty")
     device = resolve_device(cfg.train.device)
@@ -63,9 +87,12 @@ def compare_models(source: str | None, train: str | None, test: str | None, spli
 
 def store(warehouse: str, evaluation: dict) -> str:
     evaluation_id = new_run_id()
-    rows = [(evaluation_id, now(), evaluation["split"], model, metric, float(value), json.dumps(evaluation["details"]))
-            for model, metrics in evaluation["results"].items() for metric, value in metrics.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    rows = [
+        (evaluation_id, now(), evaluation["split"], model, metric, float(value), json.dumps(evaluation["details"]))
+        for model, metrics in evaluation["results"].items()
+        for metric, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
     ensure_schema(warehouse)
     with connect(warehouse) as con:
         con.executemany("insert into evaluations values (?, ?, ?, ?, ?, ?, ?)", rows)
@@ -93,13 +120,22 @@ def evaluate(
     cfg = RunConfig.from_flat(**(config or {}))
     evaluation = compare_models(source, train, test, split, test_pct, leave_last_n, columns, delimiter, cfg)
     results = evaluation["results"]
-    create_table_artifact(key="collabflow-evaluation", table=comparison_table(results, cfg.metric_k),
-                          description=f"{evaluation['split']} split: {evaluation['details'].get('n_train')} train / "
-                                      f"{evaluation['details'].get('n_test')} test ratings")
+    create_table_artifact(
+        key="collabflow-evaluation",
+        table=comparison_table(results, cfg.metric_k),
+        description=f"{evaluation['split']} split: {evaluation['details'].get('n_train')} train / "
+        f"{evaluation['details'].get('n_test')} test ratings",
+    )
     if warehouse:
         evaluation["evaluation_id"] = store(warehouse, evaluation)
         logger.info("stored as evaluation %s in %s", evaluation["evaluation_id"], Path(warehouse) / DB_NAME)
     pub = results["published"]
-    logger.info("published (%s ranks, %s rates): NDCG@%d %.4f, RMSE %.4f", pub["ranker"], pub["rating_model"],
-                cfg.metric_k, pub[f"ndcg_at_{cfg.metric_k}"], pub["rmse"])
+    logger.info(
+        "published (%s ranks, %s rates): NDCG@%d %.4f, RMSE %.4f",
+        pub["ranker"],
+        pub["rating_model"],
+        cfg.metric_k,
+        pub[f"ndcg_at_{cfg.metric_k}"],
+        pub["rmse"],
+    )
     return evaluation

@@ -1,4 +1,5 @@
 """The nightly flow: ingest -> index -> train -> score all unseen pairs -> publish top-N to DuckDB."""
+
 from __future__ import annotations
 
 import logging
@@ -9,11 +10,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
 import flows  # noqa: F401  (Prefect defaults and our log levels, also when a worker loads this file by path)
 from flows.artifacts import comparison_table
 from flows.parameters import from_config
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from recmodel import synth
 from recmodel.config import DataConfig, RunConfig, split_flat
 from recmodel.device import resolve_device
@@ -21,8 +23,8 @@ from recmodel.fitting import FitOutcome, WarmSource
 from recmodel.lists import RunLists, combine, shard_ranges
 from recmodel.snapshot import Snapshot
 from store import gate, runs
-from store.lock import exclusive
 from store.db import ensure_schema
+from store.lock import exclusive
 from store.paths import new_run_id, run_dir
 from tasks.index import build_index
 from tasks.ingest import ingest_items, ingest_ratings, ingest_users
@@ -74,11 +76,15 @@ def already_covered(warehouse: str) -> str | None:
 
 
 def _ingest(data: DataConfig, cfg: RunConfig) -> list[dict[str, Any]]:
-    src, items_src = (data.source, data.items) if data.source else \
-        default_source(data.warehouse, data.synthetic_shape, cfg.train.seed)
+    src, items_src = (
+        (data.source, data.items)
+        if data.source
+        else default_source(data.warehouse, data.synthetic_shape, cfg.train.seed)
+    )
     items_src = data.items or items_src
-    files = ingest_ratings(src, data.warehouse, data.columns, data.delimiter, cfg.rating_min, cfg.rating_max,
-                           data.max_bad_fraction)
+    files = ingest_ratings(
+        src, data.warehouse, data.columns, data.delimiter, cfg.rating_min, cfg.rating_max, data.max_bad_fraction
+    )
     if items_src:
         ingest_items(data.warehouse, items_src, data.item_columns)
     if data.users:
@@ -88,41 +94,78 @@ def _ingest(data: DataConfig, cfg: RunConfig) -> list[dict[str, Any]]:
 
 def _score(fitted: FitOutcome, snap: Snapshot, cfg: RunConfig, lists_dir: str) -> RunLists:
     # one task per range of users: on a Dask task runner they run on the cluster's workers
-    shards = [score_shard.submit(fitted, snap, cfg.top_n, lists_dir, lo, hi, cfg.score_memory_mb, cfg.min_item_ratings)
-              for lo, hi in shard_ranges(snap.n_users, cfg.score_shards)]
+    shards = [
+        score_shard.submit(fitted, snap, cfg.top_n, lists_dir, lo, hi, cfg.score_memory_mb, cfg.min_item_ratings)
+        for lo, hi in shard_ranges(snap.n_users, cfg.score_shards)
+    ]
     parts = [f.result() for f in shards]  # then the rest, so the two never fight over the same cores
-    extras = score_extras(fitted.rater_path, fitted.ranker_path, snap, cfg.top_n, lists_dir, cfg.score_memory_mb,
-                          fitted.device, cfg.similar_n, cfg.cold_start, cfg.min_item_ratings)
+    extras = score_extras(
+        fitted.rater_path,
+        fitted.ranker_path,
+        snap,
+        cfg.top_n,
+        lists_dir,
+        cfg.score_memory_mb,
+        fitted.device,
+        cfg.similar_n,
+        cfg.cold_start,
+        cfg.min_item_ratings,
+    )
     return combine(lists_dir, parts, extras, cfg.top_n)
 
 
-def _artifacts(run_id: str, metrics: dict[str, Any], snap: Snapshot, n_recs: int, files: list[dict[str, Any]],
-               device: str, k: int) -> None:
+def _artifacts(
+    run_id: str, metrics: dict[str, Any], snap: Snapshot, n_recs: int, files: list[dict[str, Any]], device: str, k: int
+) -> None:
     ingested = [f for f in files if not f["skipped"]]
     table = comparison_table(metrics.get("models", {}), k)
-    create_table_artifact(key="collabflow-model-comparison", table=table or [{"model": "-", "note": "valid_pct=0"}],
-                          description=f"Run {run_id}: validation metrics of the published models and the baselines")
+    create_table_artifact(
+        key="collabflow-model-comparison",
+        table=table or [{"model": "-", "note": "valid_pct=0"}],
+        description=f"Run {run_id}: validation metrics of the published models and the baselines",
+    )
     rows = {
-        "rating_model": metrics["rating_model"], "ranker": metrics["ranker"], "valid_rmse": metrics["valid_rmse"],
-        "valid_mae": metrics["valid_mae"], f"ndcg_at_{k}": metrics.get(f"ndcg_at_{k}"),
-        f"coverage_at_{k}": metrics.get(f"coverage_at_{k}"), "train_seconds": metrics["train_seconds"],
-        "n_ratings": snap.n_ratings, "n_users": snap.n_users, "n_items": snap.n_items, "n_recommendations": n_recs,
-        "files_ingested": len(ingested), "rows_quarantined": sum(f["rows_quarantined"] for f in ingested),
+        "rating_model": metrics["rating_model"],
+        "ranker": metrics["ranker"],
+        "valid_rmse": metrics["valid_rmse"],
+        "valid_mae": metrics["valid_mae"],
+        f"ndcg_at_{k}": metrics.get(f"ndcg_at_{k}"),
+        f"coverage_at_{k}": metrics.get(f"coverage_at_{k}"),
+        "train_seconds": metrics["train_seconds"],
+        "n_ratings": snap.n_ratings,
+        "n_users": snap.n_users,
+        "n_items": snap.n_items,
+        "n_recommendations": n_recs,
+        "files_ingested": len(ingested),
+        "rows_quarantined": sum(f["rows_quarantined"] for f in ingested),
     }
-    create_table_artifact(key="collabflow-run-metrics", table=[{"metric": m, "value": v} for m, v in rows.items()],
-                          description=f"Run {run_id} ({device})")
+    create_table_artifact(
+        key="collabflow-run-metrics",
+        table=[{"metric": m, "value": v} for m, v in rows.items()],
+        description=f"Run {run_id} ({device})",
+    )
 
 
-def _report(run_id: str, data: DataConfig, snap: Snapshot, fitted: FitOutcome, scored: RunLists,
-            metrics: dict[str, Any]) -> str | None:
+def _report(
+    run_id: str, data: DataConfig, snap: Snapshot, fitted: FitOutcome, scored: RunLists, metrics: dict[str, Any]
+) -> str | None:
     """The run's report and its markdown artifact; the lists are already published, so a failure is a warning."""
     logger = get_run_logger()
     try:
-        report_path = write_run_report(run_dir(data.warehouse, run_id) / "report", run_id, snap, fitted.rater_path,
-                                       fitted.ranker_path, scored.path, metrics, fitted.history)
+        report_path = write_run_report(
+            run_dir(data.warehouse, run_id) / "report",
+            run_id,
+            snap,
+            fitted.rater_path,
+            fitted.ranker_path,
+            scored.path,
+            metrics,
+            fitted.history,
+        )
         folder = Path(report_path).parent.resolve()
         create_markdown_artifact(
-            key="collabflow-report", description=f"Run {run_id} report",
+            key="collabflow-report",
+            description=f"Run {run_id} report",
             markdown=Path(report_path).read_text().replace("](", f"]({folder}/")
             + f"\n\nFull report with plots: `{Path(report_path).resolve()}`",
         )
@@ -151,9 +194,19 @@ def nightly(**params: Any) -> dict[str, Any]:
             logger.info("skipped: %s", covered)
             return {"skipped": covered}
         run_id = new_run_id()
-        runs.start_run(warehouse, run_id, data.source, {**cfg.model_dump(mode="json"), "columns": data.columns,
-                       "delimiter": data.delimiter, "max_bad_fraction": data.max_bad_fraction}, cfg.config_hash(),
-                       versions())
+        runs.start_run(
+            warehouse,
+            run_id,
+            data.source,
+            {
+                **cfg.model_dump(mode="json"),
+                "columns": data.columns,
+                "delimiter": data.delimiter,
+                "max_bad_fraction": data.max_bad_fraction,
+            },
+            cfg.config_hash(),
+            versions(),
+        )
         logger.info("run %s started; warehouse %s", run_id, Path(warehouse).resolve())
         try:
             timings: dict[str, float] = {}
@@ -179,17 +232,40 @@ def nightly(**params: Any) -> dict[str, Any]:
             timings["score"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()
-            metrics = {**fitted.metrics, "history": fitted.history, "users_short": scored.users_short,
-                       "cold_start_users": scored.cold_users, "cold_start": cfg.cold_start}
-            worse = gate.quality_gate(previous["metrics"] if previous else None, metrics, cfg.gate_tolerance,
-                                      cfg.metric_k)
+            metrics = {
+                **fitted.metrics,
+                "history": fitted.history,
+                "users_short": scored.users_short,
+                "cold_start_users": scored.cold_users,
+                "cold_start": cfg.cold_start,
+            }
+            worse = gate.quality_gate(
+                previous["metrics"] if previous else None, metrics, cfg.gate_tolerance, cfg.metric_k
+            )
             if worse:
-                raise runs.RunRejected(f"quality gate: {worse} (run {previous['run_id'] if previous else '-'}); "
-                                       "the published lists are kept")
-            summary = {"n_ratings": snap.n_ratings, "n_users": snap.n_users, "n_items": snap.n_items,
-                       "device": dev, "data_hash": snap.data_hash, "metrics": metrics, "timings": timings}
-            n_recs = publish_run(warehouse, run_id, scored.path, summary, cfg.top_n, cfg.keep_runs,
-                                 scored.similar_path, cfg.min_item_ratings)
+                raise runs.RunRejected(
+                    f"quality gate: {worse} (run {previous['run_id'] if previous else '-'}); "
+                    "the published lists are kept"
+                )
+            summary = {
+                "n_ratings": snap.n_ratings,
+                "n_users": snap.n_users,
+                "n_items": snap.n_items,
+                "device": dev,
+                "data_hash": snap.data_hash,
+                "metrics": metrics,
+                "timings": timings,
+            }
+            n_recs = publish_run(
+                warehouse,
+                run_id,
+                scored.path,
+                summary,
+                cfg.top_n,
+                cfg.keep_runs,
+                scored.similar_path,
+                cfg.min_item_ratings,
+            )
             timings["publish"] = round(time.perf_counter() - t, 3)
         except runs.RunRejected as e:
             runs.reject_run(warehouse, run_id, str(e))
@@ -202,7 +278,19 @@ def nightly(**params: Any) -> dict[str, Any]:
 
     report_path = _report(run_id, data, snap, fitted, scored, metrics)
     _artifacts(run_id, metrics, snap, n_recs, files, dev, cfg.metric_k)
-    logger.info("run %s published %d recommendations for %d users (valid RMSE %.4f)", run_id, n_recs,
-                scored.n_users, metrics["valid_rmse"] or float("nan"))
-    return {"run_id": run_id, "n_recommendations": n_recs, "report": report_path, "n_users_scored": scored.n_users,
-            "files": files, "metrics": {k: v for k, v in metrics.items() if k != "history"}, "timings": timings}
+    logger.info(
+        "run %s published %d recommendations for %d users (valid RMSE %.4f)",
+        run_id,
+        n_recs,
+        scored.n_users,
+        metrics["valid_rmse"] or float("nan"),
+    )
+    return {
+        "run_id": run_id,
+        "n_recommendations": n_recs,
+        "report": report_path,
+        "n_users_scored": scored.n_users,
+        "files": files,
+        "metrics": {k: v for k, v in metrics.items() if k != "history"},
+        "timings": timings,
+    }

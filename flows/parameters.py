@@ -5,10 +5,12 @@ keyword parameter of the flow with the field's name, type, constraints (``ge``, 
 default, and its description becomes the parameter's help in the Prefect UI form (an ``Args:`` section of
 the flow's docstring) and in ``collabflow run --help``. Nothing here imports Prefect.
 """
+
 from __future__ import annotations
 
 import inspect
-from typing import Annotated, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from pydantic.fields import FieldInfo
 
@@ -24,10 +26,13 @@ def annotation(info: FieldInfo) -> Any:
 
 def signature() -> inspect.Signature:
     """Keyword-only parameters, one per setting, in ``flat_fields`` order."""
-    return inspect.Signature([
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info.default, annotation=annotation(info))
-        for name, (_, info) in flat_fields().items()
-    ], return_annotation=dict)
+    return inspect.Signature(
+        [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info.default, annotation=annotation(info))
+            for name, (_, info) in flat_fields().items()
+        ],
+        return_annotation=dict,
+    )
 
 
 def helps() -> dict[str, str]:

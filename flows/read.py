@@ -4,6 +4,7 @@ They only read the warehouse, so they stay light: stdlib ``argparse`` and DuckDB
 Prefect, torch, numba or pydantic; even typer would bring pydantic). They answer in a fraction of a
 second on an ML-100K warehouse.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,10 @@ HELP = {
     "status": "The latest runs: state, timing, size and validation metrics (newest first).",
     "sql": "Query the warehouse read-only (it never blocks or changes the nightly run's data).",
 }
-STATUS_COLUMNS = ("run_id, status, started_at, finished_at, seconds, n_users, n_items, n_recommendations, valid_rmse, "
-                  "ndcg_at_10, error")
+STATUS_COLUMNS = (
+    "run_id, status, started_at, finished_at, seconds, n_users, n_items, n_recommendations, valid_rmse, "
+    "ndcg_at_10, error"
+)
 
 
 class CommandError(Exception):
@@ -59,32 +62,61 @@ def print_table(columns: list[str], rows: list[tuple[Any, ...]]) -> None:
 
 
 def recommend(args: argparse.Namespace) -> None:
-    _, rows = query(args.warehouse, "select run_id, rank, item_id, score, source, title "
-                    "from latest_recommendations where user_id = ? order by rank", [args.user_id])
+    _, rows = query(
+        args.warehouse,
+        "select run_id, rank, item_id, score, source, title "
+        "from latest_recommendations where user_id = ? order by rank",
+        [args.user_id],
+    )
     if not rows:
         _, known = query(args.warehouse, "select count(*) from ratings where user_id = ?", [args.user_id])
-        why = ("the user has ratings but no list in the latest run; rerun `collabflow run`" if known[0][0]
-               else "no such user in the warehouse (ids are the raw ids of the rating files)")
+        why = (
+            "the user has ratings but no list in the latest run; rerun `collabflow run`"
+            if known[0][0]
+            else "no such user in the warehouse (ids are the raw ids of the rating files)"
+        )
         raise CommandError(f"no recommendations for user {args.user_id}: {why}")
-    rows = rows[:args.n] if args.n else rows
+    rows = rows[: args.n] if args.n else rows
     if args.json:
-        print(json.dumps({"user_id": args.user_id, "run_id": rows[0][0], "source": rows[0][4], "recommendations": [
-            {"rank": r, "item_id": i, "score": s, "title": t} for _, r, i, s, _, t in rows]}))
+        print(
+            json.dumps(
+                {
+                    "user_id": args.user_id,
+                    "run_id": rows[0][0],
+                    "source": rows[0][4],
+                    "recommendations": [{"rank": r, "item_id": i, "score": s, "title": t} for _, r, i, s, _, t in rows],
+                }
+            )
+        )
         return
     print(f"user {args.user_id} (run {rows[0][0]}, {rows[0][4]})")
     print_table(["rank", "item_id", "score", "title"], [(r, i, s, t or "") for _, r, i, s, _, t in rows])
 
 
 def similar(args: argparse.Namespace) -> None:
-    _, rows = query(args.warehouse, "select run_id, title, rank, similar_item_id, similar_title, similarity "
-                    "from latest_similar_items where item_id = ? order by rank", [args.item_id])
+    _, rows = query(
+        args.warehouse,
+        "select run_id, title, rank, similar_item_id, similar_title, similarity "
+        "from latest_similar_items where item_id = ? order by rank",
+        [args.item_id],
+    )
     if not rows:
-        raise CommandError(f"no similar items for item {args.item_id}: not in the latest run's catalog "
-                           "(ids are the raw ids of the rating files)")
-    rows = rows[:args.n] if args.n else rows
+        raise CommandError(
+            f"no similar items for item {args.item_id}: not in the latest run's catalog "
+            "(ids are the raw ids of the rating files)"
+        )
+    rows = rows[: args.n] if args.n else rows
     if args.json:
-        print(json.dumps({"item_id": args.item_id, "title": rows[0][1], "run_id": rows[0][0], "similar": [
-            {"rank": r, "item_id": i, "title": t, "similarity": s} for _, _, r, i, t, s in rows]}))
+        print(
+            json.dumps(
+                {
+                    "item_id": args.item_id,
+                    "title": rows[0][1],
+                    "run_id": rows[0][0],
+                    "similar": [{"rank": r, "item_id": i, "title": t, "similarity": s} for _, _, r, i, t, s in rows],
+                }
+            )
+        )
         return
     print(f"item {args.item_id}{f' ({rows[0][1]})' if rows[0][1] else ''} (run {rows[0][0]})")
     print_table(["rank", "item_id", "similarity", "title"], [(r, i, s, t or "") for _, _, r, i, t, s in rows])
@@ -135,8 +167,12 @@ def parser() -> argparse.ArgumentParser:
 
     def command(name: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=HELP[name], description=HELP[name])
-        p.add_argument("--warehouse", type=Path, default=Path("warehouse"),
-                       help="Warehouse folder; the database is WAREHOUSE/collabflow.duckdb (default: warehouse).")
+        p.add_argument(
+            "--warehouse",
+            type=Path,
+            default=Path("warehouse"),
+            help="Warehouse folder; the database is WAREHOUSE/collabflow.duckdb (default: warehouse).",
+        )
         p.add_argument("--json", action="store_true", help="Machine-readable JSON on stdout.")
         return p
 

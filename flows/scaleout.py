@@ -6,6 +6,7 @@ user indices -> one Parquet part) is shipped to a Dask worker. Tasks pass paths,
 see the warehouse folder at the same path (a shared file system, or run the workers on the flow's
 machine). The published table is the same whatever the number of shards or workers.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,18 +26,26 @@ def dask_runner(address: str | None = None, workers: int = 0):
         return DaskTaskRunner(address=address)
     # Each worker process scores with torch.get_num_threads() threads: share the cores, don't oversubscribe.
     threads = max(1, (os.cpu_count() or 1) // workers)
-    return DaskTaskRunner(cluster_kwargs={
-        "n_workers": workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
-        "dashboard_address": None, "env": {"OMP_NUM_THREADS": str(threads)},
-    })
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "host": "127.0.0.1",
+            "dashboard_address": None,
+            "env": {"OMP_NUM_THREADS": str(threads)},
+        }
+    )
 
 
 def nightly_on_dask(address: str | None = None, workers: int = 0):
     """The nightly flow with a Dask task runner. Refuses to start without a Prefect server: without one
     every Dask worker would start a temporary server of its own (slow, and they share one SQLite file)."""
     if not PREFECT_API_URL.value():
-        raise RuntimeError("Dask scale-out needs a running Prefect server: start one with `prefect server start` "
-                           "and set PREFECT_API_URL=http://127.0.0.1:4200/api")
+        raise RuntimeError(
+            "Dask scale-out needs a running Prefect server: start one with `prefect server start` "
+            "and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
     if workers < 0:
         raise RuntimeError(f"--dask-workers must be >= 0, got {workers}")
     return nightly.with_options(task_runner=dask_runner(address, workers))

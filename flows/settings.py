@@ -8,6 +8,7 @@ Every setting is a field of the config classes (``recmodel.config``) and a param
 * environment variables ``COLLABFLOW_<NAME>`` (``COLLABFLOW_TOP_N=20``);
 * command-line flags (``--top-n 20``).
 """
+
 from __future__ import annotations
 
 import inspect

@@ -1,4 +1,5 @@
 """Rating baselines every run reports next to its models."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,9 +35,17 @@ def fit_global_mean(ratings: np.ndarray) -> GlobalMean:
     return GlobalMean(float(np.mean(ratings)))
 
 
-def fit_bias_only(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int,
-                  reg_user: float = 15.0, reg_item: float = 10.0, iterations: int = 10,
-                  rating_range: tuple[float, float] = (-np.inf, np.inf)) -> BiasOnly:
+def fit_bias_only(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    n_users: int,
+    n_items: int,
+    reg_user: float = 15.0,
+    reg_item: float = 10.0,
+    iterations: int = 10,
+    rating_range: tuple[float, float] = (-np.inf, np.inf),
+) -> BiasOnly:
     mu = float(np.mean(ratings))
     bu, bi = np.zeros(n_users), np.zeros(n_items)
     n_u = np.bincount(users, minlength=n_users)

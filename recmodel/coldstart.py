@@ -10,6 +10,7 @@
 Users with a few ratings (1-4) need no policy: iALS solves each user's factors from that user's own
 interactions with the item factors fixed (a fold-in), so even one rating moves the list.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,13 +41,15 @@ class UserFeatures:
     categories: dict[str, list[str]]
 
     @classmethod
-    def fit(cls, frame: pl.DataFrame, max_categories: int = 50) -> "UserFeatures":
+    def fit(cls, frame: pl.DataFrame, max_categories: int = 50) -> UserFeatures:
         cols = [c for c in frame.columns if c != "user_id"]
         means, stds, cats = {}, {}, {}
         for c in cols:
             if frame.schema[c].is_numeric():
                 x = frame[c].cast(pl.Float64)
-                means[c], stds[c] = float(x.mean() or 0.0), float(x.std() or 1.0) or 1.0
+                mean, std = x.mean(), x.std()
+                means[c] = float(mean) if isinstance(mean, (int, float)) else 0.0
+                stds[c] = float(std) if isinstance(std, (int, float)) and std > 0 else 1.0
             else:
                 top = frame[c].cast(pl.String).value_counts(sort=True).head(max_categories)[c].to_list()
                 cats[c] = [v for v in top if v is not None]
@@ -60,8 +63,11 @@ class UserFeatures:
                 parts.append(((x - self.means[c]) / self.stds[c])[:, None])
             else:
                 values = frame[c].cast(pl.String).to_numpy()
-                parts.append(np.stack([values == v for v in self.categories[c]], axis=1).astype(np.float64)
-                             if self.categories[c] else np.zeros((frame.height, 0)))
+                parts.append(
+                    np.stack([values == v for v in self.categories[c]], axis=1).astype(np.float64)
+                    if self.categories[c]
+                    else np.zeros((frame.height, 0))
+                )
         return np.concatenate(parts, axis=1)
 
 
@@ -87,9 +93,81 @@ def _features(meta: pl.DataFrame) -> list[str]:
     return [c for c in meta.columns if c != "user_id"]
 
 
-def cold_start_lists(policy: str, meta: pl.DataFrame | None, rater: "Rater", ranker: "Ranker", seen: "Ratings",
-                     user_ids: np.ndarray, item_ids: np.ndarray, top_n: int,
-                     exclude_items: np.ndarray | None = None) -> tuple[pl.DataFrame, str]:
+@dataclass
+class ColdGuess:
+    """What a policy guesses for each new user: where they sit in the ranker's user space (``rank_vec``;
+    None = popularity order) and their rating-model embedding and bias (None when the rating model has no
+    user space; its predictions then average over known users)."""
+
+    policy: str
+    rank_vec: torch.Tensor | None
+    user_vec: np.ndarray | None
+    user_bias: np.ndarray | None
+
+
+def guess_users(
+    policy: str,
+    meta: pl.DataFrame,
+    cold: pl.DataFrame,
+    rater: Rater,
+    ranker: Ranker,
+    user_ids: np.ndarray,
+    known: np.ndarray,
+) -> ColdGuess:
+    """The policy's guess for each row of ``cold`` (features of new users), learnt from the ``known`` user
+    indices (``meta`` holds their features by raw id). Falls back to ``popularity`` when the policy cannot run."""
+    factors = ranker.factors() if ranker.personal else None
+    space = rater.user_vectors()
+    if policy != "popularity" and (factors is None or space is None or (policy == "metadata" and not _features(meta))):
+        log.info(
+            "cold start: %s needs iALS factors, the dot model and (for metadata) features; using popularity", policy
+        )
+        policy = "popularity"
+    n = cold.height
+    if policy == "popularity" or factors is None or space is None:
+        if space is None:
+            return ColdGuess("popularity", None, None, None)
+        emb, ubias = space  # a user the model knows nothing about: no taste, the average user bias
+        return ColdGuess("popularity", None, np.zeros((n, emb.shape[1])), np.full(n, float(ubias[known].mean())))
+    U = factors[0].detach().cpu()
+    emb, ubias = space
+    if policy == "average_taste":
+        rep = representative_user(U, known)
+        return ColdGuess(policy, U[[rep] * n], emb[[rep] * n].double().numpy(), ubias[[rep] * n].double().numpy())
+    by_index = meta.join(pl.DataFrame({"user_id": user_ids[known], "idx": known}), on="user_id").sort("idx")
+    encoder = UserFeatures.fit(by_index.drop("idx"))
+    rows_known = torch.from_numpy(by_index["idx"].to_numpy().copy())
+    targets = torch.cat([U[rows_known], emb[rows_known], ubias[rows_known, None]], dim=1)
+    W = fit_metadata_regression(encoder.transform(by_index.drop("idx")), targets.double().numpy())
+    guess = encoder.transform(cold) @ W
+    f, d = U.shape[1], emb.shape[1]
+    return ColdGuess(policy, torch.as_tensor(guess[:, :f], dtype=torch.float32), guess[:, f : f + d], guess[:, -1])
+
+
+def guessed_ratings(
+    guess: ColdGuess, rater: Rater, rows: np.ndarray, items: np.ndarray, known: np.ndarray
+) -> np.ndarray:
+    """Predicted ratings of (new user row, item) pairs under a guess."""
+    if guess.user_vec is not None and guess.user_bias is not None:
+        return rater.predict_for(guess.user_vec[rows], guess.user_bias[rows], items)
+    # no user space: each item's expected rating over (a sample of) the known users
+    sample = known[:: max(1, known.size // 1000)]
+    distinct, inverse = np.unique(items, return_inverse=True)
+    mean = rater.predict(np.repeat(sample, distinct.size), np.tile(distinct, sample.size))
+    return mean.reshape(sample.size, distinct.size).mean(0)[inverse]
+
+
+def cold_start_lists(
+    policy: str,
+    meta: pl.DataFrame | None,
+    rater: Rater,
+    ranker: Ranker,
+    seen: Ratings,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    top_n: int,
+    exclude_items: np.ndarray | None = None,
+) -> tuple[pl.DataFrame, str]:
     """Lists for the users in ``meta`` (sign-up metadata) who have no ratings: ``(rows, policy used)``.
 
     Rows have raw ids and ``source`` = the policy. ``metadata`` and ``average_taste`` need a ranker with
@@ -103,53 +181,31 @@ def cold_start_lists(policy: str, meta: pl.DataFrame | None, rater: "Rater", ran
     cold = meta.filter(~pl.col("user_id").is_in(user_ids[known].tolist()))
     if cold.height == 0:
         return empty, policy
-    factors = ranker.factors() if ranker.personal else None
-    space = rater.user_vectors()
-    if policy != "popularity" and (factors is None or space is None or (policy == "metadata" and not _features(meta))):
-        log.info("cold start: %s needs iALS factors, the dot model and (for metadata) features; using popularity",
-                 policy)
-        policy = "popularity"
+    guess = guess_users(policy, meta, cold, rater, ranker, user_ids, known)
     excluded = np.zeros(seen.n_items, dtype=bool)
     if exclude_items is not None:
         excluded[exclude_items] = True
     n, k = cold.height, int(min(top_n, (~excluded).sum()))
-    if policy == "popularity":
+    if guess.rank_vec is None:
         order = popularity_order(seen.item_counts())
         items = np.tile(order[~excluded[order]][:k], (n, 1))
-        rows, flat = np.repeat(np.arange(n), k), items.ravel()
-        if space is not None:  # a user the model knows nothing about: no taste, the average user bias
-            emb, ubias = space
-            score = rater.predict_for(np.zeros((rows.size, emb.shape[1])), np.full(rows.size, float(ubias[known].mean())),
-                                      flat)
-        else:  # the expected rating of each item over (a sample of) the known users
-            sample = known[:: max(1, known.size // 1000)]
-            mean = rater.predict(np.repeat(sample, k), np.tile(items[0], sample.size)).reshape(sample.size, k).mean(0)
-            score = np.tile(mean, n)
     else:
-        assert factors is not None and space is not None  # checked above
-        U, V = (f.detach().cpu() for f in factors)
-        emb, ubias = space
-        if policy == "average_taste":
-            rep = representative_user(U, known)
-            rank_vec, user_vec, user_b = U[[rep] * n], emb[[rep] * n], ubias[[rep] * n]
-        else:
-            idx_of = pl.DataFrame({"user_id": user_ids[known], "idx": known})
-            train = meta.join(idx_of, on="user_id").sort("idx")
-            encoder = UserFeatures.fit(train.drop("idx"))
-            rows_known = torch.from_numpy(train["idx"].to_numpy().copy())
-            targets = torch.cat([U[rows_known], emb[rows_known], ubias[rows_known, None]], dim=1)
-            W = fit_metadata_regression(encoder.transform(train.drop("idx")), targets.double().numpy())
-            guess = torch.as_tensor(encoder.transform(cold) @ W, dtype=torch.float32)
-            f = U.shape[1]
-            rank_vec, user_vec, user_b = guess[:, :f], guess[:, f:f + emb.shape[1]], guess[:, -1]
-        scores = rank_vec @ V.T
+        factors = ranker.factors()
+        assert factors is not None  # guess_users only places users in a ranker with factors
+        scores = guess.rank_vec @ factors[1].detach().cpu().T
         scores[:, torch.from_numpy(excluded)] = float("-inf")
         items = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k].numpy()
-        rows, flat = np.repeat(np.arange(n), k), items.ravel()
-        score = rater.predict_for(user_vec.numpy()[rows], user_b.numpy()[rows], flat)
-    log.info("cold start: %d users without ratings get %s lists", n, policy)
-    frame = pl.DataFrame({
-        "user_id": cold["user_id"].to_numpy()[rows], "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
-        "item_id": item_ids[flat], "score": score, "source": [policy] * rows.size,
-    }, schema=COLD_SCHEMA)
-    return frame, policy
+    rows, flat = np.repeat(np.arange(n), k), items.ravel()
+    score = guessed_ratings(guess, rater, rows, flat, known)
+    log.info("cold start: %d users without ratings get %s lists", n, guess.policy)
+    frame = pl.DataFrame(
+        {
+            "user_id": cold["user_id"].to_numpy()[rows],
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
+            "item_id": item_ids[flat],
+            "score": score,
+            "source": [guess.policy] * rows.size,
+        },
+        schema=COLD_SCHEMA,
+    )
+    return frame, guess.policy

@@ -4,6 +4,7 @@ The nightly flow's parameters, the CLI's options, ``collabflow.toml`` keys and `
 variables are all derived from the fields below (``flat_fields``): each field is one flat parameter
 with the field's name, type, default and description.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,25 +26,44 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: str | None = Field(None, description="Rating file or folder of files (u.data, ratings.dat, ratings.csv, "
-                               "any CSV/TSV/Parquet, optionally gzipped). Omit to generate seeded synthetic "
-                               "MovieLens-shaped data into the warehouse.")
+    source: str | None = Field(
+        None,
+        description="Rating file or folder of files (u.data, ratings.dat, ratings.csv, "
+        "any CSV/TSV/Parquet, optionally gzipped). Omit to generate seeded synthetic "
+        "MovieLens-shaped data into the warehouse.",
+    )
     warehouse: str = Field("warehouse", description="Warehouse folder; the database is WAREHOUSE/collabflow.duckdb.")
-    columns: str | None = Field(None, description="Column mapping role=column, e.g. "
-                                "'user=uid,item=movie,rating=stars,timestamp=ts' (0-based positions for files "
-                                "without a header).")
-    delimiter: str | None = Field(None, description="Field delimiter; detected from the file name and first line "
-                                  "if omitted.")
-    max_bad_fraction: float = Field(0.5, ge=0, le=1, description="Refuse a file (loading nothing from it) when more "
-                                    "than this share of its rows is bad.")
-    synthetic_shape: SyntheticShape = Field("ml-100k", description="Shape of the synthetic data generated when no "
-                                            "source is given.")
-    items: str | None = Field(None, description="Optional item metadata (u.item, movies.csv, items.tsv, or any "
-                              "CSV/Parquet with item id and title) so the views show titles.")
-    item_columns: str | None = Field(None, description="Column mapping for --items, e.g. "
-                                     "'item=sku,title=name,genres=category'.")
-    users: str | None = Field(None, description="Optional user metadata (MovieLens u.user, or a CSV/Parquet with "
-                              "user_id and feature columns); users in it without ratings get cold-start lists.")
+    columns: str | None = Field(
+        None,
+        description="Column mapping role=column, e.g. "
+        "'user=uid,item=movie,rating=stars,timestamp=ts' (0-based positions for files "
+        "without a header).",
+    )
+    delimiter: str | None = Field(
+        None, description="Field delimiter; detected from the file name and first line if omitted."
+    )
+    max_bad_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Refuse a file (loading nothing from it) when more than this share of its rows is bad.",
+    )
+    synthetic_shape: SyntheticShape = Field(
+        "ml-100k", description="Shape of the synthetic data generated when no source is given."
+    )
+    items: str | None = Field(
+        None,
+        description="Optional item metadata (u.item, movies.csv, items.tsv, or any "
+        "CSV/Parquet with item id and title) so the views show titles.",
+    )
+    item_columns: str | None = Field(
+        None, description="Column mapping for --items, e.g. 'item=sku,title=name,genres=category'."
+    )
+    users: str | None = Field(
+        None,
+        description="Optional user metadata (MovieLens u.user, or a CSV/Parquet with "
+        "user_id and feature columns); users in it without ratings get cold-start lists.",
+    )
 
 
 class TrainConfig(BaseModel):
@@ -57,18 +77,32 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rating_model: RatingModel = Field("dot", description="Which model predicts the published score: 'dot' "
-                                      "(dot product + biases) or 'neural' (fastbook's EmbeddingNN).")
+    rating_model: RatingModel = Field(
+        "dot",
+        description="Which model predicts the published score: 'dot' "
+        "(dot product + biases) or 'neural' (fastbook's EmbeddingNN).",
+    )
     n_factors: int = Field(50, ge=1, le=4096, description="Latent factors per user and item.")
     epochs: int = Field(5, ge=1, le=1000, description="Passes over the training ratings.")
     lr_max: float = Field(5e-3, gt=0, le=10, description="Peak learning rate of the one-cycle schedule.")
-    wd: float = Field(0.1, ge=0, description="Decoupled weight decay (AdamW), applied to embeddings and biases as fastai does.")
-    batch_size: int = Field(512, ge=1, description="Ratings per optimizer step (at most: small data gets smaller "
-                            "batches so an epoch has at least 100 steps).")
-    max_steps_per_epoch: int = Field(1000, ge=1, description="Batches grow beyond batch_size on large data so an "
-                                     "epoch has at most this many optimizer steps (each updates every row).")
+    wd: float = Field(
+        0.1, ge=0, description="Decoupled weight decay (AdamW), applied to embeddings and biases as fastai does."
+    )
+    batch_size: int = Field(
+        512,
+        ge=1,
+        description="Ratings per optimizer step (at most: small data gets smaller "
+        "batches so an epoch has at least 100 steps).",
+    )
+    max_steps_per_epoch: int = Field(
+        1000,
+        ge=1,
+        description="Batches grow beyond batch_size on large data so an "
+        "epoch has at most this many optimizer steps (each updates every row).",
+    )
     y_range: tuple[float, float] = Field(
-        (0.0, 5.5), description="Sigmoid output range; a little wider than the rating scale so the top rating is reachable."
+        (0.0, 5.5),
+        description="Sigmoid output range; a little wider than the rating scale so the top rating is reachable.",
     )
     valid_pct: float = Field(0.2, ge=0, lt=1, description="Random share of ratings held out for validation metrics.")
     seed: int = Field(42, description="One seed for the split, the initialisation and the shuffling.")
@@ -80,14 +114,14 @@ class TrainConfig(BaseModel):
     nn_lr_max: float = Field(1e-2, gt=0, le=10, description="Neural model: peak learning rate.")
     nn_wd: float = Field(0.5, ge=0, description="Neural model: weight decay.")
 
-    def for_model(self) -> "TrainConfig":
+    def for_model(self) -> TrainConfig:
         """The settings the chosen rating model trains with (the nn_* ones for the neural model)."""
         if self.rating_model == "neural":
             return self.model_copy(update={"epochs": self.nn_epochs, "lr_max": self.nn_lr_max, "wd": self.nn_wd})
         return self
 
     @model_validator(mode="after")
-    def _check_range(self) -> "TrainConfig":
+    def _check_range(self) -> TrainConfig:
         lo, hi = self.y_range
         if not lo < hi:
             raise ValueError(f"y_range must be (low, high) with low < high, got {self.y_range}")
@@ -103,16 +137,26 @@ class RankConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    ranker: Ranker = Field("ials", description="'ials' (implicit ALS embeddings, scales to ML-25M), 'ease' "
-                           "(closed-form item-item, catalogs up to 20k items), 'rating' (the rating model: ranks "
-                           "below popularity, kept for comparison) or 'popularity'.")
-    relevance_threshold: float = Field(4.0, description="Ratings >= this count as liked (weight 1) for ranking "
-                                       "and for the ranking metrics.")
-    rank_low_rating_weight: float = Field(0.5, ge=0, le=1, description="Weight of an interaction rated below "
-                                          "relevance_threshold (picked, but liked less).")
+    ranker: Ranker = Field(
+        "ials",
+        description="'ials' (implicit ALS embeddings, scales to ML-25M), 'ease' "
+        "(closed-form item-item, catalogs up to 20k items), 'rating' (the rating model: ranks "
+        "below popularity, kept for comparison) or 'popularity'.",
+    )
+    relevance_threshold: float = Field(
+        4.0, description="Ratings >= this count as liked (weight 1) for ranking and for the ranking metrics."
+    )
+    rank_low_rating_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Weight of an interaction rated below relevance_threshold (picked, but liked less).",
+    )
     rank_factors: int = Field(128, ge=1, le=4096, description="iALS: latent factors.")
     rank_reg: float = Field(0.025, ge=0, description="iALS: L2 strength, scaled per user/item by its count.")
-    rank_unobserved_weight: float = Field(0.1, ge=0, description="iALS: weight of every unobserved pair as a weak negative.")
+    rank_unobserved_weight: float = Field(
+        0.1, ge=0, description="iALS: weight of every unobserved pair as a weak negative."
+    )
     rank_iterations: int = Field(10, ge=1, le=1000, description="iALS: alternating passes.")
     rank_cg_steps: int = Field(3, ge=1, le=100, description="iALS: conjugate-gradient steps per pass.")
     ease_lambda: float = Field(400.0, gt=0, description="EASE: L2 strength.")
@@ -124,46 +168,83 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     top_n: int = Field(10, ge=1, le=10_000, description="Recommendations kept per user.")
-    cold_start: ColdStart = Field("metadata", description="Lists for users known only from --users (no ratings): "
-                                  "'metadata' (sign-up answers -> factors), 'average_taste' (a representative "
-                                  "real user) or 'popularity'. Without features or with a non-iALS ranker, "
-                                  "'popularity' is used.")
-    min_item_ratings: int = Field(1, ge=1, description="Items with fewer ratings are never recommended (their "
-                                  "factors rest on too little evidence); 1 recommends every rated item.")
+    cold_start: ColdStart = Field(
+        "metadata",
+        description="Lists for users known only from --users (no ratings): "
+        "'metadata' (sign-up answers -> factors), 'average_taste' (a representative "
+        "real user) or 'popularity'. Without features or with a non-iALS ranker, "
+        "'popularity' is used.",
+    )
+    min_item_ratings: int = Field(
+        1,
+        ge=1,
+        description="Items with fewer ratings are never recommended (their "
+        "factors rest on too little evidence); 1 recommends every rated item.",
+    )
     similar_n: int = Field(10, ge=1, le=1_000, description="Similar items kept per item (cosine on item factors).")
-    metric_k: int = Field(10, ge=1, le=1_000, description="Cut-off k of the ranking metrics (NDCG@k, recall@k, ...) "
-                          "that validation, the quality gate and reports use.")
+    metric_k: int = Field(
+        10,
+        ge=1,
+        le=1_000,
+        description="Cut-off k of the ranking metrics (NDCG@k, recall@k, ...) "
+        "that validation, the quality gate and reports use.",
+    )
     rating_min: float = Field(0.5, description="Lowest valid rating; smaller values are quarantined.")
     rating_max: float = Field(5.0, description="Highest valid rating; larger values are quarantined.")
     score_memory_mb: int = Field(
         512, ge=1, description="Memory budget for one block of user x item scores during scoring."
     )
-    score_shards: int = Field(1, ge=1, le=10_000, description="Scoring tasks, each a range of users written to its "
-                              "own Parquet part; with a Dask task runner they run on the cluster's workers.")
-    gate_tolerance: float | None = Field(0.05, ge=0, description="Quality gate: reject the run (keeping the "
-                                         "published lists) when validation RMSE or NDCG@10 is worse than the last "
-                                         "published run's by more than this share; None turns the gate off.")
-    keep_runs: int = Field(7, ge=1, description="Retention: recommendations and run folders of this many newest "
-                           "successful runs are kept; older ones are deleted after each publish.")
-    warm_start: bool = Field(False, description="Start from the last published run's models (rows copied by "
-                             "index, new users and items fresh) and train for warm_epochs / warm_rank_iterations.")
+    score_shards: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        description="Scoring tasks, each a range of users written to its "
+        "own Parquet part; with a Dask task runner they run on the cluster's workers.",
+    )
+    gate_tolerance: float | None = Field(
+        0.05,
+        ge=0,
+        description="Quality gate: reject the run (keeping the "
+        "published lists) when validation RMSE or NDCG@10 is worse than the last "
+        "published run's by more than this share; None turns the gate off.",
+    )
+    keep_runs: int = Field(
+        7,
+        ge=1,
+        description="Retention: recommendations and run folders of this many newest "
+        "successful runs are kept; older ones are deleted after each publish.",
+    )
+    warm_start: bool = Field(
+        False,
+        description="Start from the last published run's models (rows copied by "
+        "index, new users and items fresh) and train for warm_epochs / warm_rank_iterations.",
+    )
     warm_epochs: int = Field(2, ge=1, description="Warm start: rating-model epochs.")
     warm_rank_iterations: int = Field(3, ge=1, description="Warm start: iALS passes.")
-    refit_on_all: bool = Field(True, description="After measuring on the validation split, refit both models "
-                               "on all ratings before scoring (the published lists use every rating).")
-    refit_continue_from: int = Field(5_000_000, ge=0, description="From this many ratings on, the refit goes on "
-                                     "from the validated models for warm_epochs / warm_rank_iterations instead of "
-                                     "training from scratch (halves a large night's training); 0: always.")
+    refit_on_all: bool = Field(
+        True,
+        description="After measuring on the validation split, refit both models "
+        "on all ratings before scoring (the published lists use every rating).",
+    )
+    refit_continue_from: int = Field(
+        5_000_000,
+        ge=0,
+        description="From this many ratings on, the refit goes on "
+        "from the validated models for warm_epochs / warm_rank_iterations instead of "
+        "training from scratch (halves a large night's training); 0: always.",
+    )
     train: TrainConfig = Field(default_factory=TrainConfig)
     rank: RankConfig = Field(default_factory=RankConfig)
 
     @model_validator(mode="after")
-    def _check_ratings(self) -> "RunConfig":
+    def _check_ratings(self) -> RunConfig:
         if not self.rating_min <= self.rating_max:
             raise ValueError(f"rating_min ({self.rating_min}) must not exceed rating_max ({self.rating_max})")
         if not self.rating_min <= self.rank.relevance_threshold <= self.rating_max:
-            raise ValueError(f"relevance_threshold {self.rank.relevance_threshold} must lie in the rating range "
-                             f"[{self.rating_min}, {self.rating_max}]")
+            raise ValueError(
+                f"relevance_threshold {self.rank.relevance_threshold} must lie in the rating range "
+                f"[{self.rating_min}, {self.rating_max}]"
+            )
         lo, hi = self.train.y_range
         if lo > self.rating_min or hi < self.rating_max:
             raise ValueError(
@@ -173,7 +254,7 @@ class RunConfig(BaseModel):
         return self
 
     @classmethod
-    def from_flat(cls, **params: Any) -> "RunConfig":
+    def from_flat(cls, **params: Any) -> RunConfig:
         """Build from flat parameters (the flow's and the CLI's), each name a field of one config class;
         ``DataConfig`` fields are ignored here (see ``split_flat``)."""
         owners = flat_fields()
@@ -183,8 +264,11 @@ class RunConfig(BaseModel):
         by_owner: dict[type[BaseModel], dict[str, Any]] = {}
         for name, value in params.items():
             by_owner.setdefault(owners[name][0], {})[name] = value
-        return cls(train=TrainConfig(**by_owner.get(TrainConfig, {})), rank=RankConfig(**by_owner.get(RankConfig, {})),
-                   **by_owner.get(cls, {}))
+        return cls(
+            train=TrainConfig(**by_owner.get(TrainConfig, {})),
+            rank=RankConfig(**by_owner.get(RankConfig, {})),
+            **by_owner.get(cls, {}),
+        )
 
     def config_hash(self) -> str:
         """Short stable hash of the configuration, stored with every run."""

@@ -13,12 +13,14 @@ Ids are 64-bit integers (MovieLens and most exports use them); anything else is 
 reason. Timestamps are integer unix seconds; a file without a timestamp column gets ``default_timestamp``
 (the ingest time), so a later file still supersedes an earlier one.
 """
+
 from __future__ import annotations
 
 import gzip
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -35,8 +37,10 @@ RATING_FILE_SUFFIXES = (".data", ".dat", ".csv", ".tsv", ".tab", ".txt", *PARQUE
 _SEP_PLACEHOLDER = "\x1f"  # polars takes one-byte separators; '::' is rewritten to this first
 _RAW_MAX = 500
 
-RATINGS_SCHEMA = {"user_id": pl.Int64, "item_id": pl.Int64, "rating": pl.Float64, "timestamp": pl.Int64, "row_number": pl.Int64}
-QUARANTINE_SCHEMA = {"row_number": pl.Int64, "reason": pl.String, "raw": pl.String}
+RATINGS_SCHEMA = pl.Schema(
+    {"user_id": pl.Int64, "item_id": pl.Int64, "rating": pl.Float64, "timestamp": pl.Int64, "row_number": pl.Int64}
+)
+QUARANTINE_SCHEMA = pl.Schema({"row_number": pl.Int64, "reason": pl.String, "raw": pl.String})
 
 
 class RatingsFileError(ValueError):
@@ -66,7 +70,7 @@ class ParsedFile:
 
 
 def parse_column_mapping(spec: str | None, roles: tuple[str, ...] = ROLES) -> dict[str, str | int]:
-    """Parse ``"user=uid,item=movie,rating=stars,timestamp=ts"`` (names, or 0-based positions for files without header)."""
+    """Parse ``"user=uid,item=movie,rating=stars,timestamp=ts"`` (names, or 0-based positions without a header)."""
     if not spec:
         return {}
     mapping: dict[str, str | int] = {}
@@ -90,12 +94,14 @@ def list_rating_files(source: str | Path) -> list[Path]:
     if path.is_file():
         return [path]
     files = sorted(
-        p for p in path.iterdir()
+        p
+        for p in path.iterdir()
         if p.is_file() and not p.name.startswith(".") and _logical_name(p).endswith(RATING_FILE_SUFFIXES)
     )
     if not files:
         raise RatingsFileError(
-            path, "folder holds no rating files",
+            path,
+            "folder holds no rating files",
             f"Put files ending in {', '.join(RATING_FILE_SUFFIXES)} (optionally .gz) in it.",
         )
     return files
@@ -110,16 +116,18 @@ def _read_bytes(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except IsADirectoryError:
-        raise RatingsFileError(path, "is a folder, not a file", "Pass the folder itself as --source to ingest every file in it.")
+        raise RatingsFileError(
+            path, "is a folder, not a file", "Pass the folder itself as --source to ingest every file in it."
+        ) from None
     except FileNotFoundError:
-        raise RatingsFileError(path, "disappeared before it could be read", "Re-deliver the file and rerun.")
+        raise RatingsFileError(path, "disappeared before it could be read", "Re-deliver the file and rerun.") from None
     except OSError as e:
-        raise RatingsFileError(path, f"cannot be read ({e.strerror})", "Check the file's permissions.")
+        raise RatingsFileError(path, f"cannot be read ({e.strerror})", "Check the file's permissions.") from None
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as e:
-            raise RatingsFileError(path, f"is a damaged gzip file ({e})", "Re-deliver the file.")
+            raise RatingsFileError(path, f"is a damaged gzip file ({e})", "Re-deliver the file.") from None
     if not data.strip():
         raise RatingsFileError(path, "is empty", "Deliver a file with at least one rating row.")
     return data
@@ -201,7 +209,9 @@ def read_ratings(
     raises :class:`RatingsFileError` when the file as a whole cannot be read."""
     path = Path(path)
     if path.is_dir():
-        raise RatingsFileError(path, "is a folder, not a file", "Pass the folder itself as --source to ingest every file in it.")
+        raise RatingsFileError(
+            path, "is a folder, not a file", "Pass the folder itself as --source to ingest every file in it."
+        )
     if _logical_name(path).endswith(PARQUET_SUFFIXES):
         raw = _read_parquet(path, SourceFormat("parquet", columns=dict(columns or {})))
     else:
@@ -212,7 +222,8 @@ def read_ratings(
 
 
 def _read_delimited(path: Path, data: bytes, fmt: SourceFormat) -> pl.DataFrame:
-    """Every role as a raw column (any dtype), plus ``row_number``, ``raw`` and ``extra`` (text past the last column)."""
+    """Every role as a raw column (any dtype), plus ``row_number``, ``raw`` and ``extra`` (text past the last
+    column)."""
     separator = fmt.separator
     if len(separator.encode()) != 1:
         data = data.replace(separator.encode(), _SEP_PLACEHOLDER.encode())
@@ -227,7 +238,8 @@ def _read_delimited(path: Path, data: bytes, fmt: SourceFormat) -> pl.DataFrame:
             pos = header.index(col)
         else:
             raise RatingsFileError(
-                path, f"has no column {col!r} for the {role} (columns: {header})",
+                path,
+                f"has no column {col!r} for the {role} (columns: {header})",
                 "Fix --columns so each role names one of the file's columns.",
             )
         positions[role] = pos
@@ -235,14 +247,26 @@ def _read_delimited(path: Path, data: bytes, fmt: SourceFormat) -> pl.DataFrame:
     schema = {f"c{i}": pl.String for i in range(n_cols + 1)}  # one spare column catches extra fields
     try:
         frame = pl.read_csv(
-            io.BytesIO(data), has_header=False, skip_rows=1 if fmt.has_header else 0, separator=separator,
-            schema=schema, missing_columns="insert", truncate_ragged_lines=True, encoding="utf8-lossy",
-            quote_char='"', raise_if_empty=False,
+            io.BytesIO(data),
+            has_header=False,
+            skip_rows=1 if fmt.has_header else 0,
+            separator=separator,
+            schema=schema,
+            missing_columns="insert",
+            truncate_ragged_lines=True,
+            encoding="utf8-lossy",
+            quote_char='"',
+            raise_if_empty=False,
         )
     except pl.exceptions.PolarsError as e:
-        raise RatingsFileError(path, f"is not a readable delimited file ({str(e).splitlines()[0]})",
-                               "Check the delimiter (--delimiter) and quoting.") from None
-    raw_text = pl.concat_str([pl.col(c).fill_null("") for c in schema], separator=fmt.separator).str.strip_chars_end(fmt.separator)
+        raise RatingsFileError(
+            path,
+            f"is not a readable delimited file ({str(e).splitlines()[0]})",
+            "Check the delimiter (--delimiter) and quoting.",
+        ) from None
+    raw_text = pl.concat_str([pl.col(c).fill_null("") for c in schema], separator=fmt.separator).str.strip_chars_end(
+        fmt.separator
+    )
     out = frame.select(
         *[pl.col(f"c{pos}").alias(role) for role, pos in positions.items()],
         pl.col(f"c{n_cols}").alias("extra"),
@@ -258,7 +282,9 @@ def _read_parquet(path: Path, fmt: SourceFormat) -> pl.DataFrame:
     except FileNotFoundError:
         raise RatingsFileError(path, "disappeared before it could be read", "Re-deliver the file and rerun.") from None
     except (pl.exceptions.PolarsError, OSError) as e:
-        raise RatingsFileError(path, f"is not a readable Parquet file ({str(e).splitlines()[0]})", "Re-deliver the file.") from None
+        raise RatingsFileError(
+            path, f"is not a readable Parquet file ({str(e).splitlines()[0]})", "Re-deliver the file."
+        ) from None
     columns = dict(fmt.columns)
     lowered = {c.lower(): c for c in frame.columns}
     for role in ROLES:
@@ -271,18 +297,24 @@ def _read_parquet(path: Path, fmt: SourceFormat) -> pl.DataFrame:
     ]
     if bad:
         raise RatingsFileError(
-            path, f"cannot find the columns for {', '.join(bad)} (columns: {frame.columns})",
+            path,
+            f"cannot find the columns for {', '.join(bad)} (columns: {frame.columns})",
             "Pass a mapping such as --columns user=uid,item=movie,rating=stars,timestamp=ts",
         )
     if frame.height == 0:
         raise RatingsFileError(path, "has no rows", "Deliver a file with at least one rating row.")
-    raw_text = pl.concat_str([pl.col(c).cast(pl.String).fill_null("") for c in columns.values()], separator=",")
-    return frame.select(
-        *[pl.col(col).alias(role) for role, col in columns.items()],
-        pl.lit(None, pl.String).alias("extra"),
-        pl.lit(False).alias("blank"),
-        raw_text.str.slice(0, _RAW_MAX).alias("raw"),
-    ).with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
+    names = {role: str(col) for role, col in columns.items()}  # every one checked to be a column name above
+    raw_text = pl.concat_str([pl.col(c).cast(pl.String).fill_null("") for c in names.values()], separator=",")
+    return (
+        frame.select(
+            *[pl.col(col).alias(role) for role, col in names.items()],
+            pl.lit(None, pl.String).alias("extra"),
+            pl.lit(False).alias("blank"),
+            raw_text.str.slice(0, _RAW_MAX).alias("raw"),
+        )
+        .with_row_index("row_number", offset=1)
+        .with_columns(pl.col("row_number").cast(pl.Int64))
+    )
 
 
 def _as_int(frame: pl.DataFrame, role: str) -> pl.Expr:
@@ -330,15 +362,20 @@ def _validate(raw: pl.DataFrame, *, rating_min: float, rating_max: float, defaul
         (_is_empty("rating"), pl.lit("missing rating")),
         (rating.is_null(), pl.format("rating '{}' is not a number", pl.col("rating").cast(pl.String))),
         (~rating.is_finite(), pl.format("rating {} is not finite", rating)),
-        ((rating < rating_min) | (rating > rating_max),
-         pl.format(f"rating {{}} is outside [{rating_min}, {rating_max}]", rating)),
+        (
+            (rating < rating_min) | (rating > rating_max),
+            pl.format(f"rating {{}} is outside [{rating_min}, {rating_max}]", rating),
+        ),
     ]
     if has_ts:
         checks += [
             (_is_empty("timestamp"), pl.lit("missing timestamp")),
-            (pl.col("ts").is_null(), pl.format("timestamp '{}' is not integer unix seconds", pl.col("timestamp").cast(pl.String))),
+            (
+                pl.col("ts").is_null(),
+                pl.format("timestamp '{}' is not integer unix seconds", pl.col("timestamp").cast(pl.String)),
+            ),
         ]
-    reason = pl.when(checks[0][0]).then(checks[0][1])
+    reason: Any = pl.when(checks[0][0]).then(checks[0][1])
     for cond, text in checks[1:]:
         reason = reason.when(cond).then(text)
     parsed = parsed.with_columns(reason.otherwise(None).alias("reason"))
@@ -362,9 +399,27 @@ def _validate(raw: pl.DataFrame, *, rating_min: float, rating_max: float, defaul
     )
 
 
-ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-                 "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
-                 "War", "Western")
+ML100K_GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 ITEM_ALIASES = {
     "item": ALIASES["item"],
     "title": ("title", "movie_title", "name", "item_name"),
@@ -387,20 +442,34 @@ def read_items(path: str | Path, columns: dict[str, str | int] | None = None) ->
             text = data.decode("latin-1")
         if name == "u.item" or name.endswith(".item"):
             raw = pl.read_csv(io.StringIO(text), separator="|", has_header=False, quote_char=None, infer_schema=False)
-            flags = raw.columns[5:5 + len(ML100K_GENRES)]
-            genres = pl.concat_str([pl.when(pl.col(c) == "1").then(pl.lit(g)) for c, g in zip(flags, ML100K_GENRES)],
-                                   separator="|", ignore_nulls=True)
-            frame = raw.select(pl.col(raw.columns[0]).alias("item_id"), pl.col(raw.columns[1]).alias("title"), genres.alias("genres"))
+            flags = raw.columns[5 : 5 + len(ML100K_GENRES)]
+            genres = pl.concat_str(
+                [pl.when(pl.col(c) == "1").then(pl.lit(g)) for c, g in zip(flags, ML100K_GENRES)],
+                separator="|",
+                ignore_nulls=True,
+            )
+            frame = raw.select(
+                pl.col(raw.columns[0]).alias("item_id"), pl.col(raw.columns[1]).alias("title"), genres.alias("genres")
+            )
         elif name.endswith(".dat"):
             lines = [line.split("::") for line in text.splitlines() if line.strip()]
-            frame = pl.DataFrame({"item_id": [l[0] for l in lines], "title": [l[1] if len(l) > 1 else None for l in lines],
-                                  "genres": [l[2] if len(l) > 2 else None for l in lines]}, schema={
-                                      "item_id": pl.String, "title": pl.String, "genres": pl.String})
+            frame = pl.DataFrame(
+                {
+                    "item_id": [f[0] for f in lines],
+                    "title": [f[1] if len(f) > 1 else None for f in lines],
+                    "genres": [f[2] if len(f) > 2 else None for f in lines],
+                },
+                schema={"item_id": pl.String, "title": pl.String, "genres": pl.String},
+            )
         else:
             sep = "\t" if name.endswith((".tsv", ".tab")) or "\t" in text.split("\n", 1)[0] else ","
             frame = pl.read_csv(io.StringIO(text), separator=sep, infer_schema=False, quote_char='"')
             frame = frame.rename({c: c.split(":")[0] for c in frame.columns})  # RecBole's name:type headers
-    mapping = dict(columns or {})
+    # positions (item=0,title=1) name the frame's columns; names stay names
+    mapping = {
+        role: frame.columns[col] if isinstance(col, int) and col < frame.width else str(col)
+        for role, col in (columns or {}).items()
+    }
     lowered = {c.lower(): c for c in frame.columns}
     for role, aliases in ITEM_ALIASES.items():
         if role not in mapping:
@@ -408,13 +477,19 @@ def read_items(path: str | Path, columns: dict[str, str | int] | None = None) ->
             if hit is not None:
                 mapping[role] = hit
     if "item" not in mapping or "title" not in mapping:
-        raise RatingsFileError(path, f"cannot find the item id and title columns (columns: {frame.columns})",
-                               "Pass --item-columns item=<id column>,title=<title column>[,genres=<column>]")
+        raise RatingsFileError(
+            path,
+            f"cannot find the item id and title columns (columns: {frame.columns})",
+            "Pass --item-columns item=<id column>,title=<title column>[,genres=<column>]",
+        )
     out = frame.select(
         pl.col(mapping["item"]).cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False).alias("item_id"),
         pl.col(mapping["title"]).cast(pl.String).str.strip_chars().alias("title"),
-        (pl.col(mapping["genres"]).cast(pl.String).str.replace_all(" ", "|") if "genres" in mapping
-         else pl.lit(None, pl.String)).alias("genres"),
+        (
+            pl.col(mapping["genres"]).cast(pl.String).str.replace_all(" ", "|")
+            if "genres" in mapping
+            else pl.lit(None, pl.String)
+        ).alias("genres"),
     )
     bad = out.filter(pl.col("item_id").is_null()).height
     if bad:
@@ -435,8 +510,14 @@ def read_users(path: str | Path) -> pl.DataFrame:
     else:
         data = _read_bytes(path)
         if name == "u.user" or name.endswith(".user"):
-            frame = pl.read_csv(io.BytesIO(data), separator="|", has_header=False, new_columns=list(USER_FILE_COLUMNS),
-                                infer_schema=False, encoding="utf8-lossy")
+            frame = pl.read_csv(
+                io.BytesIO(data),
+                separator="|",
+                has_header=False,
+                new_columns=list(USER_FILE_COLUMNS),
+                infer_schema=False,
+                encoding="utf8-lossy",
+            )
             frame = frame.with_columns(pl.col("age").cast(pl.Float64, strict=False), pl.col("zip").str.slice(0, 1))
         else:
             sep = "\t" if name.endswith((".tsv", ".tab")) else ","
@@ -444,8 +525,11 @@ def read_users(path: str | Path) -> pl.DataFrame:
     lowered = {c.lower(): c for c in frame.columns}
     id_col = next((lowered[a] for a in ALIASES["user"] if a in lowered), None)
     if id_col is None:
-        raise RatingsFileError(path, f"has no user id column (columns: {frame.columns})",
-                               "Name it user_id (or userId), or use MovieLens u.user layout")
+        raise RatingsFileError(
+            path,
+            f"has no user id column (columns: {frame.columns})",
+            "Name it user_id (or userId), or use MovieLens u.user layout",
+        )
     frame = frame.rename({id_col: "user_id"}).with_columns(pl.col("user_id").cast(pl.Int64, strict=False))
     bad = frame.filter(pl.col("user_id").is_null()).height
     if bad:

@@ -1,4 +1,5 @@
 """Resolve the compute device once; everything after that is device-agnostic torch."""
+
 from __future__ import annotations
 
 import logging

@@ -4,6 +4,7 @@ Two models work together: a *rating model* (dot product or neural) predicts the 
 and is judged by RMSE/MAE; a *ranker* orders the published lists and is judged by NDCG@k and friends
 (exact definitions in ``recmodel.metrics``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,16 @@ from .train import fit_rater
 log = logging.getLogger(__name__)
 
 
-def ranking_report(ranker: Ranker, train: Ratings, test: Ratings, k: int, threshold: float, *, memory_mb: int = 512,
-                   device: torch.device | str = "cpu") -> dict[str, float]:
+def ranking_report(
+    ranker: Ranker,
+    train: Ratings,
+    test: Ratings,
+    k: int,
+    threshold: float,
+    *,
+    memory_mb: int = 512,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
     """Ranking metrics at ``k`` for every user with a train history (see ``recmodel.metrics``)."""
     users = np.unique(train.users)
     top = recommend(ranker, train, users, k, memory_mb=memory_mb, device=device)
@@ -40,15 +49,28 @@ def rating_report(pred: np.ndarray, test: Ratings) -> dict[str, float]:
 
 def baseline_reports(train: Ratings, test: Ratings, cfg: RunConfig) -> dict[str, dict[str, float]]:
     """The rating baselines every model is compared with: global mean and bias-only."""
-    bias = fit_bias_only(train.users, train.items, train.ratings.astype(np.float64), train.n_users, train.n_items,
-                         rating_range=(cfg.rating_min, cfg.rating_max))
-    return {"global_mean": rating_report(fit_global_mean(train.ratings).predict(test.users, test.items), test),
-            "bias_only": rating_report(bias.predict(test.users, test.items), test)}
+    bias = fit_bias_only(
+        train.users,
+        train.items,
+        train.ratings.astype(np.float64),
+        train.n_users,
+        train.n_items,
+        rating_range=(cfg.rating_min, cfg.rating_max),
+    )
+    return {
+        "global_mean": rating_report(fit_global_mean(train.ratings).predict(test.users, test.items), test),
+        "bias_only": rating_report(bias.predict(test.users, test.items), test),
+    }
 
 
-def compare(train: Ratings, test: Ratings, cfg: RunConfig, device: torch.device,
-            rating_models: tuple[str, ...] = ("dot", "neural"),
-            rankers: tuple[str, ...] = ("ials", "ease", "rating", "popularity")) -> dict[str, dict[str, Any]]:
+def compare(
+    train: Ratings,
+    test: Ratings,
+    cfg: RunConfig,
+    device: torch.device,
+    rating_models: tuple[str, ...] = ("dot", "neural"),
+    rankers: tuple[str, ...] = ("ials", "ease", "rating", "popularity"),
+) -> dict[str, dict[str, Any]]:
     """Every model and baseline on one split. ``"published"`` is what the nightly flow would publish:
     the configured ranker's lists with the configured rating model's scores."""
     k, threshold = cfg.metric_k, cfg.rank.relevance_threshold
@@ -57,8 +79,11 @@ def compare(train: Ratings, test: Ratings, cfg: RunConfig, device: torch.device,
         model, _ = fit_rater(train, cfg.train.model_copy(update={"rating_model": name}), device)
         out[name] = rating_report(model.predict(test.users, test.items), test)
         if "rating" in rankers:
-            out[name].update(ranking_report(model.as_ranker(), train, test, k, threshold,
-                                            memory_mb=cfg.score_memory_mb, device=device))
+            out[name].update(
+                ranking_report(
+                    model.as_ranker(), train, test, k, threshold, memory_mb=cfg.score_memory_mb, device=device
+                )
+            )
     chosen = cfg.rank.ranker
     for name in dict.fromkeys((*rankers, chosen)):
         if name == "rating":
@@ -70,7 +95,11 @@ def compare(train: Ratings, test: Ratings, cfg: RunConfig, device: torch.device,
         out[name] = ranking_report(ranker, train, test, k, threshold, memory_mb=cfg.score_memory_mb, device=device)
     ranked_by = cfg.train.rating_model if chosen == "rating" else chosen
     rated = out[cfg.train.rating_model]
-    out["published"] = {"ranker": chosen, "rating_model": cfg.train.rating_model,
-                        "rmse": rated["rmse"], "mae": rated["mae"],
-                        **{m: v for m, v in out[ranked_by].items() if m not in ("rmse", "mae")}}
+    out["published"] = {
+        "ranker": chosen,
+        "rating_model": cfg.train.rating_model,
+        "rmse": rated["rmse"],
+        "mae": rated["mae"],
+        **{m: v for m, v in out[ranked_by].items() if m not in ("rmse", "mae")},
+    }
     return out

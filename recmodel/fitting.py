@@ -3,6 +3,7 @@
 ``fit_night`` is what the nightly flow's training task runs; it reads the run's snapshot and writes
 both models to safetensors files, returning their paths and the validation metrics.
 """
+
 from __future__ import annotations
 
 import logging
@@ -57,14 +58,19 @@ class _Warm:
     iterations: int
 
 
-def _split(everything: Ratings, snapshot: Snapshot, cfg: RunConfig, device: torch.device,
-           previous: WarmSource | None) -> tuple[Ratings, Ratings, _Warm | None]:
+def _split(
+    everything: Ratings, snapshot: Snapshot, cfg: RunConfig, device: torch.device, previous: WarmSource | None
+) -> tuple[Ratings, Ratings, _Warm | None]:
     """Random validation split; with warm start, yesterday's models and the ratings ingested since
     (the old models never saw them, so the metrics stay honest)."""
     run_dir = Path(previous.run_dir) if previous else None
     if cfg.warm_start and previous and run_dir and (run_dir / "rater.safetensors").exists():
-        warm = _Warm(load_model(run_dir / "rater.safetensors", device).model,
-                     load_ranker(run_dir / "ranker.safetensors", device), cfg.warm_epochs, cfg.warm_rank_iterations)
+        warm = _Warm(
+            load_model(run_dir / "rater.safetensors", device).model,
+            load_ranker(run_dir / "ranker.safetensors", device),
+            cfg.warm_epochs,
+            cfg.warm_rank_iterations,
+        )
         is_new = snapshot.ingested_at() > previous.finished_at
         train, valid = everything.take(np.flatnonzero(~is_new)), everything.take(np.flatnonzero(is_new))
         log.info("warm start from run %s: %d new ratings are the validation part", previous.run_id, len(valid))
@@ -75,30 +81,50 @@ def _split(everything: Ratings, snapshot: Snapshot, cfg: RunConfig, device: torc
     return train, valid, None
 
 
-def _measure(train: Ratings, valid: Ratings, ranker: Ranker, result: FitResult, cfg: RunConfig,
-             device: torch.device) -> dict[str, Any]:
+def _measure(
+    train: Ratings, valid: Ratings, ranker: Ranker, result: FitResult, cfg: RunConfig, device: torch.device
+) -> dict[str, Any]:
     """Validation metrics of both models next to the rating baselines and popularity."""
     k, threshold = cfg.metric_k, cfg.rank.relevance_threshold
     final = result.final
     ranking = ranking_report(ranker, train, valid, k, threshold, memory_mb=cfg.score_memory_mb, device=device)
     baselines = baseline_reports(train, valid, cfg)
     popularity = fit_popularity(train.items, train.n_items, train.n_users, device)
-    models = {
+    models: dict[str, dict[str, Any]] = {
         cfg.train.rating_model: {"rmse": final.valid_rmse, "mae": final.valid_mae},
         **baselines,
         cfg.rank.ranker: ranking,
-        "popularity": ranking_report(popularity, train, valid, k, threshold, memory_mb=cfg.score_memory_mb,
-                                     device=device),
+        "popularity": ranking_report(
+            popularity, train, valid, k, threshold, memory_mb=cfg.score_memory_mb, device=device
+        ),
     }
-    log.info("validation: %s RMSE %.4f (bias-only %.4f, global mean %.4f); %s NDCG@%d %.4f (popularity %.4f)",
-             cfg.train.rating_model, final.valid_rmse, baselines["bias_only"]["rmse"], baselines["global_mean"]["rmse"],
-             cfg.rank.ranker, k, ranking[f"ndcg_at_{k}"], models["popularity"][f"ndcg_at_{k}"])
-    return {"valid_rmse": final.valid_rmse, "valid_mae": final.valid_mae, "train_mse": final.train_loss,
-            **{m: v for m, v in ranking.items() if m != "n_users"}, "models": models}
+    log.info(
+        "validation: %s RMSE %.4f (bias-only %.4f, global mean %.4f); %s NDCG@%d %.4f (popularity %.4f)",
+        cfg.train.rating_model,
+        final.valid_rmse,
+        baselines["bias_only"]["rmse"],
+        baselines["global_mean"]["rmse"],
+        cfg.rank.ranker,
+        k,
+        ranking[f"ndcg_at_{k}"],
+        models["popularity"][f"ndcg_at_{k}"],
+    )
+    return {
+        "valid_rmse": final.valid_rmse,
+        "valid_mae": final.valid_mae,
+        "train_mse": final.train_loss,
+        **{m: v for m, v in ranking.items() if m != "n_users"},
+        "models": models,
+    }
 
 
-def fit_night(snapshot: Snapshot, cfg: RunConfig, rater_path: str | Path, ranker_path: str | Path,
-              previous: WarmSource | None = None) -> FitOutcome:
+def fit_night(
+    snapshot: Snapshot,
+    cfg: RunConfig,
+    rater_path: str | Path,
+    ranker_path: str | Path,
+    previous: WarmSource | None = None,
+) -> FitOutcome:
     """Validation split -> fit and measure; then (``refit_on_all``) refit on every rating and save both models.
 
     ``previous`` is the last published run; with ``cfg.warm_start`` both models start from its files.
@@ -107,19 +133,34 @@ def fit_night(snapshot: Snapshot, cfg: RunConfig, rater_path: str | Path, ranker
     everything = snapshot.ratings()
     train, valid, warm = _split(everything, snapshot, cfg, device, previous)
     t0 = time.perf_counter()
-    rater, result = fit_rater(train, cfg.train, device, valid, init=warm.rater if warm else None,
-                              epochs=warm.epochs if warm else None)
+    rater, result = fit_rater(
+        train, cfg.train, device, valid, init=warm.rater if warm else None, epochs=warm.epochs if warm else None
+    )
     train_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ranker = fit_ranker(train, cfg.rank, device, cfg.train.seed, rater, init=warm.ranker if warm else None,
-                        iterations=warm.iterations if warm else None)
+    ranker = fit_ranker(
+        train,
+        cfg.rank,
+        device,
+        cfg.train.seed,
+        rater,
+        init=warm.ranker if warm else None,
+        iterations=warm.iterations if warm else None,
+    )
     metrics: dict[str, Any] = {
-        "rating_model": cfg.train.rating_model, "ranker": cfg.rank.ranker, "metric_k": cfg.metric_k,
-        "validation": "new-ratings" if warm else "random", "n_train": len(train), "n_valid": len(valid),
-        "train_seconds": round(train_seconds, 3), "rank_seconds": round(time.perf_counter() - t0, 3),
-        "ratings_per_second": round(len(train) * (warm.epochs if warm else cfg.train.for_model().epochs)
-                                    / max(train_seconds, 1e-9)),
-        "valid_rmse": None, "valid_mae": None,
+        "rating_model": cfg.train.rating_model,
+        "ranker": cfg.rank.ranker,
+        "metric_k": cfg.metric_k,
+        "validation": "new-ratings" if warm else "random",
+        "n_train": len(train),
+        "n_valid": len(valid),
+        "train_seconds": round(train_seconds, 3),
+        "rank_seconds": round(time.perf_counter() - t0, 3),
+        "ratings_per_second": round(
+            len(train) * (warm.epochs if warm else cfg.train.for_model().epochs) / max(train_seconds, 1e-9)
+        ),
+        "valid_rmse": None,
+        "valid_mae": None,
     }
     if len(valid):
         metrics.update(_measure(train, valid, ranker, result, cfg, device))
@@ -128,15 +169,34 @@ def fit_night(snapshot: Snapshot, cfg: RunConfig, rater_path: str | Path, ranker
                 # a large night: go on from the models just validated instead of starting over (the
                 # validation part is a fifth of the data; the rest is learnt already)
                 warm = _Warm(rater, ranker, cfg.warm_epochs, cfg.warm_rank_iterations)
-                log.info("refitting both models on all %d ratings, continuing from the validated ones (%d epochs, "
-                         "%d iALS passes)", len(everything), warm.epochs, warm.iterations)
+                log.info(
+                    "refitting both models on all %d ratings, continuing from the validated ones (%d epochs, "
+                    "%d iALS passes)",
+                    len(everything),
+                    warm.epochs,
+                    warm.iterations,
+                )
             else:
                 log.info("refitting both models on all %d ratings", len(everything))
-            rater, _ = fit_rater(everything, cfg.train, device, init=warm.rater if warm else None,
-                                 epochs=warm.epochs if warm else None)
-            ranker = fit_ranker(everything, cfg.rank, device, cfg.train.seed, rater, init=warm.ranker if warm else None,
-                                iterations=warm.iterations if warm else None)
-    save_model(rater_path, rater, snapshot.user_ids(), snapshot.item_ids(), cfg.train,
-               metadata={"valid_rmse": metrics["valid_rmse"]})
+            rater, _ = fit_rater(
+                everything, cfg.train, device, init=warm.rater if warm else None, epochs=warm.epochs if warm else None
+            )
+            ranker = fit_ranker(
+                everything,
+                cfg.rank,
+                device,
+                cfg.train.seed,
+                rater,
+                init=warm.ranker if warm else None,
+                iterations=warm.iterations if warm else None,
+            )
+    save_model(
+        rater_path,
+        rater,
+        snapshot.user_ids(),
+        snapshot.item_ids(),
+        cfg.train,
+        metadata={"valid_rmse": metrics["valid_rmse"]},
+    )
     save_ranker(ranker_path, ranker, metadata={"ranker": cfg.rank.ranker})
     return FitOutcome(str(rater_path), str(ranker_path), device.type, metrics, [vars(h) for h in result.history])

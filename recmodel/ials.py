@@ -10,12 +10,13 @@ by each row's count (Rendle et al. 2021, "Revisiting the performance of iALS"). 
 updates are replaced by ``cg_steps`` conjugate-gradient steps from the current factors, vectorised over
 all users (items) at once.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -23,8 +24,9 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int,
-        device: torch.device) -> torch.Tensor:
+def csr(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int, device: torch.device
+) -> torch.Tensor:
     """A torch CSR matrix from (row, col, value) triples (any order)."""
     order = np.lexsort((cols, rows))
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
@@ -32,13 +34,17 @@ def csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_c
     with warnings.catch_warnings():  # "sparse CSR support is in beta": we use two stable kernels only
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(
-            torch.from_numpy(indptr), torch.from_numpy(np.asarray(cols, np.int64)[order]),
-            torch.from_numpy(np.asarray(values, np.float32)[order]), (n_rows, n_cols), check_invariants=False,
+            torch.from_numpy(indptr),
+            torch.from_numpy(np.asarray(cols, np.int64)[order]),
+            torch.from_numpy(np.asarray(values, np.float32)[order]),
+            (n_rows, n_cols),
+            check_invariants=False,
         ).to(device)
 
 
-def _implicit_matvec(P: torch.Tensor, other: torch.Tensor, R: torch.Tensor, gram: torch.Tensor,
-                     reg: torch.Tensor) -> torch.Tensor:
+def _implicit_matvec(
+    P: torch.Tensor, other: torch.Tensor, R: torch.Tensor, gram: torch.Tensor, reg: torch.Tensor
+) -> torch.Tensor:
     """``A_u p_u`` for every row u at once, with ``A_u = sum_i w_ui y_i y_i^T + gram + reg_u I``.
 
     The sum is a sampled product then a sparse product: ``t_ui = w_ui (p_u . y_i)`` only where ``R``
@@ -47,13 +53,21 @@ def _implicit_matvec(P: torch.Tensor, other: torch.Tensor, R: torch.Tensor, gram
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         t = torch.sparse.sampled_addmm(R, P, other.T, beta=0.0)
-        t = torch.sparse_csr_tensor(R.crow_indices(), R.col_indices(), t.values() * R.values(), R.shape,
-                                    check_invariants=False)
+        t = torch.sparse_csr_tensor(
+            R.crow_indices(), R.col_indices(), t.values() * R.values(), R.shape, check_invariants=False
+        )
         return torch.sparse.mm(t, other) + P @ gram + reg[:, None] * P
 
 
-def solve_side(X: torch.Tensor, other: torch.Tensor, R: torch.Tensor, counts: torch.Tensor, reg: float,
-               unobserved_weight: float, cg_steps: int) -> torch.Tensor:
+def solve_side(
+    X: torch.Tensor,
+    other: torch.Tensor,
+    R: torch.Tensor,
+    counts: torch.Tensor,
+    reg: float,
+    unobserved_weight: float,
+    cg_steps: int,
+) -> torch.Tensor:
     """``cg_steps`` conjugate-gradient steps from the current X towards the exact least-squares update."""
     gram = unobserved_weight * (other.T @ other)
     reg_rows = reg * (counts + unobserved_weight * other.shape[0])  # frequency-scaled L2
@@ -63,8 +77,9 @@ def solve_side(X: torch.Tensor, other: torch.Tensor, R: torch.Tensor, counts: to
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         t = torch.sparse.sampled_addmm(R, x, other.T, beta=0.0)
-        t = torch.sparse_csr_tensor(R.crow_indices(), R.col_indices(), R.values() * (1.0 - t.values()), R.shape,
-                                    check_invariants=False)
+        t = torch.sparse_csr_tensor(
+            R.crow_indices(), R.col_indices(), R.values() * (1.0 - t.values()), R.shape, check_invariants=False
+        )
         r = torch.sparse.mm(t, other) - x @ gram - reg_rows[:, None] * x
     p = r.clone()
     rs = (r * r).sum(dim=1)
@@ -80,9 +95,19 @@ def solve_side(X: torch.Tensor, other: torch.Tensor, R: torch.Tensor, counts: to
 
 
 def fit_factors(
-    users: np.ndarray, items: np.ndarray, weights: np.ndarray, n_users: int, n_items: int, *,
-    factors: int = 128, reg: float = 0.025, unobserved_weight: float = 0.1, iterations: int = 10,
-    cg_steps: int = 3, seed: int = 42, device: torch.device | str = "cpu",
+    users: np.ndarray,
+    items: np.ndarray,
+    weights: np.ndarray,
+    n_users: int,
+    n_items: int,
+    *,
+    factors: int = 128,
+    reg: float = 0.025,
+    unobserved_weight: float = 0.1,
+    iterations: int = 10,
+    cg_steps: int = 3,
+    seed: int = 42,
+    device: torch.device | str = "cpu",
     on_iteration: Callable[[int, float], None] | None = None,
     init: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,8 +124,9 @@ def fit_factors(
         nu, ni = min(n_users, init[0].shape[0]), min(n_items, init[1].shape[0])
         X[:nu], Y[:ni] = init[0][:nu].to(device), init[1][:ni].to(device)
     elif init is not None:
-        log.info("iALS warm start: yesterday's factors have %d columns, not %d; starting fresh", init[0].shape[1],
-                 factors)
+        log.info(
+            "iALS warm start: yesterday's factors have %d columns, not %d; starting fresh", init[0].shape[1], factors
+        )
     users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
     R = csr(users, items, weights, n_users, n_items, device)
     R_t = csr(items, users, weights, n_items, n_users, device)
@@ -112,10 +138,21 @@ def fit_factors(
         Y = solve_side(Y, X, R_t, n_i, reg, unobserved_weight, cg_steps)
         elapsed = time.perf_counter() - t0
         if len(users) >= 1_000_000:  # a long fit says how far it is (the UI shows these lines)
-            log.info("iALS pass %d/%d over %d interactions (%.0f interactions/s, ETA %.0fs)", it, iterations,
-                     len(users), it * len(users) / elapsed, elapsed / it * (iterations - it))
+            log.info(
+                "iALS pass %d/%d over %d interactions (%.0f interactions/s, ETA %.0fs)",
+                it,
+                iterations,
+                len(users),
+                it * len(users) / elapsed,
+                elapsed / it * (iterations - it),
+            )
         if on_iteration is not None:
             on_iteration(it, elapsed)
-    log.info("iALS: %d factors, %d iterations over %d interactions in %.2fs", factors, iterations, len(users),
-             time.perf_counter() - t0)
+    log.info(
+        "iALS: %d factors, %d iterations over %d interactions in %.2fs",
+        factors,
+        iterations,
+        len(users),
+        time.perf_counter() - t0,
+    )
     return X, Y

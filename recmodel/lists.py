@@ -4,15 +4,16 @@ Lists are ordered by the ranker; ``score`` is the rating model's predicted ratin
 Shards are independent (a user's list depends on that user's ratings and the two models only), so any
 split of the users gives the same table.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -86,13 +87,23 @@ def _progress(lo: int, hi: int, on_block: Callable[[], None] | None) -> Callable
         rate = done / max(time.perf_counter() - t0, 1e-9)
         if tty:
             bar = "#" * int(30 * done / total)
-            sys.stderr.write(f"\rscoring [{bar:<30}] {done:,}/{total:,} users, {rate:,.0f}/s, "
-                             f"ETA {(total - done) / max(rate, 1e-9):.0f}s" + ("\n" if done == total else ""))
+            sys.stderr.write(
+                f"\rscoring [{bar:<30}] {done:,}/{total:,} users, {rate:,.0f}/s, "
+                f"ETA {(total - done) / max(rate, 1e-9):.0f}s" + ("\n" if done == total else "")
+            )
             sys.stderr.flush()
         if time.perf_counter() - last[0] > 5 or done == total:
             last[0] = time.perf_counter()
-            log.info("users %d-%d: scored %d/%d (%.0f%%, %.0f users/s, ETA %.0fs)", lo, hi - 1, done, total,
-                     100 * done / total, rate, (total - done) / max(rate, 1e-9))
+            log.info(
+                "users %d-%d: scored %d/%d (%.0f%%, %.0f users/s, ETA %.0fs)",
+                lo,
+                hi - 1,
+                done,
+                total,
+                100 * done / total,
+                rate,
+                (total - done) / max(rate, 1e-9),
+            )
 
     return progress
 
@@ -102,9 +113,19 @@ def rare_items(snapshot: Snapshot, min_item_ratings: int) -> np.ndarray:
     return np.flatnonzero(snapshot.item_counts() < min_item_ratings)
 
 
-def shard_lists(rater_path: str, ranker_path: str, snapshot: Snapshot, top_n: int, out_dir: str, lo: int, hi: int,
-                memory_mb: int = 512, device: str = "auto", min_item_ratings: int = 1,
-                on_block: Callable[[], None] | None = None) -> ShardLists:
+def shard_lists(
+    rater_path: str,
+    ranker_path: str,
+    snapshot: Snapshot,
+    top_n: int,
+    out_dir: str,
+    lo: int,
+    hi: int,
+    memory_mb: int = 512,
+    device: str = "auto",
+    min_item_ratings: int = 1,
+    on_block: Callable[[], None] | None = None,
+) -> ShardLists:
     """Lists for the users with ratings whose index is in ``[lo, hi)``, written to ``out_dir/part-<lo>.parquet``."""
     dev = resolve_device(device)
     saved = load_model(rater_path, dev)
@@ -117,27 +138,46 @@ def shard_lists(rater_path: str, ranker_path: str, snapshot: Snapshot, top_n: in
     rare = rare_items(snapshot, min_item_ratings)
     if rare.size and lo == 0:
         log.info("%d items with fewer than %d ratings are not recommended", rare.size, min_item_ratings)
-    top = recommend(ranker, part, users, top_n, memory_mb=memory_mb, device=dev, progress=_progress(lo, hi, on_block),
-                    exclude_items=rare)
+    top = recommend(
+        ranker,
+        part,
+        users,
+        top_n,
+        memory_mb=memory_mb,
+        device=dev,
+        progress=_progress(lo, hi, on_block),
+        exclude_items=rare,
+    )
     keep = top.items >= 0
     rows, ranks = np.nonzero(keep)
     user_idx, item_idx = top.users[rows], top.items[keep]
-    frame = pl.DataFrame({
-        "user_id": saved.user_ids[user_idx],
-        "rank": (ranks + 1).astype(np.int32),
-        "item_id": saved.item_ids[item_idx],
-        "score": saved.model.predict(user_idx, item_idx),
-        "source": "model",
-    })
+    frame = pl.DataFrame(
+        {
+            "user_id": saved.user_ids[user_idx],
+            "rank": (ranks + 1).astype(np.int32),
+            "item_id": saved.item_ids[item_idx],
+            "score": saved.model.predict(user_idx, item_idx),
+            "source": "model",
+        }
+    )
     out = Path(out_dir) / f"part-{lo:010d}.parquet"
     write_atomic(frame, out)
     short = int((keep.sum(axis=1) < top_n).sum())
     return ShardLists(str(out), frame.height, int(users.size), short, round(time.perf_counter() - t0, 3))
 
 
-def extra_lists(rater_path: str, ranker_path: str, snapshot: Snapshot, top_n: int, out_dir: str, memory_mb: int = 512,
-                device: str = "auto", similar_n: int = 10, cold_start: str = "metadata",
-                min_item_ratings: int = 1) -> ExtraLists:
+def extra_lists(
+    rater_path: str,
+    ranker_path: str,
+    snapshot: Snapshot,
+    top_n: int,
+    out_dir: str,
+    memory_mb: int = 512,
+    device: str = "auto",
+    similar_n: int = 10,
+    cold_start: str = "metadata",
+    min_item_ratings: int = 1,
+) -> ExtraLists:
     """Cold-start users' lists (``out_dir/cold.parquet``) and each item's ``similar_n`` nearest items by cosine
     on the ranker's item factors, or the rating model's item embeddings for other rankers (``similar.parquet``
     beside ``out_dir``)."""
@@ -145,23 +185,36 @@ def extra_lists(rater_path: str, ranker_path: str, snapshot: Snapshot, top_n: in
     saved = load_model(rater_path, dev)
     ranker = load_ranker(ranker_path, dev)
     seen = snapshot.ratings()
-    cold, _ = cold_start_lists(cold_start, snapshot.user_features(), saved.model, ranker, seen, saved.user_ids,
-                               saved.item_ids, top_n, exclude_items=rare_items(snapshot, min_item_ratings))
+    cold, _ = cold_start_lists(
+        cold_start,
+        snapshot.user_features(),
+        saved.model,
+        ranker,
+        seen,
+        saved.user_ids,
+        saved.item_ids,
+        top_n,
+        exclude_items=rare_items(snapshot, min_item_ratings),
+    )
     out = Path(out_dir)
     if cold.height:
         write_atomic(cold, out / "cold.parquet")
     vectors = ranker.item_vectors()
-    near = similar_items(vectors if vectors is not None else saved.model.item_vectors(), similar_n,
-                         memory_mb=memory_mb)
+    near = similar_items(vectors if vectors is not None else saved.model.item_vectors(), similar_n, memory_mb=memory_mb)
     has = near.items >= 0
     rows, ranks = np.nonzero(has)
     similar_path = out.parent / "similar.parquet"
-    write_atomic(pl.DataFrame({
-        "item_id": saved.item_ids[near.users[rows]],
-        "rank": (ranks + 1).astype(np.int32),
-        "similar_item_id": saved.item_ids[near.items[has]],
-        "similarity": near.scores[has].astype(np.float64),
-    }), similar_path)
+    write_atomic(
+        pl.DataFrame(
+            {
+                "item_id": saved.item_ids[near.users[rows]],
+                "rank": (ranks + 1).astype(np.int32),
+                "similar_item_id": saved.item_ids[near.items[has]],
+                "similarity": near.scores[has].astype(np.float64),
+            }
+        ),
+        similar_path,
+    )
     return ExtraLists(str(similar_path), cold.height, int(cold["user_id"].n_unique()) if cold.height else 0)
 
 
@@ -170,6 +223,12 @@ def combine(out_dir: str, shards: list[ShardLists], extras: ExtraLists, top_n: i
     short = sum(s.users_short for s in shards)
     if short:
         log.info("%d users have fewer than %d unseen items and get shorter lists", short, top_n)
-    return RunLists(str(Path(out_dir) / "*.parquet"), extras.similar_path,
-                    sum(s.n_rows for s in shards) + extras.n_rows, extras.cold_users, sum(s.n_users for s in shards),
-                    short, round(max(s.seconds for s in shards), 3))
+    return RunLists(
+        str(Path(out_dir) / "*.parquet"),
+        extras.similar_path,
+        sum(s.n_rows for s in shards) + extras.n_rows,
+        extras.cold_users,
+        sum(s.n_users for s in shards),
+        short,
+        round(max(s.seconds for s in shards), 3),
+    )

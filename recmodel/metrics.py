@@ -19,6 +19,7 @@ Per user, with ``hit_r = 1`` when the item at rank ``r`` (1-based) is relevant a
 * ``coverage@k  = |distinct items in all top-k lists| / n_items`` over all users scored (a catalog
   metric, not averaged per user).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,9 @@ def mae(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(np.abs(err))) if err.size else float("nan")
 
 
-def ranking_metrics(top: np.ndarray, relevant_users: np.ndarray, relevant_items: np.ndarray, k: int,
-                    n_items: int) -> dict[str, float]:
+def ranking_metrics(
+    top: np.ndarray, relevant_users: np.ndarray, relevant_items: np.ndarray, k: int, n_items: int
+) -> dict[str, float]:
     """All ranking metrics at cut-off ``k``.
 
     ``top`` is ``(n_users, >=k)`` item indices per user row (``-1`` = empty slot); ``relevant_users`` /
@@ -63,8 +65,15 @@ def ranking_metrics(top: np.ndarray, relevant_users: np.ndarray, relevant_items:
     covered = np.unique(top[top >= 0]).size
     if not users.any():
         nan = float("nan")
-        return {f"precision_at_{k}": nan, f"recall_at_{k}": nan, f"ndcg_at_{k}": nan, f"map_at_{k}": nan,
-                f"hit_rate_at_{k}": nan, f"coverage_at_{k}": covered / n_items, "n_users": 0}
+        return {
+            f"precision_at_{k}": nan,
+            f"recall_at_{k}": nan,
+            f"ndcg_at_{k}": nan,
+            f"map_at_{k}": nan,
+            f"hit_rate_at_{k}": nan,
+            f"coverage_at_{k}": covered / n_items,
+            "n_users": 0,
+        }
     return {
         f"precision_at_{k}": float(np.mean(hits[users] / k)),
         f"recall_at_{k}": float(np.mean(hits[users] / rel_count[users])),

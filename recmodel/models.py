@@ -3,9 +3,11 @@
 Both models follow one protocol (``Rater``): the trainer fits them, ``predict`` writes the published
 ``score`` (float64, independent of batching), ``as_ranker`` ranks every item by predicted rating.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Protocol
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -29,8 +31,9 @@ def check_indices(name: str, idx: np.ndarray, n: int) -> np.ndarray:
     """Indices as int64, refused (not wrapped around, as numpy would) when outside ``[0, n)``."""
     idx = np.asarray(idx, dtype=np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise ValueError(f"{name} indices must lie in [0, {n}) (got {idx.min()}..{idx.max()}): an id the model was "
-                         "not trained on?")
+        raise ValueError(
+            f"{name} indices must lie in [0, {n}) (got {idx.min()}..{idx.max()}): an id the model was not trained on?"
+        )
     return idx
 
 
@@ -51,6 +54,8 @@ class Rater(Protocol):
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray: ...
 
+    def predict_for(self, user_vec: np.ndarray, user_bias: np.ndarray, items: np.ndarray) -> np.ndarray: ...
+
     def as_ranker(self) -> Ranker: ...
 
     def item_vectors(self) -> torch.Tensor: ...
@@ -65,8 +70,14 @@ class DotProductBias(nn.Module):
 
     kind: ClassVar[str] = "dot"
 
-    def __init__(self, n_users: int, n_items: int, n_factors: int, y_range: tuple[float, float] = (0.0, 5.5),
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        n_factors: int,
+        y_range: tuple[float, float] = (0.0, 5.5),
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.y_range = (float(y_range[0]), float(y_range[1]))
         self.user_emb = nn.Embedding(n_users, n_factors)
@@ -79,13 +90,18 @@ class DotProductBias(nn.Module):
                 emb.weight.normal_(0.0, 0.01, generator=generator)
 
     @classmethod
-    def build(cls, n_users: int, n_items: int, cfg: TrainConfig,
-              generator: torch.Generator | None = None) -> "DotProductBias":
+    def build(
+        cls, n_users: int, n_items: int, cfg: TrainConfig, generator: torch.Generator | None = None
+    ) -> DotProductBias:
         return cls(n_users, n_items, cfg.n_factors, cfg.y_range, generator)
 
     def logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return dot_logits(self.user_emb(users), self.user_bias(users).squeeze(1), self.item_emb(items),
-                          self.item_bias(items).squeeze(1))
+        return dot_logits(
+            self.user_emb(users),
+            self.user_bias(users).squeeze(1),
+            self.item_emb(items),
+            self.item_bias(items).squeeze(1),
+        )
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return sigmoid_range(self.logits(users, items), *self.y_range)
@@ -107,8 +123,10 @@ class DotProductBias(nn.Module):
         return sigmoid_range(logits, *self.y_range)
 
     def _numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return tuple(m.weight.detach().cpu().double().numpy() for m in  # type: ignore[return-value]
-                     (self.user_emb, self.user_bias, self.item_emb, self.item_bias))
+        return tuple(
+            m.weight.detach().cpu().double().numpy()
+            for m in (self.user_emb, self.user_bias, self.item_emb, self.item_bias)  # type: ignore[return-value]
+        )
 
     def predict(self, users: np.ndarray, items: np.ndarray, batch: int = 1 << 20) -> np.ndarray:
         """Predicted ratings, in float64 numpy one row at a time: a pair's score then does not depend on
@@ -118,21 +136,23 @@ class DotProductBias(nn.Module):
         users = check_indices("user", users, U.shape[0])
         return self._predict(lambda s, e: (U[users[s:e]], bu[users[s:e], 0]), items, batch)
 
-    def predict_for(self, user_vec: np.ndarray, user_bias: np.ndarray, items: np.ndarray,
-                    batch: int = 1 << 20) -> np.ndarray:
+    def predict_for(
+        self, user_vec: np.ndarray, user_bias: np.ndarray, items: np.ndarray, batch: int = 1 << 20
+    ) -> np.ndarray:
         """Predicted ratings of made-up users (cold start): one embedding and bias per pair."""
         user_vec, user_bias = np.asarray(user_vec, np.float64), np.asarray(user_bias, np.float64)
         return self._predict(lambda s, e: (user_vec[s:e], user_bias[s:e]), items, batch)
 
-    def _predict(self, user_rows: Callable[[int, int], tuple[np.ndarray, np.ndarray]], items: np.ndarray,
-                 batch: int) -> np.ndarray:
+    def _predict(
+        self, user_rows: Callable[[int, int], tuple[np.ndarray, np.ndarray]], items: np.ndarray, batch: int
+    ) -> np.ndarray:
         _, _, V, bi = self._numpy()
         items = check_indices("item", items, V.shape[0])
         out = np.empty(items.size, dtype=np.float64)
         for s in range(0, items.size, batch):  # bounded memory: a batch of rows at a time
             u, bu = user_rows(s, s + batch)
-            i = items[s:s + batch]
-            out[s:s + batch] = sigmoid_range_np(dot_logits(u, bu, V[i], bi[i, 0]), *self.y_range)
+            i = items[s : s + batch]
+            out[s : s + batch] = sigmoid_range_np(dot_logits(u, bu, V[i], bi[i, 0]), *self.y_range)
         return out
 
     def as_ranker(self) -> Ranker:
@@ -166,8 +186,14 @@ class EmbeddingNN(nn.Module):
 
     kind: ClassVar[str] = "neural"
 
-    def __init__(self, n_users: int, n_items: int, y_range: tuple[float, float] = (0.0, 5.5), n_hidden: int = 100,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        y_range: tuple[float, float] = (0.0, 5.5),
+        n_hidden: int = 100,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.y_range = (float(y_range[0]), float(y_range[1]))
         self.user_emb = nn.Embedding(n_users, emb_sz_rule(n_users))
@@ -179,8 +205,9 @@ class EmbeddingNN(nn.Module):
         self.out = nn.Linear(n_hidden, 1)
 
     @classmethod
-    def build(cls, n_users: int, n_items: int, cfg: TrainConfig,
-              generator: torch.Generator | None = None) -> "EmbeddingNN":
+    def build(
+        cls, n_users: int, n_items: int, cfg: TrainConfig, generator: torch.Generator | None = None
+    ) -> EmbeddingNN:
         return cls(n_users, n_items, cfg.y_range, cfg.nn_hidden, generator)
 
     def logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -206,8 +233,13 @@ class EmbeddingNN(nn.Module):
         items = check_indices("item", items, self.item_emb.num_embeddings)
         device = next(self.parameters()).device
         self.eval()
-        out = [self(torch.as_tensor(users[s:s + batch], device=device), torch.as_tensor(items[s:s + batch], device=device))
-               .cpu() for s in range(0, len(users), batch)]
+        out = [
+            self(
+                torch.as_tensor(users[s : s + batch], device=device),
+                torch.as_tensor(items[s : s + batch], device=device),
+            ).cpu()
+            for s in range(0, len(users), batch)
+        ]
         return torch.cat(out).double().numpy() if out else np.empty(0)
 
     def as_ranker(self) -> Ranker:
@@ -217,11 +249,29 @@ class EmbeddingNN(nn.Module):
     def item_vectors(self) -> torch.Tensor:
         return self.item_emb.weight.detach()
 
+    @torch.no_grad()
+    def predict_for(
+        self, user_vec: np.ndarray, user_bias: np.ndarray, items: np.ndarray, batch: int = 1 << 20
+    ) -> np.ndarray:
+        """Predicted ratings of made-up users (cold start): one embedding per pair (the MLP has no user bias,
+        so ``user_bias`` is ignored)."""
+        items = check_indices("item", items, self.item_emb.num_embeddings)
+        device = next(self.parameters()).device
+        self.eval()
+        out = []
+        for s in range(0, items.size, batch):
+            u = torch.as_tensor(np.asarray(user_vec[s : s + batch]), dtype=torch.float32, device=device)
+            x = torch.cat([u, self.item_emb(torch.as_tensor(items[s : s + batch], device=device))], dim=1)
+            out.append(sigmoid_range(self.out(torch.relu(self.hidden(x))).squeeze(1), *self.y_range).cpu())
+        return torch.cat(out).double().numpy() if out else np.empty(0)
+
     def item_biases(self) -> np.ndarray | None:
         return None  # an MLP has no per-item bias to show
 
     def user_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        return None  # no user space a cold-start guess could live in
+        """Each user's embedding (and a zero bias: the MLP has none)."""
+        emb = self.user_emb.weight.detach().cpu()
+        return emb, torch.zeros(emb.shape[0])
 
 
 RATERS: dict[str, type[DotProductBias] | type[EmbeddingNN]] = {"dot": DotProductBias, "neural": EmbeddingNN}

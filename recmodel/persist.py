@@ -1,4 +1,5 @@
 """Model files: safetensors weights + raw-id mappings + JSON config. Loading never executes code."""
+
 from __future__ import annotations
 
 import json
@@ -44,12 +45,20 @@ def _read(path: Path, expected: str, device: torch.device | str) -> tuple[dict[s
     with safe_open(str(path), framework="pt", device=str(device)) as f:
         meta = f.metadata() or {}
         if meta.get("format") != expected:
-            raise ValueError(f"{path} is not a collabflow model file (format {meta.get('format')!r}, expected {expected!r})")
+            raise ValueError(
+                f"{path} is not a collabflow model file (format {meta.get('format')!r}, expected {expected!r})"
+            )
         return {k: f.get_tensor(k) for k in f.keys()}, meta
 
 
-def save_model(path: str | Path, model: RatingModule, user_ids: np.ndarray, item_ids: np.ndarray,
-               config: TrainConfig, metadata: dict[str, Any] | None = None) -> Path:
+def save_model(
+    path: str | Path,
+    model: RatingModule,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    config: TrainConfig,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
     """Write atomically (temp file + rename), so a crash never leaves a half-written model."""
     if len(user_ids) != model.user_emb.num_embeddings or len(item_ids) != model.item_emb.num_embeddings:
         raise ValueError("id mappings must have one raw id per user and item row of the model")

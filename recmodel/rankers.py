@@ -8,11 +8,13 @@ too, through ``Rater.as_ranker`` (a ``FactorRanker`` or a ``NeuralRanker``).
 Interactions are weighted by rating: a rating >= ``relevance_threshold`` counts 1, a lower rating
 ``low_rating_weight`` (the user did pick the item, but liked it less).
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -78,7 +80,7 @@ class FactorRanker:
         return {"user_factors": self.user_factors, "item_factors": self.item_factors}
 
     @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor]) -> "FactorRanker":
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> FactorRanker:
         return cls(t["user_factors"], t["item_factors"])
 
 
@@ -106,13 +108,18 @@ class EaseRanker:
         return None
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"B": self.B, "seen_indptr": torch.from_numpy(self.seen_indptr),
-                "seen_indices": torch.from_numpy(self.seen_indices), "seen_weights": torch.from_numpy(self.seen_weights)}
+        return {
+            "B": self.B,
+            "seen_indptr": torch.from_numpy(self.seen_indptr),
+            "seen_indices": torch.from_numpy(self.seen_indices),
+            "seen_weights": torch.from_numpy(self.seen_weights),
+        }
 
     @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor]) -> "EaseRanker":
-        return cls(t["B"], t["seen_indptr"].cpu().numpy(), t["seen_indices"].cpu().numpy(),
-                   t["seen_weights"].cpu().numpy())
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> EaseRanker:
+        return cls(
+            t["B"], t["seen_indptr"].cpu().numpy(), t["seen_indices"].cpu().numpy(), t["seen_weights"].cpu().numpy()
+        )
 
 
 @dataclass
@@ -140,7 +147,7 @@ class PopularityRanker:
         return {"counts": self.counts, "n_users": torch.tensor(self.n_users)}
 
     @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor]) -> "PopularityRanker":
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> PopularityRanker:
         return cls(t["counts"], int(t["n_users"]) if "n_users" in t else 0)  # files before 0.2 had no n_users
 
 
@@ -172,11 +179,15 @@ class NeuralRanker:
         return None
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"user_part": self.user_part, "item_part": self.item_part, "out_weight": self.out_weight,
-                "out_bias": self.out_bias}
+        return {
+            "user_part": self.user_part,
+            "item_part": self.item_part,
+            "out_weight": self.out_weight,
+            "out_bias": self.out_bias,
+        }
 
     @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor]) -> "NeuralRanker":
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> NeuralRanker:
         return cls(t["user_part"], t["item_part"], t["out_weight"], t["out_bias"])
 
 
@@ -188,19 +199,24 @@ RANKER_KINDS: dict[str, type[FactorRanker] | type[EaseRanker] | type[PopularityR
 def ranker_from_tensors(kind: str, tensors: dict[str, torch.Tensor]) -> Ranker:
     """Rebuild a saved ranker; an unknown kind is an error, never a fallback."""
     if kind not in RANKER_KINDS:
-        raise ValueError(f"unknown ranker kind {kind!r} (known: {', '.join(RANKER_KINDS)}); the model file was "
-                         "written by a newer collabflow or is damaged")
+        raise ValueError(
+            f"unknown ranker kind {kind!r} (known: {', '.join(RANKER_KINDS)}); the model file was "
+            "written by a newer collabflow or is damaged"
+        )
     return RANKER_KINDS[kind].from_tensors(tensors)
 
 
 # ---------------------------------------------------------------- fitting
+
 
 def interaction_weights(ratings: np.ndarray, relevance_threshold: float, low_rating_weight: float) -> np.ndarray:
     """1 for ratings >= ``relevance_threshold``, ``low_rating_weight`` below it."""
     return np.where(np.asarray(ratings) >= relevance_threshold, 1.0, low_rating_weight).astype(np.float32)
 
 
-def dense_rows(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, rows: np.ndarray, n_cols: int) -> torch.Tensor:
+def dense_rows(
+    indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, rows: np.ndarray, n_cols: int
+) -> torch.Tensor:
     """Rows of a CSR matrix as a dense float32 tensor (b, n_cols)."""
     block_row, pos = csr_positions(indptr, rows)
     X = torch.zeros(rows.size, n_cols)
@@ -211,8 +227,17 @@ def dense_rows(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, rows
 EASE_MAX_ITEMS = 20_000  # one dense n_items^2 inverse: 20k items = 3.2 GB in float64
 
 
-def fit_ease(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n_users: int, n_items: int, *,
-             lam: float = 400.0, device: torch.device | str = "cpu", max_items: int = EASE_MAX_ITEMS) -> EaseRanker:
+def fit_ease(
+    users: np.ndarray,
+    items: np.ndarray,
+    weights: np.ndarray,
+    n_users: int,
+    n_items: int,
+    *,
+    lam: float = 400.0,
+    device: torch.device | str = "cpu",
+    max_items: int = EASE_MAX_ITEMS,
+) -> EaseRanker:
     """``B = I - P diag(1/diag(P))``, ``P = (X^T X + lam I)^-1``: one dense n_items^2 inverse, so only for
     catalogs up to ``max_items``."""
     if n_items > max_items:
@@ -235,7 +260,9 @@ def fit_ease(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n_users:
     return EaseRanker(B.float(), indptr, items, weights)
 
 
-def fit_popularity(items: np.ndarray, n_items: int, n_users: int, device: torch.device | str = "cpu") -> PopularityRanker:
+def fit_popularity(
+    items: np.ndarray, n_items: int, n_users: int, device: torch.device | str = "cpu"
+) -> PopularityRanker:
     counts = np.bincount(items, minlength=n_items).astype(np.float32)
     return PopularityRanker(torch.as_tensor(counts, device=device), n_users)
 
@@ -248,7 +275,7 @@ class FitRequest:
     cfg: RankConfig
     device: torch.device
     seed: int
-    rater: "Rater | None" = None
+    rater: Rater | None = None
     init: Ranker | None = None
     iterations: int | None = None
 
@@ -259,10 +286,21 @@ class FitRequest:
 def _fit_ials(req: FitRequest) -> Ranker:
     cfg, t = req.cfg, req.train
     init = req.init.factors() if req.init is not None and req.init.personal else None
-    U, V = ials.fit_factors(t.users, t.items, req.weights(), t.n_users, t.n_items, factors=cfg.rank_factors,
-                            reg=cfg.rank_reg, unobserved_weight=cfg.rank_unobserved_weight,
-                            iterations=req.iterations or cfg.rank_iterations, cg_steps=cfg.rank_cg_steps,
-                            seed=req.seed, device=req.device, init=init)
+    U, V = ials.fit_factors(
+        t.users,
+        t.items,
+        req.weights(),
+        t.n_users,
+        t.n_items,
+        factors=cfg.rank_factors,
+        reg=cfg.rank_reg,
+        unobserved_weight=cfg.rank_unobserved_weight,
+        iterations=req.iterations or cfg.rank_iterations,
+        cg_steps=cfg.rank_cg_steps,
+        seed=req.seed,
+        device=req.device,
+        init=init,
+    )
     return FactorRanker(U, V)
 
 
@@ -284,12 +322,22 @@ def _rank_by_rating(req: FitRequest) -> Ranker:
 
 
 FITTERS: dict[str, Callable[[FitRequest], Ranker]] = {
-    "ials": _fit_ials, "ease": _fit_ease, "popularity": _fit_popularity, "rating": _rank_by_rating,
+    "ials": _fit_ials,
+    "ease": _fit_ease,
+    "popularity": _fit_popularity,
+    "rating": _rank_by_rating,
 }
 
 
-def fit_ranker(train: Ratings, cfg: RankConfig, device: torch.device, seed: int, rater: "Rater | None" = None,
-               init: Ranker | None = None, iterations: int | None = None) -> Ranker:
+def fit_ranker(
+    train: Ratings,
+    cfg: RankConfig,
+    device: torch.device,
+    seed: int,
+    rater: Rater | None = None,
+    init: Ranker | None = None,
+    iterations: int | None = None,
+) -> Ranker:
     """Fit the configured ranker on the training interactions (iALS warm-starts from ``init``)."""
     if cfg.ranker not in FITTERS:
         raise ValueError(f"unknown ranker {cfg.ranker!r}; choose one of {', '.join(FITTERS)}")

@@ -1,4 +1,5 @@
 """Ratings by contiguous index: the one in-memory form every model trains and is measured on."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ class Ratings:
     def __len__(self) -> int:
         return int(self.users.size)
 
-    def take(self, idx: np.ndarray) -> "Ratings":
-        return Ratings(self.users[idx], self.items[idx], self.ratings[idx], self.timestamps[idx], self.n_users,
-                       self.n_items)
+    def take(self, idx: np.ndarray) -> Ratings:
+        return Ratings(
+            self.users[idx], self.items[idx], self.ratings[idx], self.timestamps[idx], self.n_users, self.n_items
+        )
 
     def seen(self) -> tuple[np.ndarray, np.ndarray]:
         """Each user's rated items as CSR ``(indptr, indices)``."""
@@ -40,8 +42,14 @@ def index_frames(*frames: pl.DataFrame) -> tuple[list[Ratings], np.ndarray, np.n
     user_ids = np.unique(np.concatenate([f["user_id"].to_numpy() for f in frames]))
     item_ids = np.unique(np.concatenate([f["item_id"].to_numpy() for f in frames]))
     out = [
-        Ratings(np.searchsorted(user_ids, f["user_id"].to_numpy()), np.searchsorted(item_ids, f["item_id"].to_numpy()),
-                f["rating"].to_numpy().astype(np.float32), f["timestamp"].to_numpy(), len(user_ids), len(item_ids))
+        Ratings(
+            np.searchsorted(user_ids, f["user_id"].to_numpy()),
+            np.searchsorted(item_ids, f["item_id"].to_numpy()),
+            f["rating"].to_numpy().astype(np.float32),
+            f["timestamp"].to_numpy(),
+            len(user_ids),
+            len(item_ids),
+        )
         for f in frames
     ]
     return out, user_ids, item_ids

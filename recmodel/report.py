@@ -4,10 +4,12 @@ Sections: training curve, models next to baselines, item biases and principal co
 factors (fastbook's interpretation), the PCA map with a few titles, predicted scores, and what the
 lists recommend (coverage and popularity).
 """
+
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -19,6 +21,7 @@ import torch  # noqa: E402
 
 from .persist import load_model, load_ranker  # noqa: E402
 from .snapshot import Snapshot  # noqa: E402
+
 
 def metric_columns(k: int) -> tuple[str, ...]:
     return ("rmse", "mae", f"ndcg_at_{k}", f"precision_at_{k}", f"recall_at_{k}", f"coverage_at_{k}")
@@ -35,6 +38,12 @@ def _name(item_id: int, titles: dict[int, str]) -> str:
     return f"{title} ({item_id})" if title else f"item {item_id}"
 
 
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def item_pca(item_factors: torch.Tensor, n_components: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """``(coordinates, explained variance ratio)`` of the centred item factors (fastbook's ``pca``)."""
     x = item_factors.detach().double().cpu()
@@ -44,16 +53,30 @@ def item_pca(item_factors: torch.Tensor, n_components: int = 3) -> tuple[np.ndar
     return (u[:, :k] * s[:k]).numpy(), (s[:k] ** 2 / (s**2).sum()).numpy()
 
 
-def write_report(out_dir: str | Path, *, run_id: str, metrics: dict, history: list[dict], item_ids: np.ndarray,
-                 item_factors: torch.Tensor, item_bias: np.ndarray | None, item_counts: np.ndarray,
-                 recommendations: pl.DataFrame, titles: dict[int, str], n_users: int) -> Path:
+def write_report(
+    out_dir: str | Path,
+    *,
+    run_id: str,
+    metrics: dict,
+    history: list[dict],
+    item_ids: np.ndarray,
+    item_factors: torch.Tensor,
+    item_bias: np.ndarray | None,
+    item_counts: np.ndarray,
+    recommendations: pl.DataFrame,
+    titles: dict[int, str],
+    n_users: int,
+) -> Path:
     """Write ``report.md`` and its PNGs into ``out_dir``; returns the Markdown file's path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# collabflow run {run_id}", ""]
-    lines += [f"{n_users} users, {len(item_ids)} items; rating model `{metrics.get('rating_model')}`, ranker "
-              f"`{metrics.get('ranker')}`; validation: {metrics.get('validation', 'random')} "
-              f"({metrics.get('n_valid', 0)} ratings).", ""]
+    lines += [
+        f"{n_users} users, {len(item_ids)} items; rating model `{metrics.get('rating_model')}`, ranker "
+        f"`{metrics.get('ranker')}`; validation: {metrics.get('validation', 'random')} "
+        f"({metrics.get('n_valid', 0)} ratings).",
+        "",
+    ]
 
     if history:  # training curve
         epochs = [h["epoch"] for h in history]
@@ -61,25 +84,41 @@ def write_report(out_dir: str | Path, *, run_id: str, metrics: dict, history: li
         ax.plot(epochs, [math.sqrt(h["train_loss"]) for h in history], marker="o", label="train RMSE")
         if history[0].get("valid_rmse") is not None:
             ax.plot(epochs, [h["valid_rmse"] for h in history], marker="o", label="validation RMSE")
-        ax.set_xlabel("epoch"), ax.set_ylabel("RMSE"), ax.set_title("Rating model training"), ax.legend()
-        fig.tight_layout(), fig.savefig(out / "training.png", dpi=110), plt.close(fig)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("RMSE")
+        ax.set_title("Rating model training")
+        ax.legend()
+        _save(fig, out / "training.png")
         lines += ["## Training", "", "![training](training.png)", ""]
 
     models = metrics.get("models", {})
     if models:
         columns = metric_columns(metrics.get("metric_k", 10))
-        lines += ["## Models next to the baselines (validation)", "",
-                  "| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        lines += [
+            "## Models next to the baselines (validation)",
+            "",
+            "| model | " + " | ".join(columns) + " |",
+            "|---" * (len(columns) + 1) + "|",
+        ]
         lines += [f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in columns) + " |" for name, m in models.items()]
         lines.append("")
 
     if item_bias is not None:
         order = np.argsort(item_bias)
-        lines += ["## Item biases", "", "What the model thinks of an item whatever the user's taste "
-                  "(fastbook: low bias = disliked even by those who like such films).", "",
-                  "| lowest bias | highest bias |", "|---|---|"]
-        lines += [f"| {_name(item_ids[lo], titles)} ({item_bias[lo]:+.2f}) | {_name(item_ids[hi], titles)} "
-                  f"({item_bias[hi]:+.2f}) |" for lo, hi in zip(order[:8], order[::-1][:8])]
+        lines += [
+            "## Item biases",
+            "",
+            "What the model thinks of an item whatever the user's taste "
+            "(fastbook: low bias = disliked even by those who like such films).",
+            "",
+            "| lowest bias | highest bias |",
+            "|---|---|",
+        ]
+        lines += [
+            f"| {_name(item_ids[lo], titles)} ({item_bias[lo]:+.2f}) | {_name(item_ids[hi], titles)} "
+            f"({item_bias[hi]:+.2f}) |"
+            for lo, hi in zip(order[:8], order[::-1][:8])
+        ]
         lines.append("")
 
     coords, explained = item_pca(item_factors)
@@ -91,12 +130,16 @@ def write_report(out_dir: str | Path, *, run_id: str, metrics: dict, history: li
         ax.annotate(_name(item_ids[i], titles)[:32], (coords[i, 0], coords[i, 1]), fontsize=7)
     ax.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)"), ax.set_ylabel(f"PC2 ({explained[1]:.0%})")
     ax.set_title("Item factors: first two principal components (300 most rated items)")
-    fig.tight_layout(), fig.savefig(out / "pca.png", dpi=110), plt.close(fig)
+    _save(fig, out / "pca.png")
     lines += ["## Principal components of the item factors", "", "![pca](pca.png)", ""]
     for c in range(min(2, coords.shape[1])):
         order = popular[np.argsort(coords[popular, c])]
-        lines += [f"PC{c + 1}, one end: " + "; ".join(_name(item_ids[i], titles) for i in order[:5]),
-                  "", f"PC{c + 1}, other end: " + "; ".join(_name(item_ids[i], titles) for i in order[::-1][:5]), ""]
+        lines += [
+            f"PC{c + 1}, one end: " + "; ".join(_name(item_ids[i], titles) for i in order[:5]),
+            "",
+            f"PC{c + 1}, other end: " + "; ".join(_name(item_ids[i], titles) for i in order[::-1][:5]),
+            "",
+        ]
 
     if recommendations.height:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -104,25 +147,44 @@ def write_report(out_dir: str | Path, *, run_id: str, metrics: dict, history: li
         axes[0].set_title("Predicted rating of recommended items"), axes[0].set_xlabel("score")
         index_of = {int(v): i for i, v in enumerate(item_ids)}
         rec_counts = np.array([item_counts[index_of[int(i)]] for i in recommendations["item_id"].to_numpy()])
-        axes[1].hist([np.log10(1 + item_counts), np.log10(1 + rec_counts)], bins=30, density=True,
-                     label=["catalog", "recommended"])
+        axes[1].hist(
+            [np.log10(1 + item_counts), np.log10(1 + rec_counts)],
+            bins=30,
+            density=True,
+            label=["catalog", "recommended"],
+        )
         axes[1].set_title("Popularity (log10 1 + ratings)"), axes[1].legend()
-        fig.tight_layout(), fig.savefig(out / "recommendations.png", dpi=110), plt.close(fig)
+        _save(fig, out / "recommendations.png")
         distinct = recommendations["item_id"].n_unique()
         top = recommendations.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False]).head(5)
-        lines += ["## What the lists recommend", "", "![recommendations](recommendations.png)", "",
-                  f"{distinct} of {len(item_ids)} items ({distinct / max(len(item_ids), 1):.1%}) appear in some list. "
-                  "Most recommended: " + "; ".join(f"{_name(i, titles)} ({n} users)" for i, n in top.iter_rows()), "",
-                  f"Cold start: {metrics.get('cold_start_users', 0)} users known only from the users table got "
-                  f"`{metrics.get('cold_start', 'popularity')}` lists; {metrics.get('users_thin', 'n/a')} users have "
-                  "fewer than 5 ratings (iALS folds them in from their own ratings).", ""]
+        lines += [
+            "## What the lists recommend",
+            "",
+            "![recommendations](recommendations.png)",
+            "",
+            f"{distinct} of {len(item_ids)} items ({distinct / max(len(item_ids), 1):.1%}) appear in some list. "
+            "Most recommended: " + "; ".join(f"{_name(i, titles)} ({n} users)" for i, n in top.iter_rows()),
+            "",
+            f"Cold start: {metrics.get('cold_start_users', 0)} users known only from the users table got "
+            f"`{metrics.get('cold_start', 'popularity')}` lists; {metrics.get('users_thin', 'n/a')} users have "
+            "fewer than 5 ratings (iALS folds them in from their own ratings).",
+            "",
+        ]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
 
 
-def report_run(out_dir: str | Path, run_id: str, snapshot: Snapshot, rater_path: str, ranker_path: str,
-               recommendations_path: str, metrics: dict, history: list[dict]) -> Path:
+def report_run(
+    out_dir: str | Path,
+    run_id: str,
+    snapshot: Snapshot,
+    rater_path: str,
+    ranker_path: str,
+    recommendations_path: str,
+    metrics: dict,
+    history: list[dict],
+) -> Path:
     """The report of one run, from its snapshot, model files and published lists."""
     saved = load_model(rater_path)
     ranker = load_ranker(ranker_path)
@@ -130,8 +192,15 @@ def report_run(out_dir: str | Path, run_id: str, snapshot: Snapshot, rater_path:
     vectors = ranker.item_vectors()
     per_user = np.bincount(seen.users, minlength=seen.n_users)
     return write_report(
-        out_dir, run_id=run_id, metrics={**metrics, "users_thin": int(((per_user > 0) & (per_user < 5)).sum())},
-        history=history, item_ids=saved.item_ids, item_factors=vectors if vectors is not None else saved.model.item_vectors(),
-        item_bias=saved.model.item_biases(), item_counts=seen.item_counts(),
-        recommendations=pl.read_parquet(recommendations_path), titles=snapshot.titles(), n_users=int((per_user > 0).sum()),
+        out_dir,
+        run_id=run_id,
+        metrics={**metrics, "users_thin": int(((per_user > 0) & (per_user < 5)).sum())},
+        history=history,
+        item_ids=saved.item_ids,
+        item_factors=vectors if vectors is not None else saved.model.item_vectors(),
+        item_bias=saved.model.item_biases(),
+        item_counts=seen.item_counts(),
+        recommendations=pl.read_parquet(recommendations_path),
+        titles=snapshot.titles(),
+        n_users=int((per_user > 0).sum()),
     )

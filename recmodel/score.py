@@ -7,14 +7,16 @@ cache; on a GPU it is ``torch.topk``. Memory is bounded by the tile/block size, 
 ``n_users x n_items`` matrix. Ties are broken deterministically: score descending, then item index
 ascending, including ties that straddle the top-N boundary.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -65,6 +67,8 @@ class BlockProduct:
 
     def __init__(self, user_factors: torch.Tensor, item_factors: torch.Tensor):
         self.device = user_factors.device
+        self.users: Any
+        self.items_t: Any  # numpy on the CPU (OpenBLAS), torch on a GPU
         if self.device.type == "cpu":
             self.users = user_factors.detach().float().numpy()
             self.items_t = np.ascontiguousarray(item_factors.detach().float().numpy().T)
@@ -99,19 +103,48 @@ def _spans(n: int, parts: int) -> list[tuple[int, int]]:
     return [(s, min(s + step, n)) for s in range(0, n, step)]
 
 
-def _select_numba(scores: np.ndarray, block_users: np.ndarray, seen_indptr: np.ndarray, seen_indices: np.ndarray,
-                  excluded: np.ndarray, k: int, out_items: np.ndarray, out_scores: np.ndarray, pool: ThreadPoolExecutor,
-                  workers: int) -> None:
+def _select_numba(
+    scores: np.ndarray,
+    block_users: np.ndarray,
+    seen_indptr: np.ndarray,
+    seen_indices: np.ndarray,
+    excluded: np.ndarray,
+    k: int,
+    out_items: np.ndarray,
+    out_scores: np.ndarray,
+    pool: ThreadPoolExecutor,
+    workers: int,
+) -> None:
     """Mask + exact top-k of a CPU score block, rows split over the pool (the kernel releases the GIL)."""
     bits = scores.view(np.uint32)
-    futures = [pool.submit(top_k_rows, scores[a:b], bits[a:b], block_users[a:b], seen_indptr, seen_indices, excluded, k,
-                           out_items[a:b], out_scores[a:b]) for a, b in _spans(block_users.size, workers)]
+    futures = [
+        pool.submit(
+            top_k_rows,
+            scores[a:b],
+            bits[a:b],
+            block_users[a:b],
+            seen_indptr,
+            seen_indices,
+            excluded,
+            k,
+            out_items[a:b],
+            out_scores[a:b],
+        )
+        for a, b in _spans(block_users.size, workers)
+    ]
     for f in futures:
         f.result()
 
 
-def _select_torch(scores: torch.Tensor, block_users: np.ndarray, seen_indptr: np.ndarray, seen_indices: np.ndarray,
-                  excluded: torch.Tensor | None, k: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+def _select_torch(
+    scores: torch.Tensor,
+    block_users: np.ndarray,
+    seen_indptr: np.ndarray,
+    seen_indices: np.ndarray,
+    excluded: torch.Tensor | None,
+    k: int,
+    n_items: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Mask + exact top-k with torch ops on the scores' device (the GPU path)."""
     device = scores.device
     rows, pos = csr_positions(seen_indptr, block_users)
@@ -132,9 +165,9 @@ def _select_torch(scores: torch.Tensor, block_users: np.ndarray, seen_indptr: np
     else:
         full = torch.sort(scores, dim=1, descending=True, stable=True)
         values, idx = full.values[:, :k], full.indices[:, :k]
-    values, idx = values.cpu().numpy(), idx.cpu().numpy()
-    unseen = np.isfinite(values)
-    return np.where(unseen, idx, -1), np.where(unseen, values, np.nan)
+    kept, index = values.cpu().numpy(), idx.cpu().numpy()
+    unseen = np.isfinite(kept)
+    return np.where(unseen, index, -1), np.where(unseen, kept, np.nan)
 
 
 def _check_args(top_n: int, seen_indptr: np.ndarray, n_users: int | None = None) -> None:
@@ -197,22 +230,37 @@ def top_n_unseen_blocks(
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, users.size, block):
-            block_users_ = users[start:start + block]
+            block_users_ = users[start : start + block]
             b = block_users_.size
             scores = score_block(torch.as_tensor(block_users_, device=device)).float()
             if torch.isnan(scores).any():
                 raise ValueError(NAN_MESSAGE)
             if use_numba:
-                scores = scores.cpu().contiguous().numpy()
-                _select_numba(scores, block_users_, seen_indptr, seen_indices, excluded, k,
-                              out_items[start:start + b], out_scores[start:start + b], pool, workers)
+                _select_numba(
+                    scores.cpu().contiguous().numpy(),
+                    block_users_,
+                    seen_indptr,
+                    seen_indices,
+                    excluded,
+                    k,
+                    out_items[start : start + b],
+                    out_scores[start : start + b],
+                    pool,
+                    workers,
+                )
             else:
                 items_, values = _select_torch(scores, block_users_, seen_indptr, seen_indices, excluded_t, k, n_items)
-                out_items[start:start + b, :k], out_scores[start:start + b, :k] = items_, values
+                out_items[start : start + b, :k], out_scores[start : start + b, :k] = items_, values
             if progress is not None:
                 progress(start + b, users.size)
-    log.info("scored %d users x %d items in %.2fs (blocks of %d users, %s)", users.size, n_items,
-             time.perf_counter() - t0, block, "numba" if use_numba else "torch")
+    log.info(
+        "scored %d users x %d items in %.2fs (blocks of %d users, %s)",
+        users.size,
+        n_items,
+        time.perf_counter() - t0,
+        block,
+        "numba" if use_numba else "torch",
+    )
     return TopN(users=users, items=out_items, scores=out_scores)
 
 
@@ -250,9 +298,18 @@ def top_n_unseen(
     device = user_factors.device
     if not _uses_kernel(engine, device):
         return top_n_unseen_blocks(
-            BlockProduct(user_factors, item_factors), item_factors.shape[0], seen_indptr, seen_indices, top_n, users,
-            device=device, memory_mb=memory_mb, block_users=block_users, progress=progress,
-            exclude_items=exclude_items, engine=engine,
+            BlockProduct(user_factors, item_factors),
+            item_factors.shape[0],
+            seen_indptr,
+            seen_indices,
+            top_n,
+            users,
+            device=device,
+            memory_mb=memory_mb,
+            block_users=block_users,
+            progress=progress,
+            exclude_items=exclude_items,
+            engine=engine,
         )
     U = user_factors.detach().float().cpu().numpy()
     Vt = np.ascontiguousarray(item_factors.detach().float().cpu().numpy().T)
@@ -265,17 +322,26 @@ def top_n_unseen(
     local = threading.local()
 
     def score_tile(start: int) -> int:
-        rows = users[start:start + tile]
+        rows = users[start : start + tile]
         buf = getattr(local, "buf", None)
         if buf is None:
             buf = local.buf = np.empty((tile, n_items), dtype=np.float32)
-        scores = buf[:rows.size]
+        scores = buf[: rows.size]
         if Vt.shape[0] == 1:  # rank 1 (popularity): numpy's matmul skips BLAS at K=1 and is 2x slower than K=64
             np.multiply(U[rows], Vt, out=scores)
         else:
             np.matmul(U[rows], Vt, out=scores)
-        top_k_rows(scores, scores.view(np.uint32), rows, seen_indptr, seen_indices, excluded, k,
-                   out_items[start:start + rows.size], out_scores[start:start + rows.size])
+        top_k_rows(
+            scores,
+            scores.view(np.uint32),
+            rows,
+            seen_indptr,
+            seen_indices,
+            excluded,
+            k,
+            out_items[start : start + rows.size],
+            out_scores[start : start + rows.size],
+        )
         return start + rows.size
 
     report = _Progress(progress, users.size, every=max(tile, 4096))
@@ -284,12 +350,20 @@ def top_n_unseen(
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
         for done in pool.map(score_tile, range(0, users.size, tile)):
             report(done)
-    log.info("scored %d users x %d items in %.2fs (tiles of %d users, %d threads)", users.size, n_items,
-             time.perf_counter() - t0, tile, workers)
+    log.info(
+        "scored %d users x %d items in %.2fs (tiles of %d users, %d threads)",
+        users.size,
+        n_items,
+        time.perf_counter() - t0,
+        tile,
+        workers,
+    )
     return TopN(users=users, items=out_items, scores=out_scores)
 
 
-def brute_force_top_n(user_factors: np.ndarray, item_factors: np.ndarray, seen: set[tuple[int, int]], top_n: int) -> list[list[int]]:
+def brute_force_top_n(
+    user_factors: np.ndarray, item_factors: np.ndarray, seen: set[tuple[int, int]], top_n: int
+) -> list[list[int]]:
     """Reference for tests: float64, one user at a time, Python sort by (score desc, item asc)."""
     scores = user_factors.astype(np.float64) @ item_factors.astype(np.float64).T
     out = []
@@ -299,21 +373,49 @@ def brute_force_top_n(user_factors: np.ndarray, item_factors: np.ndarray, seen: 
     return out
 
 
-def recommend(ranker: "Ranker", seen: "Ratings", users: np.ndarray, top_n: int, *, memory_mb: int = 512,
-              device: torch.device | str = "cpu", progress: Callable[[int, int], None] | None = None,
-              exclude_items: np.ndarray | None = None) -> TopN:
+def recommend(
+    ranker: Ranker,
+    seen: Ratings,
+    users: np.ndarray,
+    top_n: int,
+    *,
+    memory_mb: int = 512,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+    exclude_items: np.ndarray | None = None,
+) -> TopN:
     """Top-N unseen items per user by the ranker's scores, in memory-bounded blocks; ``exclude_items``
     (indices) are never recommended to anyone. A ranker that is a product of factors takes the fused
     path (one product per tile with the selection, on the CPU); any other scores a block at a time."""
     users = np.asarray(users, dtype=np.int64)
     if users.size and (users.min() < 0 or users.max() >= seen.n_users):
-        raise ValueError(f"user indices must lie in [0, {seen.n_users}) (got {users.min()}..{users.max()}): an id the "
-                         "model was not trained on?")
+        raise ValueError(
+            f"user indices must lie in [0, {seen.n_users}) (got {users.min()}..{users.max()}): an id the "
+            "model was not trained on?"
+        )
     indptr, indices = seen.seen()
     factors = ranker.factors()
     if factors is not None:
-        return top_n_unseen(*factors, indptr, indices, top_n, users=users, memory_mb=memory_mb, progress=progress,
-                            exclude_items=exclude_items)
-    return top_n_unseen_blocks(ranker.score_block, seen.n_items, indptr, indices, top_n, users, device=device,
-                               memory_mb=memory_mb, bytes_per_pair=ranker.bytes_per_pair, progress=progress,
-                               exclude_items=exclude_items)
+        return top_n_unseen(
+            *factors,
+            indptr,
+            indices,
+            top_n,
+            users=users,
+            memory_mb=memory_mb,
+            progress=progress,
+            exclude_items=exclude_items,
+        )
+    return top_n_unseen_blocks(
+        ranker.score_block,
+        seen.n_items,
+        indptr,
+        indices,
+        top_n,
+        users,
+        device=device,
+        memory_mb=memory_mb,
+        bytes_per_pair=ranker.bytes_per_pair,
+        progress=progress,
+        exclude_items=exclude_items,
+    )

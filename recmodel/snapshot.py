@@ -1,5 +1,6 @@
 """A run's inputs, frozen as Parquet files by the warehouse's index step: the one thing training,
 scoring, cold start and the report read (never the warehouse itself)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ class Snapshot:
     """Paths and sizes of one run's inputs.
 
     ``interactions``: ``user_idx, item_idx, rating, timestamp, ingested_at`` (one row per current rating);
-    ``users`` / ``items``: ``*_idx, *_id`` (the raw id of each index; items also ``title``); ``user_features`` (optional): the
-    sign-up metadata the run saw (``user_id`` plus feature columns).
+    ``users`` / ``items``: ``*_idx, *_id`` (the raw id of each index; items also ``title``);
+    ``user_features`` (optional): the sign-up metadata the run saw (``user_id`` plus feature columns).
     """
 
     interactions_path: str
@@ -38,9 +39,14 @@ class Snapshot:
         if users is not None:
             scan = scan.filter(pl.col("user_idx").is_between(users[0], users[1], closed="left"))
         frame = scan.select("user_idx", "item_idx", "rating", "timestamp").collect()
-        return Ratings(frame["user_idx"].to_numpy().astype(np.int64), frame["item_idx"].to_numpy().astype(np.int64),
-                       frame["rating"].to_numpy().astype(np.float32), frame["timestamp"].to_numpy(),
-                       self.n_users, self.n_items)
+        return Ratings(
+            frame["user_idx"].to_numpy().astype(np.int64),
+            frame["item_idx"].to_numpy().astype(np.int64),
+            frame["rating"].to_numpy().astype(np.float32),
+            frame["timestamp"].to_numpy(),
+            self.n_users,
+            self.n_items,
+        )
 
     def ingested_at(self) -> np.ndarray:
         """When each rating (in ``ratings()`` order) was ingested, epoch seconds."""

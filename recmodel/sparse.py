@@ -1,4 +1,5 @@
 """Compressed sparse rows in plain numpy: each user's seen items, and positions of a block of rows."""
+
 from __future__ import annotations
 
 import numpy as np

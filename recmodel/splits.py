@@ -1,4 +1,5 @@
 """Train/test splits of one set of ratings: seeded random, temporal, and each user's latest."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,7 @@ def split_temporal(r: Ratings, test_pct: float) -> tuple[Ratings, Ratings]:
     """The latest ``test_pct`` of ratings by timestamp (one global cut) is the test part."""
     order = np.lexsort((np.arange(len(r)), r.timestamps))
     n_test = int(round(len(r) * test_pct))
-    return r.take(np.sort(order[: len(r) - n_test])), r.take(np.sort(order[len(r) - n_test:]))
+    return r.take(np.sort(order[: len(r) - n_test])), r.take(np.sort(order[len(r) - n_test :]))
 
 
 def split_leave_last(r: Ratings, n: int) -> tuple[Ratings, Ratings]:

@@ -10,6 +10,7 @@ The generative story, all vectorised numpy (ML-25M shape in tens of seconds):
 
 Same shape and seed give byte-identical output.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -102,8 +103,9 @@ class AliasSampler:
         return np.where(rng.random(size) < self.prob[slot], slot, self.alias[slot])
 
 
-def _sample_pairs(rng: np.random.Generator, counts: np.ndarray, popularity: np.ndarray,
-                  exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _sample_pairs(
+    rng: np.random.Generator, counts: np.ndarray, popularity: np.ndarray, exact: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (user, item) pairs sorted by user, items drawn by popularity: ``counts[u]`` per user
     (``exact``), or at least that many (the caller selects among them)."""
     n_users, n_items = len(counts), len(popularity)
@@ -158,7 +160,9 @@ def generate(shape: str | Shape = "ml-100k", seed: int = 42) -> pl.DataFrame:
     users, items = _sample_pairs(rng, candidates, popularity, exact=False)
     affinity = np.empty(users.size, dtype=np.float32)
     for s in range(0, users.size, 4_000_000):
-        affinity[s:s + 4_000_000] = np.einsum("ij,ij->i", user_f[users[s:s + 4_000_000]], item_f[items[s:s + 4_000_000]])
+        affinity[s : s + 4_000_000] = np.einsum(
+            "ij,ij->i", user_f[users[s : s + 4_000_000]], item_f[items[s : s + 4_000_000]]
+        )
     key = rng.random(users.size) ** np.exp(-TASTE * affinity)  # u^(1/w) in (0, 1]: larger is kept first
     # users arrive sorted; one float sort orders each user's candidates by key, largest first
     # (a two-key lexsort took 3x longer at ML-25M size)
@@ -169,12 +173,14 @@ def generate(shape: str | Shape = "ml-100k", seed: int = 42) -> pl.DataFrame:
     users, items = users[keep], items[keep]
     user_b = rng.normal(0, 0.45, shape.n_users).astype(np.float32)
     log_pop = np.log(popularity)
-    item_b = (0.35 * rng.normal(0, 1, shape.n_items) + 0.25 * (log_pop - log_pop.mean()) / log_pop.std()).astype(np.float32)
+    item_b = (0.35 * rng.normal(0, 1, shape.n_items) + 0.25 * (log_pop - log_pop.mean()) / log_pop.std()).astype(
+        np.float32
+    )
     raw = np.empty(users.size, dtype=np.float32)
     chunk = 4_000_000
     for s in range(0, users.size, chunk):  # bounded memory at ML-25M size
-        u, i = users[s:s + chunk], items[s:s + chunk]
-        raw[s:s + chunk] = 3.15 + user_b[u] + item_b[i] + 1.6 * np.einsum("ij,ij->i", user_f[u], item_f[i])
+        u, i = users[s : s + chunk], items[s : s + chunk]
+        raw[s : s + chunk] = 3.15 + user_b[u] + item_b[i] + 1.6 * np.einsum("ij,ij->i", user_f[u], item_f[i])
     raw += rng.normal(0, 0.85, users.size).astype(np.float32)
     if shape.half_stars:
         rating = np.clip(np.round(raw * 2) / 2, 0.5, 5.0)
@@ -190,12 +196,14 @@ def generate(shape: str | Shape = "ml-100k", seed: int = 42) -> pl.DataFrame:
         item_ids = np.sort(rng.choice(np.arange(1, shape.n_items * 4), shape.n_items, replace=False))
     else:
         item_ids = np.arange(1, shape.n_items + 1)
-    frame = pl.DataFrame({
-        "user_id": (users + 1).astype(np.int64),
-        "item_id": item_ids[items].astype(np.int64),
-        "rating": rating.astype(np.float64),
-        "timestamp": timestamp,
-    })
+    frame = pl.DataFrame(
+        {
+            "user_id": (users + 1).astype(np.int64),
+            "item_id": item_ids[items].astype(np.int64),
+            "rating": rating.astype(np.float64),
+            "timestamp": timestamp,
+        }
+    )
     return frame.sort(["user_id", "timestamp", "item_id"])
 
 
@@ -208,8 +216,10 @@ def items(ratings: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
     rng = np.random.default_rng(seed + 1)
     first = rng.integers(0, len(GENRES), ids.len())
     second = rng.integers(0, len(GENRES), ids.len())
-    genres = [GENRES[a] if a == b or r < 0.5 else f"{GENRES[a]}|{GENRES[b]}"
-              for a, b, r in zip(first, second, rng.random(ids.len()))]
+    genres = [
+        GENRES[a] if a == b or r < 0.5 else f"{GENRES[a]}|{GENRES[b]}"
+        for a, b, r in zip(first, second, rng.random(ids.len()))
+    ]
     return pl.DataFrame({"item_id": ids, "title": [f"Synthetic item {i}" for i in ids], "genres": genres})
 
 

@@ -16,6 +16,7 @@ ML-25M scale selection, not arithmetic, set the pace. This kernel reads each row
 Scores must not be NaN (the callers check the factors). ``-inf`` marks a masked item; a row with
 fewer than k unmasked items is padded with item ``-1`` and score NaN.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,7 +35,7 @@ def _group_max(row: np.ndarray, G: int, out: np.ndarray) -> None:
     for t in range(1, W):
         lo = t * G
         hi = min(lo + G, n)
-        seg, acc = row[lo:hi], out[:hi - lo]  # slices: LLVM then sees two plain arrays and vectorises (5x)
+        seg, acc = row[lo:hi], out[: hi - lo]  # slices: LLVM then sees two plain arrays and vectorises (5x)
         for c in range(seg.shape[0]):
             if seg[c] > acc[c]:
                 acc[c] = seg[c]
@@ -59,7 +60,9 @@ def _bar(values: np.ndarray, k: int, hist: np.ndarray) -> float:
         for i in range(keys.shape[0]):
             key = _ordered(keys[i])
             # counts only keys that share the prefix chosen so far (all of them in the first pass)
-            hist[(key >> np.uint32(shift)) & np.uint32(0xFF)] += (key >> np.uint32(shift + 8)) == (prefix >> np.uint32(shift + 8))
+            hist[(key >> np.uint32(shift)) & np.uint32(0xFF)] += (key >> np.uint32(shift + 8)) == (
+                prefix >> np.uint32(shift + 8)
+            )
         bucket = 255
         while above + hist[bucket] < k:
             above += hist[bucket]
@@ -77,9 +80,17 @@ def _key(bits: np.uint32, j: int) -> np.uint64:
 
 
 @njit(nogil=True, cache=True)
-def top_k_rows(scores: np.ndarray, bits: np.ndarray, rows: np.ndarray, seen_indptr: np.ndarray,
-               seen_indices: np.ndarray, excluded: np.ndarray, k: int,
-               out_items: np.ndarray, out_scores: np.ndarray) -> None:
+def top_k_rows(
+    scores: np.ndarray,
+    bits: np.ndarray,
+    rows: np.ndarray,
+    seen_indptr: np.ndarray,
+    seen_indices: np.ndarray,
+    excluded: np.ndarray,
+    k: int,
+    out_items: np.ndarray,
+    out_scores: np.ndarray,
+) -> None:
     """For each row ``r`` of ``scores`` (user ``rows[r]``): its top-k unseen items into ``out_items[r]``.
 
     ``bits`` is ``scores.view(np.uint32)``. ``scores`` is modified (masked items become -inf).
@@ -102,7 +113,7 @@ def top_k_rows(scores: np.ndarray, bits: np.ndarray, rows: np.ndarray, seen_indp
         _group_max(s, G, group)
         thr = neg_inf
         if G > k:
-            thr = _bar(group, k, hist)
+            thr = _bar(group, k, hist)  # type: ignore[assignment]  # numba unifies the float types
         m = 0
         for c in range(G):
             if group[c] >= thr:

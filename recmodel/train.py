@@ -1,11 +1,12 @@
 """Fitting a rating model: one-cycle AdamW, batches sliced from tensors in memory, seeded shuffling."""
+
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -27,7 +28,9 @@ class Interactions:
     ratings: torch.Tensor  # float32
 
     @classmethod
-    def from_numpy(cls, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, device: torch.device) -> "Interactions":
+    def from_numpy(
+        cls, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, device: torch.device
+    ) -> Interactions:
         return cls(
             torch.tensor(users, dtype=torch.int64, device=device),
             torch.tensor(items, dtype=torch.int64, device=device),
@@ -37,7 +40,7 @@ class Interactions:
     def __len__(self) -> int:
         return self.users.numel()
 
-    def subset(self, idx: torch.Tensor) -> "Interactions":
+    def subset(self, idx: torch.Tensor) -> Interactions:
         return Interactions(self.users[idx], self.items[idx], self.ratings[idx])
 
 
@@ -80,7 +83,7 @@ def evaluate(model: nn.Module, data: Interactions, batch_size: int = 1 << 20) ->
     sq = torch.zeros((), dtype=torch.float64, device=data.ratings.device)
     ab = torch.zeros_like(sq)
     for s in range(0, len(data), batch_size):
-        err = model(data.users[s:s + batch_size], data.items[s:s + batch_size]) - data.ratings[s:s + batch_size]
+        err = model(data.users[s : s + batch_size], data.items[s : s + batch_size]) - data.ratings[s : s + batch_size]
         sq += (err.double() ** 2).sum()
         ab += err.double().abs().sum()
     n = max(len(data), 1)
@@ -94,14 +97,26 @@ def one_cycle_optimizer(params, cfg: TrainConfig, total_steps: int):
     ML-25M's 11M parameters in 7 ms (27 ms with foreach)."""
     opt = torch.optim.AdamW(params, lr=cfg.lr_max, betas=(0.9, 0.99), eps=1e-5, weight_decay=cfg.wd, fused=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr_max, total_steps=total_steps, pct_start=0.25,
-        div_factor=25.0, final_div_factor=1e5, base_momentum=0.85, max_momentum=0.95,
+        opt,
+        max_lr=cfg.lr_max,
+        total_steps=total_steps,
+        pct_start=0.25,
+        div_factor=25.0,
+        final_div_factor=1e5,
+        base_momentum=0.85,
+        max_momentum=0.95,
     )
     return opt, sched
 
 
-def _fit_dot(model: DotProductBias, train: Interactions, cfg: TrainConfig, generator: torch.Generator,
-             batch_size: int, epoch_done: Callable[[int, float, float], None]) -> None:
+def _fit_dot(
+    model: DotProductBias,
+    train: Interactions,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    batch_size: int,
+    epoch_done: Callable[[int, float, float], None],
+) -> None:
     """The dot model with its gradients written out by hand: no autograd graph per batch.
 
     For ``x = u.i + b_u + b_i`` and ``pred = lo + (hi - lo) sigmoid(x)``, the batch-mean MSE gives
@@ -112,12 +127,12 @@ def _fit_dot(model: DotProductBias, train: Interactions, cfg: TrainConfig, gener
     device = train.users.device
     lo, hi = model.y_range
     f = model.user_emb.embedding_dim
-    # [embedding | bias] in one table per side: one gather and one scatter per side and step
+    # [embedding | bias] in one table per side (U users, V items): one gather and one scatter per side and step
     U = torch.cat([model.user_emb.weight.data, model.user_bias.weight.data], dim=1).requires_grad_()
-    I = torch.cat([model.item_emb.weight.data, model.item_bias.weight.data], dim=1).requires_grad_()
-    U.grad, I.grad = torch.zeros_like(U), torch.zeros_like(I)
+    V = torch.cat([model.item_emb.weight.data, model.item_bias.weight.data], dim=1).requires_grad_()
+    U.grad, V.grad = torch.zeros_like(U), torch.zeros_like(V)
     n = len(train)
-    opt, sched = one_cycle_optimizer([U, I], cfg, cfg.epochs * max(1, math.ceil(n / batch_size)))
+    opt, sched = one_cycle_optimizer([U, V], cfg, cfg.epochs * max(1, math.ceil(n / batch_size)))
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=generator, device=device)
@@ -125,8 +140,8 @@ def _fit_dot(model: DotProductBias, train: Interactions, cfg: TrainConfig, gener
         del order  # shuffled copies once per epoch, then contiguous slices: no gather per batch
         loss = torch.zeros((), dtype=torch.float64, device=device)
         for s in range(0, n, batch_size):
-            u, i, r = users[s:s + batch_size], items[s:s + batch_size], ratings[s:s + batch_size]
-            pu, qi = U.detach().index_select(0, u), I.detach().index_select(0, i)  # (B, f + 1): factors, bias
+            u, i, r = users[s : s + batch_size], items[s : s + batch_size], ratings[s : s + batch_size]
+            pu, qi = U.detach().index_select(0, u), V.detach().index_select(0, i)  # (B, f + 1): factors, bias
             x = (pu[:, :f] * qi[:, :f]).sum(1) + pu[:, f] + qi[:, f]
             sig = torch.sigmoid(x)
             err = lo + (hi - lo) * sig - r
@@ -135,12 +150,12 @@ def _fit_dot(model: DotProductBias, train: Interactions, cfg: TrainConfig, gener
             # d/d[u | b_u] = dx * [i | 1] and d/d[i | b_i] = dx * [u | 1], built in place in the gathered rows
             qi[:, f], pu[:, f] = 1.0, 1.0
             U.grad.index_add_(0, u, qi.mul_(dx))
-            I.grad.index_add_(0, i, pu.mul_(dx))
+            V.grad.index_add_(0, i, pu.mul_(dx))
             opt.step()
             sched.step()
             U.grad.index_fill_(0, u, 0.0)  # only the rows this batch wrote: 3 ms less per step than zero_()
-            I.grad.index_fill_(0, i, 0.0)
-        for table, emb, bias in ((U, model.user_emb, model.user_bias), (I, model.item_emb, model.item_bias)):
+            V.grad.index_fill_(0, i, 0.0)
+        for table, emb, bias in ((U, model.user_emb, model.user_bias), (V, model.item_emb, model.item_bias)):
             emb.weight.data.copy_(table.detach()[:, :f])
             bias.weight.data.copy_(table.detach()[:, f:])
         epoch_done(epoch, loss.item() / max(n, 1), t0)
@@ -158,7 +173,8 @@ def fit(
     The dot model skips autograd (``_fit_dot``: hand-written gradients, same optimizer and schedule).
 
     The schedule follows fastai's ``fit_one_cycle``: lr warms up over the first 25% of steps to
-    ``lr_max`` (from ``lr_max / 25``) and anneals to ``lr_max / 2.5e6``; Adam's beta1 moves 0.95 -> 0.85 -> 0.95 against it.
+    ``lr_max`` (from ``lr_max / 25``) and anneals to ``lr_max / 2.5e6``; Adam's beta1 moves 0.95 -> 0.85 -> 0.95
+    against it.
     Shuffling uses a generator seeded from ``cfg.seed``, so the same seed on CPU gives the same model.
     """
     device = train.users.device
@@ -166,8 +182,13 @@ def fit(
     n = len(train)
     batch_size = effective_batch_size(n, cfg.batch_size, cfg.max_steps_per_epoch)
     if batch_size != cfg.batch_size:
-        log.info("batch size %d for %d ratings (%d to %d steps per epoch)", batch_size, n, MIN_STEPS_PER_EPOCH,
-                 cfg.max_steps_per_epoch)
+        log.info(
+            "batch size %d for %d ratings (%d to %d steps per epoch)",
+            batch_size,
+            n,
+            MIN_STEPS_PER_EPOCH,
+            cfg.max_steps_per_epoch,
+        )
     result = FitResult(n_train=n, n_valid=len(valid) if valid is not None else 0)
     start = time.perf_counter()
 
@@ -178,9 +199,14 @@ def fit(
         stats = EpochStats(epoch, train_loss, rmse, mae, seconds)
         result.history.append(stats)
         log.info(
-            "epoch %d/%d train_mse=%.4f valid_rmse=%s valid_mae=%s (%.2fs, %.0f ratings/s, ETA %.0fs)", epoch,
-            cfg.epochs, stats.train_loss, f"{rmse:.4f}" if rmse is not None else "-",
-            f"{mae:.4f}" if mae is not None else "-", stats.seconds, n / max(stats.seconds, 1e-9),
+            "epoch %d/%d train_mse=%.4f valid_rmse=%s valid_mae=%s (%.2fs, %.0f ratings/s, ETA %.0fs)",
+            epoch,
+            cfg.epochs,
+            stats.train_loss,
+            f"{rmse:.4f}" if rmse is not None else "-",
+            f"{mae:.4f}" if mae is not None else "-",
+            stats.seconds,
+            n / max(stats.seconds, 1e-9),
             (time.perf_counter() - start) / epoch * (cfg.epochs - epoch),
         )
         if on_epoch is not None:
@@ -193,8 +219,14 @@ def fit(
     return result
 
 
-def _fit_autograd(model: nn.Module, train: Interactions, cfg: TrainConfig, generator: torch.Generator,
-                  batch_size: int, epoch_done: Callable[[int, float, float], None]) -> None:
+def _fit_autograd(
+    model: nn.Module,
+    train: Interactions,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    batch_size: int,
+    epoch_done: Callable[[int, float, float], None],
+) -> None:
     """Any model: autograd, MSE, the same optimizer and schedule."""
     device = train.users.device
     n = len(train)
@@ -205,7 +237,7 @@ def _fit_autograd(model: nn.Module, train: Interactions, cfg: TrainConfig, gener
         order = torch.randperm(n, generator=generator, device=device)
         total = torch.zeros((), device=device)
         for s in range(0, n, batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             loss = nn.functional.mse_loss(model(train.users[idx], train.items[idx]), train.ratings[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -238,10 +270,15 @@ def warm_init(model: nn.Module, previous: nn.Module) -> list[str]:
     return skipped
 
 
-def fit_rater(train: Ratings, cfg: TrainConfig, device: torch.device, valid: Ratings | None = None,
-              on_epoch: Callable[[EpochStats], None] | None = None,
-              init: DotProductBias | EmbeddingNN | None = None,
-              epochs: int | None = None) -> tuple[DotProductBias | EmbeddingNN, FitResult]:
+def fit_rater(
+    train: Ratings,
+    cfg: TrainConfig,
+    device: torch.device,
+    valid: Ratings | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    init: DotProductBias | EmbeddingNN | None = None,
+    epochs: int | None = None,
+) -> tuple[DotProductBias | EmbeddingNN, FitResult]:
     """Fit the configured rating model (its own seed: same data and seed give the same model on CPU).
 
     ``init`` warm-starts from a previous model (see ``warm_init``), usually with fewer ``epochs``.
@@ -258,6 +295,9 @@ def fit_rater(train: Ratings, cfg: TrainConfig, device: torch.device, valid: Rat
             log.info("warm start: %s could not be carried over (shapes changed) and start fresh", ", ".join(skipped))
     model.to(device)
     tr = Interactions.from_numpy(train.users, train.items, train.ratings, device)
-    va = Interactions.from_numpy(valid.users, valid.items, valid.ratings, device) if valid is not None and len(valid) \
+    va = (
+        Interactions.from_numpy(valid.users, valid.items, valid.ratings, device)
+        if valid is not None and len(valid)
         else None
+    )
     return model, fit(model, tr, va, cfg, on_epoch)

@@ -2,23 +2,31 @@
 
 DuckDB 2.x notes: relations have no ``fetchone()``; use ``con.execute(...).fetchone()``.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import duckdb
 
 from .paths import SQL_DIR, db_path, private_dir
 
 LOCK_TIMEOUT_S = float(os.environ.get("COLLABFLOW_LOCK_TIMEOUT", "60"))
-VIEW_FILES = ("cold_users.sql", "latest_run.sql", "latest_recommendations.sql", "user_recommendations.sql",
-              "run_history.sql", "latest_similar_items.sql")
+VIEW_FILES = (
+    "cold_users.sql",
+    "latest_run.sql",
+    "latest_recommendations.sql",
+    "user_recommendations.sql",
+    "run_history.sql",
+    "latest_similar_items.sql",
+)
 
 
 @cache
@@ -27,14 +35,23 @@ def sql(name: str) -> str:
     return (SQL_DIR / name).read_text()
 
 
+def scalar(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> Any:
+    """The first column of the first row of a query that always returns one row (``count(*)``, ...)."""
+    row = con.execute(query, params or []).fetchone()
+    if row is None:
+        raise RuntimeError(f"expected one row from: {query}")
+    return row[0]
+
+
 def sql_literal(value: str | Path) -> str:
     """A quoted SQL string literal (for COPY targets, which take no parameters)."""
     return "'" + str(value).replace("'", "''") + "'"
 
 
 @contextmanager
-def connect(warehouse: str | Path, read_only: bool = False,
-            lock_timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(
+    warehouse: str | Path, read_only: bool = False, lock_timeout_s: float | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse. DuckDB lets one process hold the file; while another does (a reader, or the
     nightly writer), retry for ``lock_timeout_s`` (default ``$COLLABFLOW_LOCK_TIMEOUT`` or 60 s), then
     fail with a message that says who holds it and what to do."""
@@ -83,7 +100,7 @@ def checks(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
     failures = []
     for block in sql("checks.sql").split("-- check:")[1:]:
         name, _, query = block.partition("\n")
-        n = con.execute(f"select count(*) from ({query.strip().rstrip(';')})").fetchone()[0]
+        n = scalar(con, f"select count(*) from ({query.strip().rstrip(';')})")
         if n:
             failures.append((name.strip(), int(n)))
     return failures

@@ -1,5 +1,6 @@
 """Crash-test hook: ``COLLABFLOW_TEST_KILL_AT=<stage>`` makes the process SIGKILL itself at that stage, so
 tests can prove that a crash there leaves the published results intact. A no-op otherwise."""
+
 from __future__ import annotations
 
 import os

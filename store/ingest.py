@@ -1,4 +1,5 @@
 """Ingest rating files into the warehouse: validate, quarantine, keep the latest rating per pair."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +14,7 @@ import polars as pl
 from recmodel.data import RatingsFileError, parse_column_mapping, read_items, read_ratings, read_users
 
 from . import faults
-from .db import connect, sql
+from .db import connect, scalar, sql
 from .paths import now, private_dir
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,22 @@ def file_hash(path: Path) -> str:
     except FileNotFoundError:
         raise RatingsFileError(path, "disappeared before it could be read", "Re-deliver the file and rerun.") from None
     except IsADirectoryError:
-        raise RatingsFileError(path, "is a folder, not a file", "Pass the folder as --source to ingest every file in it.") from None
+        raise RatingsFileError(
+            path, "is a folder, not a file", "Pass the folder as --source to ingest every file in it."
+        ) from None
     return h.hexdigest()
 
 
-def ingest_file(warehouse: str | Path, path: Path, *, columns: str | None = None, delimiter: str | None = None,
-                rating_min: float = 0.5, rating_max: float = 5.0, max_bad_fraction: float = 0.5) -> IngestedFile:
+def ingest_file(
+    warehouse: str | Path,
+    path: Path,
+    *,
+    columns: str | None = None,
+    delimiter: str | None = None,
+    rating_min: float = 0.5,
+    rating_max: float = 5.0,
+    max_bad_fraction: float = 0.5,
+) -> IngestedFile:
     """Load one file unless its exact bytes were ingested before.
 
     Everything for one file (ratings merge, quarantine rows, the ingested_files record) commits in one
@@ -61,17 +72,29 @@ def ingest_file(warehouse: str | Path, path: Path, *, columns: str | None = None
 
     log.info("%s: reading and validating %.0f MB", path, path.stat().st_size / 2**20)
     t0 = time.perf_counter()
-    parsed = read_ratings(path, separator=delimiter, columns=parse_column_mapping(columns), rating_min=rating_min,
-                          rating_max=rating_max, default_timestamp=int(time.time()))
+    parsed = read_ratings(
+        path,
+        separator=delimiter,
+        columns=parse_column_mapping(columns),
+        rating_min=rating_min,
+        rating_max=rating_max,
+        default_timestamp=int(time.time()),
+    )
     seconds = max(time.perf_counter() - t0, 1e-9)
-    log.info("%s: %d rows validated in %.1fs (%.0f rows/s); loading", path, parsed.rows_read, seconds,
-             parsed.rows_read / seconds)
+    log.info(
+        "%s: %d rows validated in %.1fs (%.0f rows/s); loading",
+        path,
+        parsed.rows_read,
+        seconds,
+        parsed.rows_read / seconds,
+    )
     n_bad = parsed.quarantine.height
     if parsed.rows_read and n_bad / parsed.rows_read > max_bad_fraction:
         top = parsed.quarantine.group_by("reason").len().sort("len", descending=True).head(3)
         reasons = "; ".join(f"{r} ({n} rows)" for r, n in top.iter_rows())
         raise RatingsFileError(
-            path, f"{n_bad} of {parsed.rows_read} rows failed validation, e.g. {reasons}",
+            path,
+            f"{n_bad} of {parsed.rows_read} rows failed validation, e.g. {reasons}",
             "Nothing was loaded from it. Check the delimiter (--delimiter), the column mapping (--columns) "
             "and the rating range (--rating-min/--rating-max)",
         )
@@ -91,18 +114,34 @@ def ingest_file(warehouse: str | Path, path: Path, *, columns: str | None = None
         con.execute("begin transaction")
         try:
             con.execute(sql("writer/incoming.sql"))
-            stale = con.execute("select count(*) from incoming where old_ts is not null and timestamp < old_ts").fetchone()[0]
+            stale = scalar(con, "select count(*) from incoming where old_ts is not null and timestamp < old_ts")
             con.execute(sql("writer/delete_replaced.sql"))
             con.execute(sql("writer/insert_winners.sql"), [digest])
             ingested_at = now()
-            con.execute("insert into quarantine select file_hash, path, row_number, reason, raw, ? from bad_rows",
-                        [ingested_at])
-            result = IngestedFile(str(path), digest, False, parsed.rows_read, parsed.ratings.height - stale, n_bad,
-                                  parsed.duplicates + stale)
+            con.execute(
+                "insert into quarantine select file_hash, path, row_number, reason, raw, ? from bad_rows", [ingested_at]
+            )
+            result = IngestedFile(
+                str(path),
+                digest,
+                False,
+                parsed.rows_read,
+                parsed.ratings.height - stale,
+                n_bad,
+                parsed.duplicates + stale,
+            )
             con.execute(
                 "insert into ingested_files values (?, ?, ?, ?, ?, ?, ?, ?)",
-                [digest, str(path.resolve()), result.rows_read, result.rows_loaded, result.rows_quarantined,
-                 result.rows_superseded, str(parquet_path.relative_to(warehouse)), ingested_at],
+                [
+                    digest,
+                    str(path.resolve()),
+                    result.rows_read,
+                    result.rows_loaded,
+                    result.rows_quarantined,
+                    result.rows_superseded,
+                    str(parquet_path.relative_to(warehouse)),
+                    ingested_at,
+                ],
             )
             con.execute("drop table incoming")
             faults.point("ingest")
@@ -110,8 +149,14 @@ def ingest_file(warehouse: str | Path, path: Path, *, columns: str | None = None
         except BaseException:
             con.execute("rollback")
             raise
-    log.info("%s: read %d rows: %d loaded, %d quarantined, %d superseded", path, result.rows_read,
-             result.rows_loaded, result.rows_quarantined, result.rows_superseded)
+    log.info(
+        "%s: read %d rows: %d loaded, %d quarantined, %d superseded",
+        path,
+        result.rows_read,
+        result.rows_loaded,
+        result.rows_quarantined,
+        result.rows_superseded,
+    )
     return result
 
 
@@ -131,5 +176,7 @@ def ingest_users_file(warehouse: str | Path, path: str | Path) -> int:
     with connect(warehouse) as con:
         con.register("new_users", frame.to_arrow())
         con.execute("create or replace table users_meta as select * from new_users")
-    log.info("%s: metadata for %d users (%s)", path, frame.height, ", ".join(c for c in frame.columns if c != "user_id"))
+    log.info(
+        "%s: metadata for %d users (%s)", path, frame.height, ", ".join(c for c in frame.columns if c != "user_id")
+    )
     return frame.height

@@ -1,11 +1,12 @@
 """One run per warehouse at a time: an advisory lock the OS drops when the process dies, even on kill -9."""
+
 from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 
 class WarehouseBusy(RuntimeError):

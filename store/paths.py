@@ -1,9 +1,10 @@
 """Where things live in a warehouse folder, run ids, and owner-only folders."""
+
 from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 DB_NAME = "collabflow.duckdb"
@@ -26,7 +27,7 @@ def run_dir(warehouse: str | Path, run_id: str) -> Path:
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_run_id() -> str:

@@ -1,6 +1,7 @@
 """Publish a run to the warehouse atomically."""
+
 from prefect import task
 
 from store.publish import publish_run as publish
 
-publish_run = task(publish, name="publish-run")
+publish_run = task(name="publish-run")(publish)

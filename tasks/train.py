@@ -1,4 +1,5 @@
 """Fit the rating model and the ranker on the run's snapshot; measure both against baselines."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +15,8 @@ from store import faults
 @task(name="fit-models")
 def fit_models(snapshot: Snapshot, cfg: RunConfig, run_dir: str, previous: WarmSource | None = None) -> FitOutcome:
     """Train both models, measure them next to the baselines, save them in the run's folder (safetensors)."""
-    fitted = fit_night(snapshot, cfg, Path(run_dir) / "rater.safetensors", Path(run_dir) / "ranker.safetensors", previous)
+    fitted = fit_night(
+        snapshot, cfg, Path(run_dir) / "rater.safetensors", Path(run_dir) / "ranker.safetensors", previous
+    )
     faults.point("train")
     return fitted

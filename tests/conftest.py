@@ -1,4 +1,5 @@
 """Shared fixtures. Prefect settings must be in the environment before anything imports prefect."""
+
 import os
 import tempfile
 from pathlib import Path
@@ -60,8 +61,12 @@ def free_port() -> int:
 
 def api(url: str, path: str, body: dict | None = None, attempts: int = 10):
     """One Prefect REST call; a busy server on 2 cores answers 503 now and then, so those are retried."""
-    req = urllib.request.Request(url + path, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"content-type": "application/json"}, method="POST" if body is not None else "GET")
+    req = urllib.request.Request(
+        url + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"content-type": "application/json"},
+        method="POST" if body is not None else "GET",
+    )
     for attempt in range(attempts):
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
@@ -92,8 +97,12 @@ def server(tmp_path_factory):
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/api"
 
     try:

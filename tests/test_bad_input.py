@@ -4,6 +4,7 @@ Either the file loads with its bad rows quarantined (row number and reason), cou
 exactly, or the run stops before touching anything with a message naming the file, the problem and
 the fix.
 """
+
 import gzip
 import os
 
@@ -50,7 +51,12 @@ CORPUS = [
     ("only whitespace", "u.data", b"\n \n", "is empty"),
     ("gzip file", "u.data.gz", gzip.compress(GOOD), (3, 0, 0)),
     ("damaged gzip", "u.data.gz", gzip.compress(GOOD)[:20], "damaged gzip"),
-    ("UTF-8 BOM and quotes", "ratings.csv", b'\xef\xbb\xbf"userId","movieId","rating","timestamp"\n"1","10","4.5","100"\n', (1, 0, 0)),
+    (
+        "UTF-8 BOM and quotes",
+        "ratings.csv",
+        b'\xef\xbb\xbf"userId","movieId","rating","timestamp"\n"1","10","4.5","100"\n',
+        (1, 0, 0),
+    ),
     ("random bytes", "ratings.csv", bytes(range(256)) * 4, "ratings.csv"),
     ("very long line", "u.data", GOOD + b"4\t" + b"9" * 5000 + b"\t3\t103\n", (3, 1, 0)),
     ("ratings.dat with wrong separator", "ratings.dat", b"1,10,4,100\n2,11,3,101\n", "failed validation"),
@@ -77,7 +83,10 @@ def test_malformed_file(warehouse, tmp_path, case, name, content, expected):
             ingest_file(warehouse, path, rating_min=1, rating_max=5)
         message = str(err.value)
         assert str(path) in message and expected in message
-        assert q(warehouse, "select count(*) from ratings union all select count(*) from ingested_files") == [(0,), (0,)]
+        assert q(warehouse, "select count(*) from ratings union all select count(*) from ingested_files") == [
+            (0,),
+            (0,),
+        ]
         return
     report = ingest_file(warehouse, path, rating_min=1, rating_max=5)
     assert (report.rows_loaded, report.rows_quarantined, report.rows_superseded) == expected

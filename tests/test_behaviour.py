@@ -5,6 +5,7 @@ Data: a checkerboard with the diagonal withheld. Users and items fall in two gro
 rates every item of their own group 5 except the item with their own index, and a random half of the
 other group's items 1. The best unseen item for user u is therefore item u.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -29,15 +30,30 @@ def board() -> Ratings:
     for u in range(N):
         for i in range(N):
             if i % 2 == u % 2 and i != u:
-                users.append(u), items.append(i), ratings.append(5.0)
+                users.append(u)
+                items.append(i)
+                ratings.append(5.0)
             elif i % 2 != u % 2 and rng.random() < 0.5:
-                users.append(u), items.append(i), ratings.append(1.0)
+                users.append(u)
+                items.append(i)
+                ratings.append(1.0)
     return Ratings(np.array(users), np.array(items), np.array(ratings, np.float32), np.arange(len(users)), N, N)
 
 
 def rater_config(kind: str) -> TrainConfig:
-    return TrainConfig(rating_model=kind, n_factors=8, epochs=40, lr_max=3e-2, wd=0.01, batch_size=64, nn_epochs=40,
-                       nn_lr_max=1e-2, nn_wd=0.01, nn_hidden=32, y_range=(0.5, 5.5))
+    return TrainConfig(
+        rating_model=kind,
+        n_factors=8,
+        epochs=40,
+        lr_max=3e-2,
+        wd=0.01,
+        batch_size=64,
+        nn_epochs=40,
+        nn_lr_max=1e-2,
+        nn_wd=0.01,
+        nn_hidden=32,
+        y_range=(0.5, 5.5),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +63,10 @@ def raters(board):
 
 @pytest.fixture(scope="module")
 def rankers(board, raters):
-    out = {name: fit_ranker(board, RankConfig(ranker=name, rank_factors=8, rank_iterations=15), CPU, 0)
-           for name in ("ials", "ease", "popularity")}
+    out = {
+        name: fit_ranker(board, RankConfig(ranker=name, rank_factors=8, rank_iterations=15), CPU, 0)
+        for name in ("ials", "ease", "popularity")
+    }
     out.update({kind: model.as_ranker() for kind, model in raters.items()})
     return out
 
@@ -164,6 +182,7 @@ def test_unknown_user_indices_are_refused(rankers, board, name):
 
 
 # ---------------------------------------------------------------- rating models
+
 
 @pytest.mark.parametrize("kind", RATERS)
 def test_predict_equals_the_forward_pass(raters, kind):

@@ -1,4 +1,5 @@
 """The ``collabflow`` command as a user runs it: a subprocess, exit codes, one-line errors."""
+
 import json
 import os
 import subprocess
@@ -14,8 +15,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args, check=False, env=None, stdin=None):
-    proc = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=600,
-                          env={**os.environ, **(env or {})}, input=stdin)
+    proc = subprocess.run(
+        [*CLI, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+        input=stdin,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(proc.stderr[-3000:])
     return proc
@@ -28,8 +36,18 @@ def ran(small_ratings, tmp_path_factory):
     warehouse = tmp / "wh"
     config = tmp / "collabflow.toml"
     config.write_text("top_n = 3\nepochs = 1\nrating_min = 1\nseed = 1\n")
-    proc = cli("run", "--source", small_ratings, "--warehouse", warehouse, "--epochs", 2, "--json", check=True,
-               env={"COLLABFLOW_CONFIG": str(config), "COLLABFLOW_SEED": "5"})
+    proc = cli(
+        "run",
+        "--source",
+        small_ratings,
+        "--warehouse",
+        warehouse,
+        "--epochs",
+        2,
+        "--json",
+        check=True,
+        env={"COLLABFLOW_CONFIG": str(config), "COLLABFLOW_SEED": "5"},
+    )
     return warehouse, json.loads(proc.stdout)
 
 
@@ -43,7 +61,9 @@ def test_settings_layer_file_then_environment_then_flags(ran):
 def test_config_show_says_where_each_value_comes_from(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('top_n = 20\nranker = "ease"\n')
-    out = json.loads(cli("config", "show", "--config", config, "--json", env={"COLLABFLOW_EPOCHS": "7"}, check=True).stdout)
+    out = json.loads(
+        cli("config", "show", "--config", config, "--json", env={"COLLABFLOW_EPOCHS": "7"}, check=True).stdout
+    )
     assert out["top_n"] == {"value": 20, "from": str(config)} and out["ranker"]["value"] == "ease"
     assert out["epochs"] == {"value": 7, "from": "COLLABFLOW_EPOCHS"} and out["wd"]["from"] == "default"
     bad = cli("config", "show", env={"COLLABFLOW_TOP_N": "many"})
@@ -57,8 +77,11 @@ def test_status_and_sql(ran):
     status = json.loads(cli("status", "--warehouse", warehouse, "--json", check=True).stdout)
     assert status["runs"][0]["run_id"] == summary["run_id"] and status["runs"][0]["status"] == "succeeded"
     assert summary["run_id"] in cli("status", "--warehouse", warehouse, check=True).stdout
-    rows = json.loads(cli("sql", "--warehouse", warehouse, "select count(*) as n from latest_recommendations", "--json",
-                          check=True).stdout)
+    rows = json.loads(
+        cli(
+            "sql", "--warehouse", warehouse, "select count(*) as n from latest_recommendations", "--json", check=True
+        ).stdout
+    )
     assert rows == [{"n": summary["n_recommendations"]}]
     query = ROOT / "sql" / "queries" / "most_recommended_items.sql"
     assert "n_users" in cli("sql", "--warehouse", warehouse, "-f", query, check=True).stdout
@@ -69,16 +92,19 @@ def test_status_and_sql(ran):
     assert cli("sql", "--warehouse", warehouse, "delete from runs").returncode == 1  # read-only
 
 
-
 def test_run_publishes_and_recommend_reads_it(ran):
     warehouse, summary = ran
     assert (warehouse / "collabflow.duckdb").exists()
     with duckdb.connect(str(warehouse / "collabflow.duckdb"), read_only=True) as con:
         user = con.execute("select min(user_id) from latest_recommendations").fetchall()[0][0]
-        expected = con.execute("select item_id from latest_recommendations where user_id = ? order by rank", [user]).fetchall()
+        expected = con.execute(
+            "select item_id from latest_recommendations where user_id = ? order by rank", [user]
+        ).fetchall()
     out = cli("recommend", user, "--warehouse", warehouse, "--json", check=True)
     got = json.loads(out.stdout)
-    assert got["run_id"] == summary["run_id"] and [r["item_id"] for r in got["recommendations"]] == [e[0] for e in expected]
+    assert got["run_id"] == summary["run_id"] and [r["item_id"] for r in got["recommendations"]] == [
+        e[0] for e in expected
+    ]
     table = cli("recommend", user, "--warehouse", warehouse, "--n", 2, check=True).stdout
     assert f"user {user}" in table and len(table.strip().splitlines()) == 4  # title, header, 2 rows
 
@@ -102,7 +128,9 @@ def test_unknown_user_is_a_clear_error(ran):
 
 def test_bad_option_is_rejected_before_running(tmp_path):
     proc = cli("run", "--warehouse", tmp_path / "wh", "--top-n", 0)
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == ["collabflow run: error: top_n: Input should be greater than or equal to 1"]
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "collabflow run: error: top_n: Input should be greater than or equal to 1"
+    ]
     assert not (tmp_path / "wh").exists()
 
 
@@ -112,7 +140,9 @@ def test_failed_run_exits_non_zero_with_one_line_reason(tmp_path):
     proc = cli("run", "--source", bad, "--warehouse", tmp_path / "wh", "--epochs", 1)
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("collabflow run: error: RatingsFileError:") and str(bad) in last and "failed validation" in last
+    assert (
+        last.startswith("collabflow run: error: RatingsFileError:") and str(bad) in last and "failed validation" in last
+    )
 
 
 def test_help_explains_every_option():
@@ -130,8 +160,19 @@ def test_evaluate_json_interface(small_ratings, tmp_path):
     train, test = tmp_path / "train.data", tmp_path / "test.data"
     frame.filter(mask).write_csv(train, separator="\t", include_header=False)
     frame.filter(~mask).write_csv(test, separator="\t", include_header=False)
-    proc = cli("evaluate", "--train", train, "--test", test, "--rating-min", 1, "--warehouse", tmp_path / "wh", "--json",
-               check=True)
+    proc = cli(
+        "evaluate",
+        "--train",
+        train,
+        "--test",
+        test,
+        "--rating-min",
+        1,
+        "--warehouse",
+        tmp_path / "wh",
+        "--json",
+        check=True,
+    )
     out = json.loads(proc.stdout)  # stdout holds exactly one JSON object
     for key in ("rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "coverage_at_10"):
         assert isinstance(out["published"][key], float)
@@ -139,7 +180,9 @@ def test_evaluate_json_interface(small_ratings, tmp_path):
         assert name in out
     assert out["evaluation"]["n_train"] + out["evaluation"]["n_test"] == frame.height
     with duckdb.connect(str(tmp_path / "wh" / "collabflow.duckdb"), read_only=True) as con:
-        stored = con.execute("select value from evaluations where model = 'published' and metric = 'ndcg_at_10'").fetchall()
+        stored = con.execute(
+            "select value from evaluations where model = 'published' and metric = 'ndcg_at_10'"
+        ).fetchall()
     assert stored == [(out["published"]["ndcg_at_10"],)]
 
 

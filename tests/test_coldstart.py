@@ -1,4 +1,5 @@
 """Cold-start policies on synthetic data with a known answer (recmodel.coldstart, tasks.score)."""
+
 import numpy as np
 import polars as pl
 import pytest
@@ -18,7 +19,8 @@ def two_tribes(n_users=60, n_items=40, seed=0):
     users, items = [], []
     for u in range(n_users):
         for i in rng.choice(np.arange(u % 2, n_items, 2), size=10, replace=False):
-            users.append(u), items.append(int(i))
+            users.append(u)
+            items.append(int(i))
     n = len(users)
     return Ratings(np.array(users), np.array(items), np.full(n, 5.0, np.float32), np.arange(n), n_users, n_items)
 
@@ -26,8 +28,13 @@ def two_tribes(n_users=60, n_items=40, seed=0):
 def test_metadata_regression_recovers_taste_from_sign_up_answers():
     data = two_tribes()
     ranker = fit_ranker(data, RankConfig(ranker="ials", rank_factors=8, rank_iterations=10), CPU, 0)
-    meta = pl.DataFrame({"user_id": np.arange(60), "tribe": [f"t{u % 2}" for u in range(60)],
-                         "age": np.random.default_rng(1).integers(18, 60, 60)})
+    meta = pl.DataFrame(
+        {
+            "user_id": np.arange(60),
+            "tribe": [f"t{u % 2}" for u in range(60)],
+            "age": np.random.default_rng(1).integers(18, 60, 60),
+        }
+    )
     encoder = UserFeatures.fit(meta)
     W = fit_metadata_regression(encoder.transform(meta), ranker.user_factors.double().numpy(), alpha=1.0)
     new = pl.DataFrame({"user_id": [100, 101], "tribe": ["t0", "t1"], "age": [30, 30]})
@@ -58,12 +65,14 @@ def test_flow_publishes_cold_start_rows_with_their_source(small_ratings, tmp_pat
     users = tmp_path / "users.csv"
     ids = list(range(1, 201)) + [5001, 5002]  # the synthetic data has users 1..200
     pl.DataFrame({"user_id": ids, "group": [f"g{u % 3}" for u in ids]}).write_csv(users)
-    summary = nightly(source=str(small_ratings), warehouse=str(tmp_path / "wh"), users=str(users), top_n=5,
-                      rating_min=1, epochs=3)
+    summary = nightly(
+        source=str(small_ratings), warehouse=str(tmp_path / "wh"), users=str(users), top_n=5, rating_min=1, epochs=3
+    )
     import duckdb
 
     with duckdb.connect(str(tmp_path / "wh" / "collabflow.duckdb"), read_only=True) as con:
-        rows = con.execute("select source, count(distinct user_id), count(*) from latest_recommendations "
-                           "group by 1 order by 1").fetchall()
+        rows = con.execute(
+            "select source, count(distinct user_id), count(*) from latest_recommendations group by 1 order by 1"
+        ).fetchall()
     assert rows == [("metadata", 2, 10), ("model", 200, 1000)]
     assert summary["n_recommendations"] == 1010

@@ -3,6 +3,7 @@ model. Each time the published lists must stay exactly as they were, and the nex
 
 Runs go through the real CLI in subprocesses against a real Prefect server (one per module).
 """
+
 import signal
 import subprocess
 import sys
@@ -22,9 +23,25 @@ NO_GATE = ["--gate-tolerance", "10"]  # these nights must reach every stage; the
 
 def run(warehouse, source, env, *extra, kill_at=None, timeout=300):
     env = {**env, **({"COLLABFLOW_TEST_KILL_AT": kill_at} if kill_at else {})}
-    return subprocess.run([sys.executable, "-m", "flows.cli", "run", "--source", str(source), "--warehouse",
-                           str(warehouse), *FAST, *map(str, extra)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "--source",
+            str(source),
+            "--warehouse",
+            str(warehouse),
+            *FAST,
+            *map(str, extra),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def q(warehouse, sql):
@@ -61,7 +78,9 @@ def test_sigkill_at_each_stage_leaves_published_results(night, stage, tmp_path):
     proc = run(warehouse, inbox, env, *NO_GATE, kill_at=stage)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert published(warehouse) == before
-    assert q(warehouse, "select count(*) from ratings") == q(warehouse, "select count(distinct (user_id, item_id)) from ratings")
+    assert q(warehouse, "select count(*) from ratings") == q(
+        warehouse, "select count(distinct (user_id, item_id)) from ratings"
+    )
 
 
 def test_next_run_after_the_crashes_publishes_once(night):
@@ -73,19 +92,23 @@ def test_next_run_after_the_crashes_publishes_once(night):
     assert q(warehouse, "select count(*) from ingested_files") == [(2,)]  # night2 ingested exactly once
     n_ratings = q(warehouse, "select count(*) from ratings")[0][0]
     assert n_ratings == q(warehouse, "select count(distinct (user_id, item_id)) from ratings")[0][0]
-    for read, loaded, bad, sup in q(warehouse, "select rows_read, rows_loaded, rows_quarantined, rows_superseded "
-                                               "from ingested_files"):
+    for read, loaded, bad, sup in q(
+        warehouse, "select rows_read, rows_loaded, rows_quarantined, rows_superseded from ingested_files"
+    ):
         assert read == loaded + bad + sup
 
 
 def test_a_reader_delays_the_run_but_never_sees_a_partial_one(night, tmp_path):
     warehouse, inbox, _, env = night
     before = published(warehouse)
-    hold = ("import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); "
-            "print(con.execute('select count(*) from latest_recommendations').fetchall()[0][0], flush=True); "
-            "time.sleep(float(sys.argv[2]))")
-    reader = subprocess.Popen([sys.executable, "-c", hold, str(warehouse / "collabflow.duckdb"), "8"],
-                              stdout=subprocess.PIPE, text=True)
+    hold = (
+        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(con.execute('select count(*) from latest_recommendations').fetchall()[0][0], flush=True); "
+        "time.sleep(float(sys.argv[2]))"
+    )
+    reader = subprocess.Popen(
+        [sys.executable, "-c", hold, str(warehouse / "collabflow.duckdb"), "8"], stdout=subprocess.PIPE, text=True
+    )
     assert int(reader.stdout.readline()) == len(before)  # the reader saw the whole previous run
     started = time.time()
     proc = run(warehouse, inbox, env, *NO_GATE)
@@ -93,8 +116,9 @@ def test_a_reader_delays_the_run_but_never_sees_a_partial_one(night, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert time.time() - started > 5  # it waited for the reader, then ran
 
-    reader = subprocess.Popen([sys.executable, "-c", hold, str(warehouse / "collabflow.duckdb"), "120"],
-                              stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", hold, str(warehouse / "collabflow.duckdb"), "120"], stdout=subprocess.PIPE, text=True
+    )
     reader.stdout.readline()
     try:
         proc = run(warehouse, inbox, {**env, "COLLABFLOW_LOCK_TIMEOUT": "3"}, *NO_GATE)

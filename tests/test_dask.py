@@ -3,6 +3,7 @@ real `prefect server start`; the published tables must equal a local, single-sha
 
 Slow (a server, a cluster start, two runs): about a minute on 2 cores. Skipped without prefect-dask.
 """
+
 import subprocess
 import sys
 from pathlib import Path
@@ -16,19 +17,42 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(env, warehouse, source, *extra):
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--source", str(source), "--warehouse",
-                           str(warehouse), "--rating-min", "1", "--top-n", "5", "--epochs", "2", *extra],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "--source",
+            str(source),
+            "--warehouse",
+            str(warehouse),
+            "--rating-min",
+            "1",
+            "--top-n",
+            "5",
+            "--epochs",
+            "2",
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
 
 
 def published(warehouse):
     with duckdb.connect(str(warehouse / "collabflow.duckdb"), read_only=True) as con:
-        recs = con.execute("select user_id, rank, item_id, score, source from latest_recommendations "
-                           "order by user_id, rank").fetchall()
-        similar = con.execute("select item_id, rank, similar_item_id, similarity from latest_similar_items "
-                              "order by item_id, rank").fetchall()
+        recs = con.execute(
+            "select user_id, rank, item_id, score, source from latest_recommendations order by user_id, rank"
+        ).fetchall()
+        similar = con.execute(
+            "select item_id, rank, similar_item_id, similarity from latest_similar_items order by item_id, rank"
+        ).fetchall()
     return recs, similar
 
 
@@ -47,8 +71,26 @@ def test_dask_without_a_prefect_server_is_refused(small_ratings, tmp_path):
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--source", str(small_ratings), "--warehouse",
-                           str(tmp_path / "wh"), "--rating-min", "1", "--dask-workers", "2"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "--source",
+            str(small_ratings),
+            "--warehouse",
+            str(tmp_path / "wh"),
+            "--rating-min",
+            "1",
+            "--dask-workers",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "needs a running Prefect server" in proc.stderr.strip().splitlines()[-1]

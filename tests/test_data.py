@@ -1,4 +1,5 @@
 """Reading and validating rating files (recmodel.data)."""
+
 import gzip
 
 import polars as pl
@@ -16,7 +17,10 @@ def test_reads_movielens_udata(tmp_path):
     path.write_text("196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n")
     parsed = read_ratings(path)
     assert parsed.ratings.select("user_id", "item_id", "rating", "timestamp").rows() == [
-        (196, 242, 3.0, 881250949), (186, 302, 3.0, 891717742), (22, 377, 1.0, 878887116)]
+        (196, 242, 3.0, 881250949),
+        (186, 302, 3.0, 891717742),
+        (22, 377, 1.0, 878887116),
+    ]
     assert parsed.quarantine.height == 0 and reconciles(parsed)
 
 
@@ -37,29 +41,35 @@ def test_column_mapping_for_any_csv(tmp_path):
     path = tmp_path / "export.csv"
     path.write_text("stars,who,what,when,extra\n4,10,20,100,x\n2,11,21,101,y\n")
     parsed = read_ratings(path, columns=parse_column_mapping("user=who,item=what,rating=stars,timestamp=when"))
-    assert parsed.ratings.select("user_id", "item_id", "rating", "timestamp").rows() == [(10, 20, 4.0, 100), (11, 21, 2.0, 101)]
+    assert parsed.ratings.select("user_id", "item_id", "rating", "timestamp").rows() == [
+        (10, 20, 4.0, 100),
+        (11, 21, 2.0, 101),
+    ]
 
 
 def test_parquet_with_mapping_and_no_timestamp(tmp_path):
     path = tmp_path / "r.parquet"
     pl.DataFrame({"uid": [1, 2], "iid": [5, 6], "score": [4.0, 1.0]}).write_parquet(path)
     parsed = read_ratings(path, columns={"user": "uid", "item": "iid", "rating": "score"}, default_timestamp=77)
-    assert parsed.ratings.select("user_id", "item_id", "rating", "timestamp").rows() == [(1, 5, 4.0, 77), (2, 6, 1.0, 77)]
+    assert parsed.ratings.select("user_id", "item_id", "rating", "timestamp").rows() == [
+        (1, 5, 4.0, 77),
+        (2, 6, 1.0, 77),
+    ]
 
 
 def test_bad_rows_are_quarantined_with_row_and_reason(tmp_path):
     path = tmp_path / "u.data"
     lines = [
-        "1\t1\t4\t100",      # 1 ok
-        "2\t1\tabc\t100",    # 2 rating not a number
-        "3\t1\t9\t100",      # 3 out of range
-        "x\t1\t3\t100",      # 4 user not an integer
-        "4\t-5\t3\t100",     # 5 negative item
-        "5\t1\tnan\t100",    # 6 NaN rating
-        "6\t1\t3",           # 7 missing timestamp
-        "",                  # 8 blank line
-        "7\t1\t3\t100\t9",   # 9 extra field
-        "8\t2\t5\t100",      # 10 ok
+        "1\t1\t4\t100",  # 1 ok
+        "2\t1\tabc\t100",  # 2 rating not a number
+        "3\t1\t9\t100",  # 3 out of range
+        "x\t1\t3\t100",  # 4 user not an integer
+        "4\t-5\t3\t100",  # 5 negative item
+        "5\t1\tnan\t100",  # 6 NaN rating
+        "6\t1\t3",  # 7 missing timestamp
+        "",  # 8 blank line
+        "7\t1\t3\t100\t9",  # 9 extra field
+        "8\t2\t5\t100",  # 10 ok
     ]
     path.write_text("\n".join(lines) + "\n")
     parsed = read_ratings(path, rating_min=1, rating_max=5)
@@ -83,7 +93,10 @@ def test_duplicate_pairs_keep_latest_timestamp(tmp_path):
 def test_gzip_and_windows_line_endings(tmp_path):
     path = tmp_path / "u.data.gz"
     path.write_bytes(gzip.compress(b"1\t2\t3\t4\r\n5\t6\t4\t8\r\n"))
-    assert read_ratings(path).ratings.select("user_id", "item_id", "rating", "timestamp").rows() == [(1, 2, 3.0, 4), (5, 6, 4.0, 8)]
+    assert read_ratings(path).ratings.select("user_id", "item_id", "rating", "timestamp").rows() == [
+        (1, 2, 3.0, 4),
+        (5, 6, 4.0, 8),
+    ]
 
 
 @pytest.mark.parametrize("content,problem", [(b"", "is empty"), (b"\n\n", "is empty")])

@@ -8,6 +8,7 @@ them (run this file with ``COLLABFLOW_PRINT_FINGERPRINTS=1`` to print the new va
 Only item lists are hashed, never scores: a score's last bits depend on the CPU's vector width, a list
 does not (neighbouring scores differ by far more than that).
 """
+
 import hashlib
 import os
 
@@ -18,8 +19,21 @@ import torch
 
 from recmodel import synth
 
-PINNED = dict(epochs=3, n_factors=8, top_n=5, rating_min=1, rating_max=5, seed=3, rating_model="dot", ranker="ials",
-              rank_factors=16, rank_iterations=4, similar_n=5, valid_pct=0.2, gate_tolerance=None)
+PINNED = dict(
+    epochs=3,
+    n_factors=8,
+    top_n=5,
+    rating_min=1,
+    rating_max=5,
+    seed=3,
+    rating_model="dot",
+    ranker="ials",
+    rank_factors=16,
+    rank_iterations=4,
+    similar_n=5,
+    valid_pct=0.2,
+    gate_tolerance=None,
+)
 
 # taken before the renovation (see the module docstring)
 FLOW_LISTS = "dc2792457e1ae2d80e2f39351141e652fb5b52787e159ca21bb233bedc81cc39"
@@ -75,7 +89,9 @@ def library_lists(data) -> dict[str, str]:
     from recmodel.score import recommend
     from recmodel.train import fit_rater
 
-    frame = pl.read_csv(data, separator="\t", has_header=False, new_columns=["user_id", "item_id", "rating", "timestamp"])
+    frame = pl.read_csv(
+        data, separator="\t", has_header=False, new_columns=["user_id", "item_id", "rating", "timestamp"]
+    )
     (ratings,), _, _ = index_frames(frame)
     cpu = torch.device("cpu")
     users = np.arange(ratings.n_users)

@@ -1,4 +1,5 @@
 """The nightly flow end to end on a real Prefect test server, real Parquet and a real DuckDB file."""
+
 import duckdb
 import pytest
 
@@ -27,8 +28,12 @@ def test_every_user_gets_top_n_unseen_items(two_runs):
     warehouse, first, _ = two_runs
     n_users = q(warehouse, "select count(distinct user_id) from ratings")[0][0]
     assert first["n_users_scored"] == n_users
-    per_user = q(warehouse, "select user_id, count(*), count(distinct item_id), min(rank), max(rank) "
-                            "from recommendations where run_id = ? group by user_id", [first["run_id"]])
+    per_user = q(
+        warehouse,
+        "select user_id, count(*), count(distinct item_id), min(rank), max(rank) "
+        "from recommendations where run_id = ? group by user_id",
+        [first["run_id"]],
+    )
     assert len(per_user) == n_users
     assert all(row[1:] == (TOP_N, TOP_N, 1, TOP_N) for row in per_user)
     already_rated = q(warehouse, "select count(*) from recommendations r join ratings using (user_id, item_id)")
@@ -45,20 +50,27 @@ def test_rerun_is_idempotent_and_deterministic(two_runs):
     assert [f["skipped"] for f in second["files"]] == [True]
     assert q(warehouse, "select count(*) from ingested_files") == [(1,)]
     assert q(warehouse, "select run_id, status from runs order by started_at") == [
-        (first["run_id"], "succeeded"), (second["run_id"], "succeeded")]
+        (first["run_id"], "succeeded"),
+        (second["run_id"], "succeeded"),
+    ]
     latest = q(warehouse, "select distinct run_id from latest_recommendations")
     assert latest == [(second["run_id"],)]
-    lists = [q(warehouse, "select user_id, rank, item_id from recommendations where run_id = ? order by all", [r["run_id"]])
-             for r in (first, second)]
+    lists = [
+        q(warehouse, "select user_id, rank, item_id from recommendations where run_id = ? order by all", [r["run_id"]])
+        for r in (first, second)
+    ]
     assert lists[0] == lists[1] and len(lists[0]) == first["n_recommendations"]  # same seed on CPU -> same top-N
     assert first["metrics"]["valid_rmse"] == second["metrics"]["valid_rmse"]
 
 
 def test_run_metadata_is_recorded(two_runs):
     warehouse, first, _ = two_runs
-    row = q(warehouse, "select n_ratings, n_users, n_items, n_recommendations, device, config->>'top_n', "
-                       "metrics->>'valid_rmse', timings->>'train', versions->>'torch' from runs where run_id = ?",
-            [first["run_id"]])[0]
+    row = q(
+        warehouse,
+        "select n_ratings, n_users, n_items, n_recommendations, device, config->>'top_n', "
+        "metrics->>'valid_rmse', timings->>'train', versions->>'torch' from runs where run_id = ?",
+        [first["run_id"]],
+    )[0]
     assert row[0] == 6000 and row[3] == first["n_recommendations"] and row[4] == "cpu"
     assert row[5] == str(TOP_N) and float(row[6]) > 0 and float(row[7]) > 0 and row[8]
 
@@ -85,7 +97,9 @@ def test_metrics_artifact_is_created(two_runs):
 
     async def read():
         async with get_client() as client:
-            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["collabflow-run-metrics"])))
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["collabflow-run-metrics"]))
+            )
 
     artifacts = asyncio.run(read())
     assert artifacts and artifacts[0].type == "table"
@@ -93,8 +107,9 @@ def test_metrics_artifact_is_created(two_runs):
 
     async def comparison():
         async with get_client() as client:
-            return await client.read_artifacts(artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=["collabflow-model-comparison"])))
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["collabflow-model-comparison"]))
+            )
 
     import json
 
@@ -148,8 +163,11 @@ def test_warm_start_validates_on_the_new_nights_ratings(prefect_harness, tmp_pat
 def test_similar_items_are_published(two_runs):
     warehouse, first, second = two_runs
     n_items = q(warehouse, "select count(*) from item_index")[0][0]
-    per_item = q(warehouse, "select count(distinct item_id), max(rank), count(*) filter (where item_id = similar_item_id) "
-                            "from latest_similar_items")[0]
+    per_item = q(
+        warehouse,
+        "select count(distinct item_id), max(rank), count(*) filter (where item_id = similar_item_id) "
+        "from latest_similar_items",
+    )[0]
     assert per_item == (n_items, 10, 0)
     assert q(warehouse, "select count(distinct run_id) from similar_items") == [(2,)]
 
@@ -170,7 +188,9 @@ def test_every_run_writes_a_report(two_runs):
 
     async def read():
         async with get_client() as client:
-            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["collabflow-report"])))
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["collabflow-report"]))
+            )
 
     artifact = asyncio.run(read())[0]
     assert artifact.type == "markdown" and "report.md" in artifact.data
@@ -181,6 +201,9 @@ def test_rare_items_are_never_recommended(prefect_harness, small_ratings, tmp_pa
 
     warehouse = tmp_path / "wh"
     nightly(source=str(small_ratings), warehouse=str(warehouse), min_item_ratings=30, **FAST)
-    rare = q(warehouse, "select count(*) from latest_recommendations where item_id in "
-                        "(select item_id from ratings group by item_id having count(*) < 30)")
+    rare = q(
+        warehouse,
+        "select count(*) from latest_recommendations where item_id in "
+        "(select item_id from ratings group by item_id having count(*) < 30)",
+    )
     assert rare == [(0,)] and q(warehouse, "select count(*) from latest_recommendations")[0][0] > 0

@@ -3,6 +3,7 @@
 Marked ``gpu`` and skipped where torch sees no CUDA device (CI never has one); run with
 ``pytest -m gpu`` on a GPU machine (see bench/gpu_check.sh).
 """
+
 import numpy as np
 import pytest
 import torch
@@ -14,8 +15,10 @@ from recmodel.sparse import csr_from_pairs
 from recmodel.splits import random_split
 from recmodel.train import Interactions, fit
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch"),
+]
 
 
 @pytest.mark.parametrize("integer", [False, True])
@@ -44,8 +47,9 @@ def test_gpu_training_matches_cpu_quality():
     for device in ("cpu", "cuda"):
         data = Interactions.from_numpy(u, i, r, torch.device(device))
         model = DotProductBias(n_users, n_items, 8, generator=torch.Generator().manual_seed(0)).to(device)
-        result = fit(model, data.subset(torch.as_tensor(tr, device=device)),
-                     data.subset(torch.as_tensor(va, device=device)), cfg)
+        result = fit(
+            model, data.subset(torch.as_tensor(tr, device=device)), data.subset(torch.as_tensor(va, device=device)), cfg
+        )
         assert next(model.parameters()).device.type == device
         rmse[device] = result.final.valid_rmse
     assert rmse["cuda"] == pytest.approx(rmse["cpu"], abs=0.02)

@@ -1,4 +1,5 @@
 """Metric definitions against hand-computed values (recmodel.metrics)."""
+
 import math
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Acceptance on real MovieLens 100K (skipped when ../shared/data/ml-100k is absent)."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Issue 3 acceptance on real MovieLens 100K (skipped when ../shared/data/ml-100k is absent)."""
+
 import pytest
 
 from bench.ranking import run

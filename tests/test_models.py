@@ -1,4 +1,5 @@
 """Model-specific checks (the shared behavioural suite every model passes is tests/test_behaviour.py)."""
+
 import numpy as np
 import pytest
 import torch
@@ -20,9 +21,13 @@ def checkerboard() -> Ratings:
     for u in range(N):
         for i in range(N):
             if i % 2 == u % 2 and i != u:
-                users.append(u), items.append(i), ratings.append(5.0)
+                users.append(u)
+                items.append(i)
+                ratings.append(5.0)
             elif i % 2 != u % 2 and rng.random() < 0.5:
-                users.append(u), items.append(i), ratings.append(1.0)
+                users.append(u)
+                items.append(i)
+                ratings.append(1.0)
     n = len(users)
     return Ratings(np.array(users), np.array(items), np.array(ratings, np.float32), np.arange(n), N, N)
 

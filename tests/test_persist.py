@@ -1,4 +1,5 @@
 """Model files (recmodel.persist): safetensors round trip, no code execution on load."""
+
 import numpy as np
 import pytest
 import torch
@@ -12,8 +13,9 @@ from recmodel.persist import load_model, save_model
 def test_round_trip_keeps_weights_ids_and_config(tmp_path):
     cfg = TrainConfig(n_factors=4, y_range=(0.0, 5.5))
     model = DotProductBias(3, 5, 4, cfg.y_range, generator=torch.Generator().manual_seed(1))
-    path = save_model(tmp_path / "m.safetensors", model, np.array([10, 20, 30]), np.array([7, 8, 9, 11, 13]), cfg,
-                      {"valid_rmse": 0.9})
+    path = save_model(
+        tmp_path / "m.safetensors", model, np.array([10, 20, 30]), np.array([7, 8, 9, 11, 13]), cfg, {"valid_rmse": 0.9}
+    )
     saved = load_model(path)
     assert saved.config == cfg and saved.metadata == {"valid_rmse": 0.9}
     assert saved.user_ids.tolist() == [10, 20, 30] and saved.item_ids.tolist() == [7, 8, 9, 11, 13]

@@ -1,4 +1,5 @@
 """Blocked top-N scoring against a brute-force float64 reference (recmodel.score)."""
+
 import numpy as np
 import pytest
 import torch
@@ -22,8 +23,16 @@ def random_case(seed, n_users=37, n_items=53, d=6, density=0.3, integer=False):
 
 def run(uf, itf, users, items, top_n, memory_mb=1, block_users=None, engine="auto"):
     indptr, indices = csr_from_pairs(users, items, uf.shape[0])
-    return top_n_unseen(torch.from_numpy(uf), torch.from_numpy(itf), indptr, indices, top_n, memory_mb=memory_mb,
-                        block_users=block_users, engine=engine)
+    return top_n_unseen(
+        torch.from_numpy(uf),
+        torch.from_numpy(itf),
+        indptr,
+        indices,
+        top_n,
+        memory_mb=memory_mb,
+        block_users=block_users,
+        engine=engine,
+    )
 
 
 @pytest.mark.parametrize("engine", ["numba", "torch"])
@@ -80,8 +89,15 @@ def test_rejects_contradictory_arguments():
 
 def test_block_size_respects_budget():
     sizes = []
-    top_n_unseen_blocks(lambda b: sizes.append(b.numel()) or torch.zeros(b.numel(), 1000), 1000,
-                        np.zeros(5001, np.int64), np.zeros(0, np.int64), 3, np.arange(5000), memory_mb=1)
+    top_n_unseen_blocks(
+        lambda b: sizes.append(b.numel()) or torch.zeros(b.numel(), 1000),
+        1000,
+        np.zeros(5001, np.int64),
+        np.zeros(0, np.int64),
+        3,
+        np.arange(5000),
+        memory_mb=1,
+    )
     assert max(sizes) * 1000 * 8 <= 2**20 and sum(sizes) == 5000
 
 
@@ -105,8 +121,16 @@ def test_large_catalog_prunes_exactly(engine, integer):
     uf, itf, users, items = random_case(11, n_users=40, n_items=4000, d=4, density=0.05, integer=integer)
     excluded = [7, 100, 3999]
     indptr, indices = csr_from_pairs(users, items, uf.shape[0])
-    top = top_n_unseen(torch.from_numpy(uf), torch.from_numpy(itf), indptr, indices, 25, memory_mb=1, engine=engine,
-                       exclude_items=np.array(excluded))
+    top = top_n_unseen(
+        torch.from_numpy(uf),
+        torch.from_numpy(itf),
+        indptr,
+        indices,
+        25,
+        memory_mb=1,
+        engine=engine,
+        exclude_items=np.array(excluded),
+    )
     assert [[i for i in row if i >= 0] for row in top.items.tolist()] == reference(uf, itf, users, items, 25, excluded)
 
 

@@ -1,4 +1,5 @@
 """Every shipped view and query runs against a real warehouse after real nightly runs."""
+
 from pathlib import Path
 
 import duckdb
@@ -23,8 +24,9 @@ def test_views(two_runs):  # noqa: F811
     warehouse, first, second = two_runs
     with duckdb.connect(str(warehouse / "collabflow.duckdb"), read_only=True) as con:
         lists = con.execute("select user_id, item_ids, scores from user_recommendations order by user_id").fetchall()
-        flat = con.execute("select user_id, list(item_id order by rank) from latest_recommendations "
-                           "group by user_id order by user_id").fetchall()
+        flat = con.execute(
+            "select user_id, list(item_id order by rank) from latest_recommendations group by user_id order by user_id"
+        ).fetchall()
         history = con.execute("select run_id, status from run_history").fetchall()
         changes = con.execute((QUERIES[0].parent / "changes_since_previous_run.sql").read_text()).fetchall()
     assert [(u, ids) for u, ids, _ in lists] == flat

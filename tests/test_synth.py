@@ -1,4 +1,5 @@
 """The synthetic MovieLens-shaped generator (recmodel.synth)."""
+
 import polars as pl
 import pytest
 
@@ -25,8 +26,11 @@ def test_written_files_read_back(tmp_path, fmt):
     frame = synth.generate(synth.custom_shape(50, 40, 800), seed=3)
     parsed = read_ratings(synth.write(frame, tmp_path, fmt))
     assert parsed.quarantine.height == 0
-    assert parsed.ratings.select("user_id", "item_id", "rating", "timestamp").sort(["user_id", "item_id"]).equals(
-        frame.sort(["user_id", "item_id"]))
+    assert (
+        parsed.ratings.select("user_id", "item_id", "rating", "timestamp")
+        .sort(["user_id", "item_id"])
+        .equals(frame.sort(["user_id", "item_id"]))
+    )
 
 
 def test_bad_requests():

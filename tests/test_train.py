@@ -1,4 +1,5 @@
 """The dot-product model and its trainer (recmodel.models, recmodel.train)."""
+
 import numpy as np
 import pytest
 import torch
@@ -96,7 +97,7 @@ def test_hand_written_gradients_match_autograd():
     for _ in range(3):
         order = torch.randperm(len(data), generator=gen)
         for s in range(0, len(data), 256):
-            idx = order[s:s + 256]
+            idx = order[s : s + 256]
             loss = torch.nn.functional.mse_loss(slow(data.users[idx], data.items[idx]), data.ratings[idx])
             opt.zero_grad()
             loss.backward()

@@ -1,4 +1,5 @@
 """Ingest, index and publish against a real DuckDB file (the ``store`` package)."""
+
 import duckdb
 import polars as pl
 import pytest
@@ -38,16 +39,28 @@ def test_same_file_twice_changes_nothing(warehouse, tmp_path):
 
 def test_later_ratings_supersede_and_counts_reconcile(warehouse, tmp_path):
     ingest_file(warehouse, write(tmp_path / "a.data", [(1, 10, 4, 100), (2, 10, 3, 100)]))
-    night2 = ingest_file(warehouse, write(tmp_path / "b.data", [
-        (1, 10, 1, 200),   # newer: replaces (1, 10)
-        (2, 10, 5, 50),    # older than what we have: superseded
-        (3, 12, 2, 10), (3, 12, 4, 20),  # in-file duplicate: the later one wins
-        (3, 13, 99, 10),   # out of range: quarantined
-    ]))
+    night2 = ingest_file(
+        warehouse,
+        write(
+            tmp_path / "b.data",
+            [
+                (1, 10, 1, 200),  # newer: replaces (1, 10)
+                (2, 10, 5, 50),  # older than what we have: superseded
+                (3, 12, 2, 10),
+                (3, 12, 4, 20),  # in-file duplicate: the later one wins
+                (3, 13, 99, 10),  # out of range: quarantined
+            ],
+        ),
+    )
     assert (night2.rows_loaded, night2.rows_superseded, night2.rows_quarantined) == (2, 2, 1)
     assert q(warehouse, "select user_id, item_id, rating from ratings order by all") == [
-        (1, 10, 1.0), (2, 10, 3.0), (3, 12, 4.0)]
-    for read, loaded, bad, sup in q(warehouse, "select rows_read, rows_loaded, rows_quarantined, rows_superseded from ingested_files"):
+        (1, 10, 1.0),
+        (2, 10, 3.0),
+        (3, 12, 4.0),
+    ]
+    for read, loaded, bad, sup in q(
+        warehouse, "select rows_read, rows_loaded, rows_quarantined, rows_superseded from ingested_files"
+    ):
         assert read == loaded + bad + sup
     assert q(warehouse, "select row_number, reason from quarantine") == [(5, "rating 99.0 is outside [0.5, 5.0]")]
     copy = q(warehouse, "select parquet_path from ingested_files order by ingested_at")[1][0]
@@ -99,21 +112,26 @@ def test_failed_publish_leaves_previous_results(indexed, tmp_path):
     with pytest.raises(duckdb.Error):
         publish_run(indexed, "r2", tmp_path / "missing.parquet", SUMMARY, top_n=1)
     assert q(indexed, "select run_id, user_id, item_id from latest_recommendations order by user_id") == [
-        ("r1", 1, 7), ("r1", 2, 5)]
+        ("r1", 1, 7),
+        ("r1", 2, 5),
+    ]
     assert q(indexed, "select count(*) from recommendations") == [(2,)]
     assert q(indexed, "select status from runs where run_id = 'r2'") == [("running",)]
     runs.start_run(indexed, "r3", None, {}, "h", {})  # a new run marks the crashed one
     assert q(indexed, "select status from runs where run_id = 'r2'") == [("abandoned",)]
 
 
-@pytest.mark.parametrize("rows,check", [
-    ([(1, 1, 5, 4.5), (2, 1, 5, 3.0)], "seen_items_recommended"),
-    ([(1, 1, 7, 4.5), (1, 1, 7, 4.0), (2, 1, 5, 3.0)], "duplicate_ranks"),
-    ([(1, 1, 7, float("nan")), (2, 1, 5, 3.0)], "null_scores"),
-    ([(1, 1, 7, 4.5), (2, 1, 5, 3.0), (9, 1, 5, 3.0)], "unknown_ids"),
-    ([(1, 2, 7, 4.5), (2, 1, 5, 3.0)], "ranks_out_of_range"),
-    ([(1, 1, 7, 4.5)], "wrong_row_counts"),
-])
+@pytest.mark.parametrize(
+    "rows,check",
+    [
+        ([(1, 1, 5, 4.5), (2, 1, 5, 3.0)], "seen_items_recommended"),
+        ([(1, 1, 7, 4.5), (1, 1, 7, 4.0), (2, 1, 5, 3.0)], "duplicate_ranks"),
+        ([(1, 1, 7, float("nan")), (2, 1, 5, 3.0)], "null_scores"),
+        ([(1, 1, 7, 4.5), (2, 1, 5, 3.0), (9, 1, 5, 3.0)], "unknown_ids"),
+        ([(1, 2, 7, 4.5), (2, 1, 5, 3.0)], "ranks_out_of_range"),
+        ([(1, 1, 7, 4.5)], "wrong_row_counts"),
+    ],
+)
 def test_checks_reject_bad_lists_before_publishing(indexed, tmp_path, rows, check):
     runs.start_run(indexed, "good", None, {}, "h", {})
     publish_run(indexed, "good", recs(tmp_path, [(1, 1, 7, 4.5), (2, 1, 5, 3.0)]), SUMMARY, top_n=1)
