@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from recmodel.coldstart import POLICIES, cold_start_lists, guess_users, guessed_ratings  # noqa: E402
 from recmodel.config import RunConfig  # noqa: E402
-from recmodel.data import read_ratings  # noqa: E402
+from recmodel.io import read_ratings  # noqa: E402
 from recmodel.metrics import ranking_metrics, rmse  # noqa: E402
 from recmodel.rankers import fit_ranker  # noqa: E402
 from recmodel.ratings import index_frames  # noqa: E402

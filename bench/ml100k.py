@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recmodel.config import TrainConfig  # noqa: E402
-from recmodel.data import read_ratings  # noqa: E402
+from recmodel.io import read_ratings  # noqa: E402
 from recmodel.models import DotProductBias  # noqa: E402
 from recmodel.splits import random_split  # noqa: E402
 from recmodel.train import Interactions, fit  # noqa: E402

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recmodel.config import RunConfig  # noqa: E402
-from recmodel.data import read_ratings  # noqa: E402
 from recmodel.evaluation import compare  # noqa: E402
+from recmodel.io import read_ratings  # noqa: E402
 from recmodel.ratings import index_frames  # noqa: E402
 from recmodel.splits import split_random  # noqa: E402
 

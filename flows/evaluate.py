@@ -14,9 +14,9 @@ from prefect.artifacts import create_table_artifact
 import flows  # noqa: F401  (Prefect defaults and our log levels, also when a worker loads this file by path)
 from flows.artifacts import comparison_table
 from recmodel.config import RunConfig
-from recmodel.data import parse_column_mapping, read_ratings
 from recmodel.device import resolve_device
 from recmodel.evaluation import compare
+from recmodel.io import parse_column_mapping, read_ratings
 from recmodel.ratings import index_frames
 from recmodel.splits import split_leave_last, split_random, split_temporal
 from store.db import connect, ensure_schema

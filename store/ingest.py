@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from recmodel.data import RatingsFileError, parse_column_mapping, read_items, read_ratings, read_users
+from recmodel.io import RatingsFileError, parse_column_mapping, read_items, read_ratings, read_users
 
 from . import faults
 from .db import connect, scalar, sql

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from recmodel.data import list_rating_files
+from recmodel.io import list_rating_files
 from store.ingest import IngestedFile, ingest_file, ingest_items_file, ingest_users_file
 
 

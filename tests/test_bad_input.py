@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from recmodel.data import RatingsFileError, list_rating_files
+from recmodel.io import RatingsFileError, list_rating_files
 from store.db import ensure_schema
 from store.ingest import ingest_file
 from store.paths import db_path

@@ -1,11 +1,11 @@
-"""Reading and validating rating files (recmodel.data)."""
+"""Reading and validating rating files (recmodel.io)."""
 
 import gzip
 
 import polars as pl
 import pytest
 
-from recmodel.data import RatingsFileError, list_rating_files, parse_column_mapping, read_ratings
+from recmodel.io import RatingsFileError, list_rating_files, parse_column_mapping, read_ratings
 
 
 def reconciles(parsed):

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from recmodel import synth
-from recmodel.data import read_ratings
+from recmodel.io import read_ratings
 
 
 def test_ml100k_shape_is_movielens_like_and_deterministic():

@@ -4,7 +4,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from recmodel.data import RatingsFileError
+from recmodel.io import RatingsFileError
 from store import gate, lock, paths, runs
 from store.db import ensure_schema
 from store.ingest import ingest_file
