@@ -58,11 +58,10 @@ def _order_rows(values: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, 
 class BlockProduct:
     """``user_factors[block] @ item_factors.T`` for one block of users at a time.
 
-    On the CPU the product goes through numpy (OpenBLAS sgemm) into one reused buffer: on our 2-core
-    AMD machines that is 2.7x faster than ``torch.mm`` (MKL) for the same product, and reusing the
-    buffer avoids a fresh 200+ MB allocation (and its page faults) per block: scoring 16k ML-25M-shaped
-    users went from 3.93 s to 2.61 s with identical lists (bench/scoring.py). The caller must be done
-    with one block's scores before asking for the next (the top-N loop is).
+    On the CPU the product goes through numpy (OpenBLAS sgemm, faster than ``torch.mm`` here) into one
+    reused buffer, which avoids a fresh allocation of hundreds of MB (and its page faults) per block
+    (measured: docs/scaling.md, bench/scoring.py). The caller must be done with one block's scores
+    before asking for the next (the top-N loop is).
     """
 
     def __init__(self, user_factors: torch.Tensor, item_factors: torch.Tensor):
@@ -327,7 +326,7 @@ def top_n_unseen(
         if buf is None:
             buf = local.buf = np.empty((tile, n_items), dtype=np.float32)
         scores = buf[: rows.size]
-        if Vt.shape[0] == 1:  # rank 1 (popularity): numpy's matmul skips BLAS at K=1 and is 2x slower than K=64
+        if Vt.shape[0] == 1:  # rank 1 (popularity): numpy's matmul skips BLAS at K=1; a broadcast is faster
             np.multiply(U[rows], Vt, out=scores)
         else:
             np.matmul(U[rows], Vt, out=scores)

@@ -71,8 +71,8 @@ MIN_STEPS_PER_EPOCH = 100
 def effective_batch_size(n: int, batch_size: int, max_steps: int | None = None) -> int:
     """``batch_size``, made smaller on small data so an epoch still has ``MIN_STEPS_PER_EPOCH`` steps
     (5 epochs of 10 steps leave a model worse than the global mean; never below 32), and larger on big
-    data so it has at most ``max_steps``: each step is a dense AdamW update of every row (7 ms at
-    ML-25M size), so 20M ratings in batches of 512 would spend 5 minutes an epoch in the optimizer."""
+    data so it has at most ``max_steps``: each step is a dense AdamW update of every row, so at ML-25M
+    size batches of 512 would spend most of an epoch in the optimizer."""
     size = max(1, min(batch_size, max(32, n // MIN_STEPS_PER_EPOCH)))
     return max(size, math.ceil(n / max_steps)) if max_steps else size
 
@@ -93,8 +93,8 @@ def evaluate(model: nn.Module, data: Interactions, batch_size: int = 1 << 20) ->
 def one_cycle_optimizer(params, cfg: TrainConfig, total_steps: int):
     """AdamW (decoupled wd on every parameter, as fastai) with fastai's one-cycle schedule: lr warms up
     over the first 25% of steps from ``lr_max / 25`` to ``lr_max`` and anneals to ``lr_max / 2.5e6``;
-    Adam's beta1 moves 0.95 -> 0.85 -> 0.95 against it. The fused kernel on the CPU does a step over
-    ML-25M's 11M parameters in 7 ms (27 ms with foreach)."""
+    Adam's beta1 moves 0.95 -> 0.85 -> 0.95 against it. The fused kernel (torch >= 2.4 on the CPU) is
+    several times faster than the foreach one over ML-25M's 11M parameters (docs/scaling.md)."""
     opt = torch.optim.AdamW(params, lr=cfg.lr_max, betas=(0.9, 0.99), eps=1e-5, weight_decay=cfg.wd, fused=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt,
@@ -153,7 +153,7 @@ def _fit_dot(
             V.grad.index_add_(0, i, pu.mul_(dx))
             opt.step()
             sched.step()
-            U.grad.index_fill_(0, u, 0.0)  # only the rows this batch wrote: 3 ms less per step than zero_()
+            U.grad.index_fill_(0, u, 0.0)  # only the rows this batch wrote: cheaper than zero_() on all rows
             V.grad.index_fill_(0, i, 0.0)
         for table, emb, bias in ((U, model.user_emb, model.user_bias), (V, model.item_emb, model.item_bias)):
             emb.weight.data.copy_(table.detach()[:, :f])

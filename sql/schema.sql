@@ -41,7 +41,8 @@ create table if not exists item_index (
 
 create table if not exists runs (
     run_id            varchar primary key,
-    status            varchar not null,     -- running | succeeded | failed | abandoned
+    status            varchar not null      -- store.runs.STATUSES; warehouses created before 0.2 lack the check
+                      check (status in ('running', 'succeeded', 'failed', 'rejected', 'abandoned')),
     started_at        timestamptz not null,
     finished_at       timestamptz,
     error             varchar,

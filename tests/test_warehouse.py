@@ -180,3 +180,18 @@ def test_one_run_per_warehouse(warehouse):
 def test_run_ids_are_checked():
     with pytest.raises(ValueError, match="invalid run id"):
         paths.run_dir("w", "../escape")
+
+
+def test_run_statuses_are_constrained_to_the_documented_ones(warehouse):
+    import re
+
+    import duckdb as db
+
+    schema = (paths.SQL_DIR / "schema.sql").read_text()
+    allowed = re.search(r"check \(status in \(([^)]*)\)\)", schema).group(1)
+    assert tuple(s.strip().strip("'") for s in allowed.split(",")) == runs.STATUSES
+    readme = (paths.SQL_DIR.parent / "README.md").read_text()
+    assert all(f"`{s}`" in readme for s in runs.STATUSES)
+    runs.start_run(warehouse, "r1", None, {}, "h", {})
+    with db.connect(str(paths.db_path(warehouse))) as con, pytest.raises(db.ConstraintException):
+        con.execute("update runs set status = 'done' where run_id = 'r1'")
