@@ -50,7 +50,8 @@ def _last_words(command: str) -> list[str]:
     """Prefect stops its temporary server in an atexit hook, logging one more line; a hook registered
     before the flow starts runs after it (LIFO), so the reason stays the last line a cron mail shows."""
     words: list[str] = []
-    atexit.register(lambda: words and print(words[0], file=sys.stderr, flush=True))
+    # a fresh line first: a library's last message may lack its newline (seen when the API went away)
+    atexit.register(lambda: words and print("\n" + words[0], file=sys.stderr, flush=True))
     return words
 
 
@@ -83,6 +84,28 @@ def with_nightly_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper.__signature__ = inspect.Signature([p for p in own if p.name != "params"] + extra)  # type: ignore[attr-defined]
     return wrapper
+
+
+def _served(warehouse: str) -> tuple[int, str] | None:
+    """The served snapshot's latest ``(version, run_id)``; None without one."""
+    from store.db import connect_served
+
+    try:
+        with connect_served(warehouse) as con:
+            row = con.execute("select version, run_id from latest_run").fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+    except Exception:  # noqa: BLE001  (no warehouse yet, or an old layout: nothing published by us)
+        return None
+
+
+def _published_here(warehouse: str, before: tuple[int, str] | None) -> tuple[int, str] | None:
+    """``(version, run_id)`` if this process's night became the served version (run ids end in the pid)."""
+    import os
+
+    now = _served(warehouse)
+    if now is None or (before is not None and now[0] <= before[0]) or not now[1].endswith(f"-{os.getpid()}"):
+        return None
+    return now
 
 
 def _validated(command: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -129,10 +152,25 @@ def run(
     except RuntimeError as e:
         fail("run", str(e), 2)
     last_words = _last_words("run")
-    state: Any = flow(**params, return_state=True)
-    if not state.is_completed():
-        last_words.append(f"collabflow run: error: {_state_error(state)}")
-        raise typer.Exit(1)
+    before = _served(params["warehouse"])
+    try:
+        state: Any = flow(**params, return_state=True)
+        error = None if state.is_completed() else _state_error(state)
+    except Exception as e:  # noqa: BLE001  (the orchestration API can fail after the night's own work)
+        state, error = None, " ".join(f"{type(e).__name__}: {e}".split())
+    if error is not None:
+        published = _published_here(params["warehouse"], before)
+        if published is None:
+            last_words.append(f"collabflow run: error: {error}")
+            raise typer.Exit(1)
+        version, run_id = published  # exit 0 exactly when the night is published
+        last_words.append(
+            f"collabflow run: warning: run {run_id} was published as version {version}, but the "
+            f"orchestration failed afterwards: {error}"
+        )
+        if as_json:
+            typer.echo(json.dumps({"run_id": run_id, "version": version, "warning": error}))
+        return
     summary = state.result()
     if as_json:
         typer.echo(json.dumps(summary, default=str))
@@ -321,6 +359,45 @@ def _forward(name: str) -> Callable[..., None]:
     return forward
 
 
+def rollback(
+    run_id: str | None = typer.Argument(
+        None,
+        help="The run whose lists to serve again (default: the one the "
+        "previous version served); `collabflow status` lists runs and versions.",
+    ),
+    warehouse: Path = WAREHOUSE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Serve an earlier night's lists again, as a new version (readers switch at once; recorded as a rollback)."""
+    from store.lock import WarehouseBusy, exclusive
+    from store.publish import rollback as rollback_to
+    from store.state import open_warehouse
+
+    if not (warehouse / "collabflow.duckdb").exists() and not (warehouse / "state").exists():
+        fail("rollback", f"no warehouse at {warehouse}")
+    try:
+        with exclusive(warehouse):
+            open_warehouse(warehouse)
+            published = rollback_to(warehouse, run_id)
+    except (ValueError, WarehouseBusy) as e:
+        fail("rollback", str(e))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "version": published.version,
+                    "run_id": published.run_id,
+                    "n_recommendations": published.n_recommendations,
+                }
+            )
+        )
+        return
+    typer.echo(
+        f"version {published.version} serves the lists of run {published.run_id} "
+        f"({published.n_recommendations} recommendations)"
+    )
+
+
 def full_app() -> typer.Typer:
     """Every command (``collabflow --help`` lists them all)."""
     app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
@@ -337,6 +414,7 @@ def full_app() -> typer.Typer:
     config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
     config_app.command("show")(config_show)
     app.add_typer(config_app, name="config")
+    app.command()(rollback)
     app.command()(generate)
     return app
 

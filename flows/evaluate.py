@@ -19,8 +19,10 @@ from recmodel.evaluation import compare
 from recmodel.io import parse_column_mapping, read_ratings
 from recmodel.ratings import index_frames
 from recmodel.splits import split_leave_last, split_random, split_temporal
-from store.db import connect, ensure_schema
+from store.db import connect_state
+from store.lock import exclusive
 from store.paths import DB_NAME, new_run_id, now
+from store.state import materialize, open_warehouse
 
 log = logging.getLogger(__name__)
 Split = Literal["random", "temporal", "leave-last"]
@@ -93,9 +95,11 @@ def store(warehouse: str, evaluation: dict) -> str:
         for metric, value in metrics.items()
         if isinstance(value, (int, float)) and not isinstance(value, bool)
     ]
-    ensure_schema(warehouse)
-    with connect(warehouse) as con:
-        con.executemany("insert into evaluations values (?, ?, ?, ?, ?, ?, ?)", rows)
+    with exclusive(warehouse):  # the writer's lock: not while a night runs
+        open_warehouse(warehouse)
+        with connect_state(warehouse) as con:
+            con.executemany("insert into evaluations values (?, ?, ?, ?, ?, ?, ?)", rows)
+        materialize(warehouse)  # readers see it at once (the same version, one table more)
     return evaluation_id
 
 

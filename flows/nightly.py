@@ -1,4 +1,8 @@
-"""The nightly flow: ingest -> index -> train -> score all unseen pairs -> publish top-N to DuckDB."""
+"""The nightly flow: ingest -> index -> train -> score all unseen pairs -> publish a new served snapshot.
+
+One night is one unit: what it reads becomes visible to readers only with its publish (``store.publish``),
+and a refused, rejected or crashed night leaves the served snapshot exactly as it was.
+"""
 
 from __future__ import annotations
 
@@ -22,10 +26,14 @@ from recmodel.device import resolve_device
 from recmodel.fitting import FitOutcome, WarmSource
 from recmodel.lists import RunLists, combine, shard_ranges
 from recmodel.snapshot import Snapshot
-from store import gate, runs
-from store.db import ensure_schema
+from store import faults, gate, runs
+from store.ingest import StagedNight
 from store.lock import exclusive
+from store.night import IngestedFile
 from store.paths import new_run_id, run_dir
+from store.publish import Published
+from store.retention import remove_run_folders
+from store.state import open_warehouse
 from tasks.index import build_index
 from tasks.ingest import ingest_items, ingest_ratings, ingest_users
 from tasks.publish import publish_run
@@ -75,7 +83,8 @@ def already_covered(warehouse: str) -> str | None:
     return f"run {newer} started after this run's slot ({slot}) and succeeded" if newer else None
 
 
-def _ingest(data: DataConfig, cfg: RunConfig) -> list[dict[str, Any]]:
+def _stage(run_id: str, data: DataConfig, cfg: RunConfig) -> StagedNight:
+    """Tonight's rating files, item and user metadata, validated into the run's folder."""
     src, items_src = (
         (data.source, data.items)
         if data.source
@@ -83,13 +92,11 @@ def _ingest(data: DataConfig, cfg: RunConfig) -> list[dict[str, Any]]:
     )
     items_src = data.items or items_src
     files = ingest_ratings(
-        src, data.warehouse, data.columns, data.delimiter, cfg.rating_min, cfg.rating_max, data.max_bad_fraction
+        data.warehouse, run_id, src, data.columns, data.delimiter, cfg.rating_min, cfg.rating_max, data.max_bad_fraction
     )
-    if items_src:
-        ingest_items(data.warehouse, items_src, data.item_columns)
-    if data.users:
-        ingest_users(data.warehouse, data.users)
-    return [asdict(f) for f in files]
+    items = ingest_items(data.warehouse, run_id, items_src, data.item_columns) if items_src else None
+    users = ingest_users(data.warehouse, run_id, data.users) if data.users else None
+    return StagedNight(run_id, files, items, users)
 
 
 def _score(fitted: FitOutcome, snap: Snapshot, cfg: RunConfig, lists_dir: str) -> RunLists:
@@ -111,13 +118,19 @@ def _score(fitted: FitOutcome, snap: Snapshot, cfg: RunConfig, lists_dir: str) -
         cfg.cold_start,
         cfg.min_item_ratings,
     )
-    return combine(lists_dir, parts, extras, cfg.top_n)
+    return combine(parts, extras, cfg.top_n)
 
 
 def _artifacts(
-    run_id: str, metrics: dict[str, Any], snap: Snapshot, n_recs: int, files: list[dict[str, Any]], device: str, k: int
+    run_id: str,
+    metrics: dict[str, Any],
+    snap: Snapshot,
+    published: Published,
+    files: list[IngestedFile],
+    device: str,
+    k: int,
 ) -> None:
-    ingested = [f for f in files if not f["skipped"]]
+    loaded = [f for f in files if f.staged is not None]
     table = comparison_table(metrics.get("models", {}), k)
     create_table_artifact(
         key="collabflow-model-comparison",
@@ -125,6 +138,7 @@ def _artifacts(
         description=f"Run {run_id}: validation metrics of the published models and the baselines",
     )
     rows = {
+        "version": published.version,
         "rating_model": metrics["rating_model"],
         "ranker": metrics["ranker"],
         "valid_rmse": metrics["valid_rmse"],
@@ -135,9 +149,10 @@ def _artifacts(
         "n_ratings": snap.n_ratings,
         "n_users": snap.n_users,
         "n_items": snap.n_items,
-        "n_recommendations": n_recs,
-        "files_ingested": len(ingested),
-        "rows_quarantined": sum(f["rows_quarantined"] for f in ingested),
+        "n_recommendations": published.n_recommendations,
+        "files_ingested": len(loaded),
+        "files_refused": sum(1 for f in files if f.refused),
+        "rows_quarantined": sum(f.rows_quarantined for f in loaded),
     }
     create_table_artifact(
         key="collabflow-run-metrics",
@@ -146,76 +161,96 @@ def _artifacts(
     )
 
 
-def _report(
-    run_id: str, data: DataConfig, snap: Snapshot, fitted: FitOutcome, scored: RunLists, metrics: dict[str, Any]
+def _after_publish(
+    run_id: str,
+    data: DataConfig,
+    cfg: RunConfig,
+    snap: Snapshot,
+    fitted: FitOutcome,
+    scored: RunLists,
+    metrics: dict[str, Any],
+    published: Published,
+    files: list[IngestedFile],
+    device: str,
 ) -> str | None:
-    """The run's report and its markdown artifact; the lists are already published, so a failure is a warning."""
+    """Retention, the report and the artifacts. The night is published already: nothing here can unpublish
+    it, so every failure is a warning."""
     logger = get_run_logger()
-    try:
-        report_path = write_run_report(
-            run_dir(data.warehouse, run_id) / "report",
-            run_id,
-            snap,
-            fitted.rater_path,
-            fitted.ranker_path,
-            scored.path,
-            metrics,
-            fitted.history,
-        )
-        folder = Path(report_path).parent.resolve()
-        create_markdown_artifact(
-            key="collabflow-report",
-            description=f"Run {run_id} report",
-            markdown=Path(report_path).read_text().replace("](", f"]({folder}/")
-            + f"\n\nFull report with plots: `{Path(report_path).resolve()}`",
-        )
-        return str(report_path)
-    except Exception as e:  # noqa: BLE001
-        logger.warning("run %s: the report could not be written (%s: %s)", run_id, type(e).__name__, e)
-        return None
+    report_path = None
+    steps = ("retention", "report", "artifacts")
+    for step in steps:
+        try:
+            if step == "retention":
+                remove_run_folders(data.warehouse, keep=cfg.keep_runs)
+            elif step == "report":
+                path = write_run_report(
+                    run_dir(data.warehouse, run_id) / "report",
+                    run_id,
+                    snap,
+                    fitted.rater_path,
+                    fitted.ranker_path,
+                    scored.parts,
+                    metrics,
+                    fitted.history,
+                )
+                folder = Path(path).parent.resolve()
+                create_markdown_artifact(
+                    key="collabflow-report",
+                    description=f"Run {run_id} report",
+                    markdown=Path(path).read_text().replace("](", f"]({folder}/")
+                    + f"\n\nFull report with plots: `{Path(path).resolve()}`",
+                )
+                report_path = str(path)
+            else:
+                _artifacts(run_id, metrics, snap, published, files, device, cfg.metric_k)
+        except Exception as e:  # noqa: BLE001
+            logger.warning(
+                "run %s is published (version %d), but its %s failed: %s: %s",
+                run_id,
+                published.version,
+                step,
+                type(e).__name__,
+                " ".join(str(e).split())[:500],
+            )
+    return report_path
 
 
 @flow(name=FLOW_NAME, validate_parameters=True)
 @from_config
 def nightly(**params: Any) -> dict[str, Any]:
-    """One night: ingest new ratings, retrain, score every user, publish atomically.
+    """One night: ingest new ratings, retrain, score every user, publish a new version for readers.
 
     With no ``source``, a seeded synthetic MovieLens-shaped dataset is generated into the warehouse.
-    Returns a small summary (run id, counts, metrics). Every parameter is a setting of
+    Returns a small summary (run id, version, counts, metrics). Every parameter is a setting of
     ``recmodel.config`` (same name, type and default).
     """
     logger = get_run_logger()
     data, cfg = split_flat(**params)
     warehouse = data.warehouse
+    k = cfg.metric_k
     with exclusive(warehouse):
-        ensure_schema(warehouse)
+        open_warehouse(warehouse)
         covered = already_covered(warehouse)
         if covered:
             logger.info("skipped: %s", covered)
             return {"skipped": covered}
         run_id = new_run_id()
-        runs.start_run(
-            warehouse,
-            run_id,
-            data.source,
-            {
-                **cfg.model_dump(mode="json"),
-                "columns": data.columns,
-                "delimiter": data.delimiter,
-                "max_bad_fraction": data.max_bad_fraction,
-            },
-            cfg.config_hash(),
-            versions(),
-        )
+        config = {
+            **cfg.model_dump(mode="json"),
+            "columns": data.columns,
+            "delimiter": data.delimiter,
+            "max_bad_fraction": data.max_bad_fraction,
+        }
+        runs.start_run(warehouse, run_id, data.source, config, cfg.config_hash(), versions())
         logger.info("run %s started; warehouse %s", run_id, Path(warehouse).resolve())
         try:
             timings: dict[str, float] = {}
             t = time.perf_counter()
-            files = _ingest(data, cfg)
+            staged = _stage(run_id, data, cfg)
             timings["ingest"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()
-            snap = build_index(warehouse, run_id)
+            plan, snap = build_index(warehouse, staged)
             timings["index"] = round(time.perf_counter() - t, 3)
 
             dev = resolve_device(cfg.train.device).type  # resolved once; tasks get 'cpu' or 'cuda'
@@ -223,7 +258,7 @@ def nightly(**params: Any) -> dict[str, Any]:
             t = time.perf_counter()
             run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": dev})})
             previous = runs.last_published(warehouse)
-            warm = WarmSource(previous["run_id"], previous["run_dir"], previous["finished_at"]) if previous else None
+            warm = WarmSource(previous["run_id"], previous["run_dir"]) if previous else None
             fitted = fit_models(snap, run_cfg, str(run_path), warm)
             timings["train"] = round(time.perf_counter() - t, 3)
 
@@ -238,14 +273,17 @@ def nightly(**params: Any) -> dict[str, Any]:
                 "users_short": scored.users_short,
                 "cold_start_users": scored.cold_users,
                 "cold_start": cfg.cold_start,
+                "measured": gate.measured(fitted.metrics, k),
             }
+            last = runs.last_measured(warehouse, k)
             worse = gate.quality_gate(
-                previous["metrics"] if previous else None, metrics, cfg.gate_tolerance, cfg.metric_k
+                last["metrics"] if last else None, metrics, cfg.gate_tolerance, k, cfg.allow_unmeasured
             )
             if worse:
                 raise runs.RunRejected(
-                    f"quality gate: {worse} (run {previous['run_id'] if previous else '-'}); "
-                    "the published lists are kept"
+                    f"quality gate: {worse}"
+                    + (f" (compared with run {last['run_id']})" if last else "")
+                    + "; the published lists are kept"
                 )
             summary = {
                 "n_ratings": snap.n_ratings,
@@ -256,17 +294,11 @@ def nightly(**params: Any) -> dict[str, Any]:
                 "metrics": metrics,
                 "timings": timings,
             }
-            n_recs = publish_run(
-                warehouse,
-                run_id,
-                scored.path,
-                summary,
-                cfg.top_n,
-                cfg.keep_runs,
-                scored.similar_path,
-                cfg.min_item_ratings,
+            published = publish_run(
+                warehouse, run_id, plan, scored, summary, cfg.top_n, cfg.keep_runs, cfg.min_item_ratings
             )
             timings["publish"] = round(time.perf_counter() - t, 3)
+            faults.point("published")
         except runs.RunRejected as e:
             runs.reject_run(warehouse, run_id, str(e))
             logger.error("run %s rejected: %s", run_id, e)
@@ -275,22 +307,26 @@ def nightly(**params: Any) -> dict[str, Any]:
             runs.fail_run(warehouse, run_id, f"{type(e).__name__}: {e}")
             logger.error("run %s failed: %s: %s", run_id, type(e).__name__, e)
             raise
+        report_path = _after_publish(run_id, data, cfg, snap, fitted, scored, metrics, published, plan.files, dev)
 
-    report_path = _report(run_id, data, snap, fitted, scored, metrics)
-    _artifacts(run_id, metrics, snap, n_recs, files, dev, cfg.metric_k)
+    for f in plan.files:
+        if f.refused:
+            logger.warning("file refused and parked (skipped until it changes): %s", f.refused)
     logger.info(
-        "run %s published %d recommendations for %d users (valid RMSE %.4f)",
+        "run %s published as version %d: %d recommendations for %d users (valid RMSE %.4f)",
         run_id,
-        n_recs,
+        published.version,
+        published.n_recommendations,
         scored.n_users,
         metrics["valid_rmse"] or float("nan"),
     )
     return {
         "run_id": run_id,
-        "n_recommendations": n_recs,
+        "version": published.version,
+        "n_recommendations": published.n_recommendations,
         "report": report_path,
         "n_users_scored": scored.n_users,
-        "files": files,
-        "metrics": {k: v for k, v in metrics.items() if k != "history"},
+        "files": [asdict(f) for f in plan.files],
+        "metrics": {key: v for key, v in metrics.items() if key != "history"},
         "timings": timings,
     }

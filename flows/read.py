@@ -21,7 +21,7 @@ HELP = {
     "sql": "Query the warehouse read-only (it never blocks or changes the nightly run's data).",
 }
 STATUS_COLUMNS = (
-    "run_id, status, started_at, finished_at, seconds, n_users, n_items, n_recommendations, valid_rmse, "
+    "run_id, status, version, started_at, finished_at, seconds, n_users, n_items, n_recommendations, valid_rmse, "
     "ndcg_at_10, error"
 )
 
@@ -39,14 +39,21 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def query(warehouse: Path, sql: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one read query on the warehouse; any failure becomes a ``CommandError`` with a one-line reason."""
-    from store.db import connect
+def query(
+    warehouse: Path, sql: str, params: list[Any] | None = None, *, state: bool = False
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run read statements on the served snapshot (sandboxed: nothing but reading is possible), or on the
+    writer's state with ``state=True``; any failure becomes a ``CommandError`` with a one-line reason."""
+    from store.db import ReadOnlyError, check_read_only, connect_served, connect_state
 
     try:
-        with connect(warehouse, read_only=True) as con:
+        check_read_only(sql)
+        opened = connect_state(warehouse, read_only=True, lock_timeout_s=0) if state else connect_served(warehouse)
+        with opened as con:
             cur = con.execute(sql, params or [])
             return [d[0] for d in cur.description or []], cur.fetchall()
+    except ReadOnlyError as e:
+        raise CommandError(str(e)) from None
     except (FileNotFoundError, RuntimeError) as e:
         raise CommandError(str(e)) from None
     except Exception as e:  # a SQL error: say it plainly
@@ -123,13 +130,31 @@ def similar(args: argparse.Namespace) -> None:
 
 
 def status(args: argparse.Namespace) -> None:
-    columns, rows = query(args.warehouse, f"select {STATUS_COLUMNS} from run_history limit ?", [args.last])
+    """The state has every run, failed ones included; while a night holds it, the served snapshot (runs up to
+    the last publish) answers instead."""
+    text = f"select {STATUS_COLUMNS} from run_history limit ?"
+    try:
+        columns, rows = query(args.warehouse, text, [args.last], state=True)
+    except CommandError:
+        columns, rows = query(args.warehouse, text, [args.last])
+        print("(the writer's state is busy or missing: runs up to the last publish shown)", file=sys.stderr)
+    try:
+        _, latest = query(args.warehouse, "select version, run_id, kind from latest_run")
+    except CommandError:
+        latest = []
     if args.json:
-        print(json.dumps({"runs": [dict(zip(columns, row)) for row in rows]}, default=str))
+        served = dict(zip(("version", "run_id", "kind"), latest[0])) if latest else None
+        print(json.dumps({"served": served, "runs": [dict(zip(columns, row)) for row in rows]}, default=str))
         return
     if not rows:
         print("no runs yet")
         return
+    if latest:
+        version, run_id, kind = latest[0]
+        print(
+            f"readers see version {version}: the lists of run {run_id}"
+            + (" (a rollback)" if kind == "rollback" else "")
+        )
     print_table(columns[:-1], [row[:-1] for row in rows])
     for row in rows:
         if row[-1]:

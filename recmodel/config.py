@@ -203,15 +203,21 @@ class RunConfig(BaseModel):
     gate_tolerance: float | None = Field(
         0.05,
         ge=0,
-        description="Quality gate: reject the run (keeping the "
-        "published lists) when validation RMSE or NDCG@10 is worse than the last "
-        "published run's by more than this share; None turns the gate off.",
+        description="Quality gate: reject the night (the published lists stay) when its validation RMSE or "
+        "NDCG@k is worse than the last measured published night's by more than this share, or when it could not "
+        "be measured at all (see allow_unmeasured); None turns the gate off.",
+    )
+    allow_unmeasured: bool = Field(
+        False,
+        description="Publish a night that could not be measured (valid_pct=0) although the quality gate is on; "
+        "the run record then says it was unmeasured.",
     )
     keep_runs: int = Field(
         7,
         ge=1,
-        description="Retention: recommendations and run folders of this many newest "
-        "successful runs are kept; older ones are deleted after each publish.",
+        description="Retention: the lists (recommendations, similar items) and run folders of the last this many "
+        "published versions stay queryable (and `collabflow rollback` can serve them again); older ones are "
+        "deleted after each publish. The runs and versions history is kept.",
     )
     warm_start: bool = Field(
         False,

@@ -26,6 +26,7 @@ from .similar import similar_items
 from .snapshot import Snapshot
 
 log = logging.getLogger(__name__)
+SIMILAR_SCHEMA = {"item_id": pl.Int64, "rank": pl.Int32, "similar_item_id": pl.Int64, "similarity": pl.Float64}
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ShardLists:
 class ExtraLists:
     """Cold-start lists (in the recommendations folder, when there are any) and similar items."""
 
+    cold_path: str | None
     similar_path: str
     n_rows: int
     cold_users: int
@@ -50,9 +52,9 @@ class ExtraLists:
 
 @dataclass(frozen=True)
 class RunLists:
-    """Everything scoring produced: a glob over the parts (read as one table) and the similar items."""
+    """Everything scoring produced: the Parquet parts of the lists (one table) and the similar items."""
 
-    path: str
+    parts: list[str]
     similar_path: str
     n_rows: int
     cold_users: int
@@ -125,6 +127,7 @@ def shard_lists(
     device: str = "auto",
     min_item_ratings: int = 1,
     on_block: Callable[[], None] | None = None,
+    source: str = "model",
 ) -> ShardLists:
     """Lists for the users with ratings whose index is in ``[lo, hi)``, written to ``out_dir/part-<lo>.parquet``."""
     dev = resolve_device(device)
@@ -157,7 +160,7 @@ def shard_lists(
             "rank": (ranks + 1).astype(np.int32),
             "item_id": saved.item_ids[item_idx],
             "score": saved.model.predict(user_idx, item_idx),
-            "source": "model",
+            "source": source,
         }
     )
     out = Path(out_dir) / f"part-{lo:010d}.parquet"
@@ -197,13 +200,25 @@ def extra_lists(
         exclude_items=rare_items(snapshot, min_item_ratings),
     )
     out = Path(out_dir)
+    cold_path = None
     if cold.height:
-        write_atomic(cold, out / "cold.parquet")
+        cold_path = out / "cold.parquet"
+        write_atomic(cold, cold_path)
+    similar_path = out.parent / "similar.parquet"
     vectors = ranker.item_vectors()
-    near = similar_items(vectors if vectors is not None else saved.model.item_vectors(), similar_n, memory_mb=memory_mb)
+    vectors = vectors if vectors is not None else saved.model.item_vectors()
+    if vectors is None:  # neither model has an item space (EASE with the bias-only baseline, say)
+        log.info("no item factors to compare: no similar items tonight")
+        write_atomic(pl.DataFrame(schema=SIMILAR_SCHEMA), similar_path)
+        return ExtraLists(
+            str(cold_path) if cold_path else None,
+            str(similar_path),
+            cold.height,
+            int(cold["user_id"].n_unique()) if cold.height else 0,
+        )
+    near = similar_items(vectors, similar_n, memory_mb=memory_mb)
     has = near.items >= 0
     rows, ranks = np.nonzero(has)
-    similar_path = out.parent / "similar.parquet"
     write_atomic(
         pl.DataFrame(
             {
@@ -215,16 +230,22 @@ def extra_lists(
         ),
         similar_path,
     )
-    return ExtraLists(str(similar_path), cold.height, int(cold["user_id"].n_unique()) if cold.height else 0)
+    return ExtraLists(
+        str(cold_path) if cold_path else None,
+        str(similar_path),
+        cold.height,
+        int(cold["user_id"].n_unique()) if cold.height else 0,
+    )
 
 
-def combine(out_dir: str, shards: list[ShardLists], extras: ExtraLists, top_n: int) -> RunLists:
-    """What the flow publishes: a glob over every part file (DuckDB and polars read it as one table)."""
+def combine(shards: list[ShardLists], extras: ExtraLists, top_n: int) -> RunLists:
+    """What the flow publishes: every part file (one table), similar items, counts."""
     short = sum(s.users_short for s in shards)
     if short:
         log.info("%d users have fewer than %d unseen items and get shorter lists", short, top_n)
+    parts = [s.path for s in shards if s.path is not None] + ([extras.cold_path] if extras.cold_path else [])
     return RunLists(
-        str(Path(out_dir) / "*.parquet"),
+        parts,
         extras.similar_path,
         sum(s.n_rows for s in shards) + extras.n_rows,
         extras.cold_users,

@@ -52,13 +52,19 @@ class Rater(Protocol):
     kind: ClassVar[str]
     y_range: tuple[float, float]
 
+    @property
+    def n_users(self) -> int: ...
+
+    @property
+    def n_items(self) -> int: ...
+
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray: ...
 
     def predict_for(self, user_vec: np.ndarray, user_bias: np.ndarray, items: np.ndarray) -> np.ndarray: ...
 
     def as_ranker(self) -> Ranker: ...
 
-    def item_vectors(self) -> torch.Tensor: ...
+    def item_vectors(self) -> torch.Tensor | None: ...
 
     def item_biases(self) -> np.ndarray | None: ...
 
@@ -121,6 +127,14 @@ class DotProductBias(nn.Module):
 
     def to_rating(self, logits: torch.Tensor) -> torch.Tensor:
         return sigmoid_range(logits, *self.y_range)
+
+    @property
+    def n_users(self) -> int:
+        return self.user_emb.num_embeddings
+
+    @property
+    def n_items(self) -> int:
+        return self.item_emb.num_embeddings
 
     def _numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return tuple(
@@ -227,6 +241,14 @@ class EmbeddingNN(nn.Module):
     def to_rating(self, logits: torch.Tensor) -> torch.Tensor:
         return sigmoid_range(logits, *self.y_range)
 
+    @property
+    def n_users(self) -> int:
+        return self.user_emb.num_embeddings
+
+    @property
+    def n_items(self) -> int:
+        return self.item_emb.num_embeddings
+
     @torch.no_grad()
     def predict(self, users: np.ndarray, items: np.ndarray, batch: int = 1 << 20) -> np.ndarray:
         users = check_indices("user", users, self.user_emb.num_embeddings)
@@ -274,4 +296,76 @@ class EmbeddingNN(nn.Module):
         return emb, torch.zeros(emb.shape[0])
 
 
-RATERS: dict[str, type[DotProductBias] | type[EmbeddingNN]] = {"dot": DotProductBias, "neural": EmbeddingNN}
+class BiasOnly(nn.Module):
+    """The baseline rater ``r = mu + b_u + b_i`` (shrunk biases, ``recmodel.baselines``), clipped to the rating
+    range. Published in place of a rating model that did worse than it on the night's validation part."""
+
+    kind: ClassVar[str] = "bias"
+    mu: torch.Tensor
+    user_bias: torch.Tensor
+    item_bias: torch.Tensor
+    clip: torch.Tensor
+
+    def __init__(self, n_users: int, n_items: int, y_range: tuple[float, float] = (0.0, 5.5)):
+        super().__init__()
+        self.y_range = (float(y_range[0]), float(y_range[1]))
+        self.register_buffer("mu", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("user_bias", torch.zeros(n_users, dtype=torch.float64))
+        self.register_buffer("item_bias", torch.zeros(n_items, dtype=torch.float64))
+        self.register_buffer("clip", torch.tensor(self.y_range, dtype=torch.float64))
+
+    @classmethod
+    def build(cls, n_users: int, n_items: int, cfg: TrainConfig, generator: torch.Generator | None = None) -> BiasOnly:
+        return cls(n_users, n_items, cfg.y_range)
+
+    @classmethod
+    def fitted(cls, mu: float, user_bias: np.ndarray, item_bias: np.ndarray, low: float, high: float) -> BiasOnly:
+        model = cls(user_bias.size, item_bias.size, (low, high))
+        model.mu.fill_(mu)
+        model.user_bias.copy_(torch.from_numpy(np.asarray(user_bias, np.float64)))
+        model.item_bias.copy_(torch.from_numpy(np.asarray(item_bias, np.float64)))
+        return model
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        x = self.mu + self.user_bias[users] + self.item_bias[items]
+        return x.clamp(float(self.clip[0]), float(self.clip[1])).float()
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        users = check_indices("user", users, self.user_bias.numel())
+        return self.predict_for(np.zeros((users.size, 0)), self.user_bias.cpu().numpy()[users], items)
+
+    def predict_for(self, user_vec: np.ndarray, user_bias: np.ndarray, items: np.ndarray) -> np.ndarray:
+        items = check_indices("item", items, self.item_bias.numel())
+        x = float(self.mu) + np.asarray(user_bias, np.float64) + self.item_bias.cpu().numpy()[items]
+        return np.clip(x, float(self.clip[0]), float(self.clip[1]))
+
+    def as_ranker(self) -> Ranker:
+        """For one user every item's score differs only by its bias: rank by ``b_i``."""
+        n_users = self.user_bias.numel()
+        return FactorRanker(torch.ones(n_users, 1), self.item_bias.float()[:, None])
+
+    def item_vectors(self) -> torch.Tensor | None:
+        return None  # no item space to measure similarity in
+
+    def item_biases(self) -> np.ndarray | None:
+        return self.item_bias.cpu().numpy()
+
+    def user_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """No taste, only a bias per user: an empty embedding."""
+        return torch.zeros(self.user_bias.numel(), 0), self.user_bias.float().cpu()
+
+    @property
+    def n_users(self) -> int:
+        return self.user_bias.numel()
+
+    @property
+    def n_items(self) -> int:
+        return self.item_bias.numel()
+
+
+RatingModule = DotProductBias | EmbeddingNN | BiasOnly
+RATERS: dict[str, type[DotProductBias] | type[EmbeddingNN] | type[BiasOnly]] = {
+    "dot": DotProductBias,
+    "neural": EmbeddingNN,
+    "bias": BiasOnly,
+}

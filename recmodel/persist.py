@@ -14,12 +14,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .config import TrainConfig
-from .models import RATERS, DotProductBias, EmbeddingNN
+from .models import RATERS, RatingModule
 from .rankers import Ranker, ranker_from_tensors
 
 FORMAT = "collabflow/rating-model/v1"
 RANKER_FORMAT = "collabflow/ranker/v1"
-RatingModule = DotProductBias | EmbeddingNN
 
 
 @dataclass
@@ -60,7 +59,7 @@ def save_model(
     metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write atomically (temp file + rename), so a crash never leaves a half-written model."""
-    if len(user_ids) != model.user_emb.num_embeddings or len(item_ids) != model.item_emb.num_embeddings:
+    if len(user_ids) != model.n_users or len(item_ids) != model.n_items:
         raise ValueError("id mappings must have one raw id per user and item row of the model")
     tensors = dict(model.state_dict())
     tensors["user_ids"] = torch.tensor(np.asarray(user_ids, dtype=np.int64))

@@ -53,6 +53,34 @@ def item_pca(item_factors: torch.Tensor, n_components: int = 3) -> tuple[np.ndar
     return (u[:, :k] * s[:k]).numpy(), (s[:k] ** 2 / (s**2).sum()).numpy()
 
 
+def _pca_section(
+    out: Path, item_factors: torch.Tensor, item_ids: np.ndarray, item_counts: np.ndarray, titles: dict[int, str]
+) -> list[str]:
+    """fastbook's interpretation of the item factors: the first principal components, their extremes, a map."""
+    lines: list[str] = []
+    coords, explained = item_pca(item_factors)
+    popular = np.argsort(-item_counts)[: min(300, len(item_ids))]  # the PCA map shows well-known items
+    fig, ax = plt.subplots(figsize=(8, 6.5))
+    ax.scatter(coords[popular, 0], coords[popular, 1], s=8, alpha=0.35)
+    labelled = list(popular[:12]) + list(popular[np.argsort(coords[popular, 0])[[0, 1, -2, -1]]])
+    for i in dict.fromkeys(labelled):
+        ax.annotate(_name(item_ids[i], titles)[:32], (coords[i, 0], coords[i, 1]), fontsize=7)
+    ax.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)")
+    ax.set_ylabel(f"PC2 ({explained[1]:.0%})")
+    ax.set_title("Item factors: first two principal components (300 most rated items)")
+    _save(fig, out / "pca.png")
+    lines += ["## Principal components of the item factors", "", "![pca](pca.png)", ""]
+    for c in range(min(2, coords.shape[1])):
+        order = popular[np.argsort(coords[popular, c])]
+        lines += [
+            f"PC{c + 1}, one end: " + "; ".join(_name(item_ids[i], titles) for i in order[:5]),
+            "",
+            f"PC{c + 1}, other end: " + "; ".join(_name(item_ids[i], titles) for i in order[::-1][:5]),
+            "",
+        ]
+    return lines
+
+
 def write_report(
     out_dir: str | Path,
     *,
@@ -60,7 +88,7 @@ def write_report(
     metrics: dict,
     history: list[dict],
     item_ids: np.ndarray,
-    item_factors: torch.Tensor,
+    item_factors: torch.Tensor | None,
     item_bias: np.ndarray | None,
     item_counts: np.ndarray,
     recommendations: pl.DataFrame,
@@ -121,25 +149,8 @@ def write_report(
         ]
         lines.append("")
 
-    coords, explained = item_pca(item_factors)
-    popular = np.argsort(-item_counts)[: min(300, len(item_ids))]  # the PCA map shows well-known items
-    fig, ax = plt.subplots(figsize=(8, 6.5))
-    ax.scatter(coords[popular, 0], coords[popular, 1], s=8, alpha=0.35)
-    labelled = list(popular[:12]) + list(popular[np.argsort(coords[popular, 0])[[0, 1, -2, -1]]])
-    for i in dict.fromkeys(labelled):
-        ax.annotate(_name(item_ids[i], titles)[:32], (coords[i, 0], coords[i, 1]), fontsize=7)
-    ax.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)"), ax.set_ylabel(f"PC2 ({explained[1]:.0%})")
-    ax.set_title("Item factors: first two principal components (300 most rated items)")
-    _save(fig, out / "pca.png")
-    lines += ["## Principal components of the item factors", "", "![pca](pca.png)", ""]
-    for c in range(min(2, coords.shape[1])):
-        order = popular[np.argsort(coords[popular, c])]
-        lines += [
-            f"PC{c + 1}, one end: " + "; ".join(_name(item_ids[i], titles) for i in order[:5]),
-            "",
-            f"PC{c + 1}, other end: " + "; ".join(_name(item_ids[i], titles) for i in order[::-1][:5]),
-            "",
-        ]
+    if item_factors is not None and item_factors.shape[1] >= 2:
+        lines += _pca_section(out, item_factors, item_ids, item_counts, titles)
 
     if recommendations.height:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -181,7 +192,7 @@ def report_run(
     snapshot: Snapshot,
     rater_path: str,
     ranker_path: str,
-    recommendations_path: str,
+    parts: list[str],
     metrics: dict,
     history: list[dict],
 ) -> Path:
@@ -200,7 +211,9 @@ def report_run(
         item_factors=vectors if vectors is not None else saved.model.item_vectors(),
         item_bias=saved.model.item_biases(),
         item_counts=seen.item_counts(),
-        recommendations=pl.read_parquet(recommendations_path),
+        recommendations=pl.concat([pl.read_parquet(p, glob=False) for p in parts])
+        if parts
+        else pl.DataFrame(schema={"user_id": pl.Int64, "item_id": pl.Int64, "score": pl.Float64}),
         titles=snapshot.titles(),
         n_users=int((per_user > 0).sum()),
     )

@@ -16,7 +16,8 @@ from .ratings import Ratings
 class Snapshot:
     """Paths and sizes of one run's inputs.
 
-    ``interactions``: ``user_idx, item_idx, rating, timestamp, ingested_at`` (one row per current rating);
+    ``interactions``: ``user_idx, item_idx, rating, timestamp, is_new`` (one row per current rating; ``is_new``:
+    it arrived with tonight's files, so yesterday's models never saw it);
     ``users`` / ``items``: ``*_idx, *_id`` (the raw id of each index; items also ``title``);
     ``user_features`` (optional): the sign-up metadata the run saw (``user_id`` plus feature columns).
     """
@@ -35,7 +36,7 @@ class Snapshot:
     def ratings(self, users: tuple[int, int] | None = None) -> Ratings:
         """The run's ratings by index; with ``users=(lo, hi)`` only those of user indices in ``[lo, hi)`` (a
         scoring shard reads just its part: the filter is pushed into the Parquet scan)."""
-        scan = pl.scan_parquet(self.interactions_path)
+        scan = pl.scan_parquet(self.interactions_path, glob=False)
         if users is not None:
             scan = scan.filter(pl.col("user_idx").is_between(users[0], users[1], closed="left"))
         frame = scan.select("user_idx", "item_idx", "rating", "timestamp").collect()
@@ -48,23 +49,23 @@ class Snapshot:
             self.n_items,
         )
 
-    def ingested_at(self) -> np.ndarray:
-        """When each rating (in ``ratings()`` order) was ingested, epoch seconds."""
-        return pl.read_parquet(self.interactions_path, columns=["ingested_at"])["ingested_at"].to_numpy()
+    def is_new(self) -> np.ndarray:
+        """Whether each rating (in ``ratings()`` order) arrived tonight."""
+        return pl.read_parquet(self.interactions_path, columns=["is_new"], glob=False)["is_new"].to_numpy()
 
     def item_counts(self) -> np.ndarray:
-        items = pl.read_parquet(self.interactions_path, columns=["item_idx"])["item_idx"].to_numpy()
+        items = pl.read_parquet(self.interactions_path, columns=["item_idx"], glob=False)["item_idx"].to_numpy()
         return np.bincount(items, minlength=self.n_items)
 
     def user_ids(self) -> np.ndarray:
-        return pl.read_parquet(self.users_path)["user_id"].to_numpy()
+        return pl.read_parquet(self.users_path, glob=False)["user_id"].to_numpy()
 
     def item_ids(self) -> np.ndarray:
-        return pl.read_parquet(self.items_path)["item_id"].to_numpy()
+        return pl.read_parquet(self.items_path, glob=False)["item_id"].to_numpy()
 
     def titles(self) -> dict[int, str]:
         """Item titles the run knew (``--items``), by raw item id."""
-        frame = pl.read_parquet(self.items_path)
+        frame = pl.read_parquet(self.items_path, glob=False)
         if "title" not in frame.columns:
             return {}
         return dict(frame.filter(pl.col("title").is_not_null()).select("item_id", "title").iter_rows())
@@ -72,4 +73,4 @@ class Snapshot:
     def user_features(self) -> pl.DataFrame | None:
         if self.user_features_path is None or not Path(self.user_features_path).exists():
             return None
-        return pl.read_parquet(self.user_features_path)
+        return pl.read_parquet(self.user_features_path, glob=False)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .models import RATERS, DotProductBias, EmbeddingNN
+from .models import RATERS, DotProductBias, RatingModule
 from .ratings import Ratings
 
 log = logging.getLogger(__name__)
@@ -276,9 +276,9 @@ def fit_rater(
     device: torch.device,
     valid: Ratings | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
-    init: DotProductBias | EmbeddingNN | None = None,
+    init: RatingModule | None = None,
     epochs: int | None = None,
-) -> tuple[DotProductBias | EmbeddingNN, FitResult]:
+) -> tuple[RatingModule, FitResult]:
     """Fit the configured rating model (its own seed: same data and seed give the same model on CPU).
 
     ``init`` warm-starts from a previous model (see ``warm_init``), usually with fewer ``epochs``.

@@ -28,11 +28,11 @@ where score is null or isnan(score) or isinf(score) or user_id is null or item_i
 -- check: unknown_ids
 select 'user' as kind, user_id as id
 from candidate_recommendations
-where user_id not in (select user_id from user_index) and source = 'model'
+where user_id not in (select user_id from user_index) and source in ('model', 'baseline')
 union all
 select 'user' as kind, user_id as id
 from candidate_recommendations
-where source <> 'model' and user_id not in (select user_id from cold_users)
+where source not in ('model', 'baseline') and user_id not in (select user_id from cold_users)
 union all
 select 'item' as kind, item_id as id from candidate_recommendations anti join item_index using (item_id);
 

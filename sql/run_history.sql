@@ -1,9 +1,11 @@
--- Every run, newest first, with its size, duration and headline metrics.
+-- Every run, newest first (in the order they started, whatever the clock said), with its size, duration,
+-- headline metrics and the version it was published as (null if it was not).
 create or replace view run_history as
 with final as (
     select
         run_id,
         status,
+        version,
         started_at,
         finished_at,
         round(epoch(finished_at) - epoch(started_at), 1) as seconds,
@@ -16,7 +18,8 @@ with final as (
         cast(metrics->>'valid_rmse' as double) as valid_rmse,
         cast(metrics->>'ndcg_at_10' as double) as ndcg_at_10,
         cast(metrics->>'coverage_at_10' as double) as coverage_at_10,
-        error
+        error,
+        seq
     from runs
 )
-select * from final order by started_at desc;
+select * from final order by seq desc nulls last, started_at desc;

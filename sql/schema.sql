@@ -1,5 +1,11 @@
--- collabflow warehouse tables. Idempotent: applied at the start of every run.
+-- collabflow warehouse tables. Idempotent: applied to the writer's state database at the start of every
+-- run; each publish copies the state into the served snapshot (collabflow.duckdb), so readers see the same.
 -- Raw ids everywhere users look; *_idx columns are the model's contiguous indices.
+
+create table if not exists warehouse_meta (  -- layout version and other facts about the warehouse itself
+    key   varchar primary key,
+    value varchar not null
+);
 
 create table if not exists ingested_files (
     file_hash        varchar primary key,   -- sha256 of the file's bytes: the same content is never ingested twice
@@ -9,7 +15,16 @@ create table if not exists ingested_files (
     rows_quarantined bigint not null,       -- rows that failed validation (see quarantine)
     rows_superseded  bigint not null,       -- valid rows beaten by a later rating of the same pair
     parquet_path     varchar not null,      -- durable copy of the file's valid rows (latest per pair), relative to the warehouse
-    ingested_at      timestamptz not null
+    ingested_at      timestamptz not null,
+    run_id           varchar                -- the night that ingested (and published) it
+);
+
+create table if not exists refused_files (   -- files refused as a whole: skipped, with a warning, until their bytes change
+    file_hash  varchar primary key,
+    path       varchar not null,
+    reason     varchar not null,
+    refused_at timestamptz not null,
+    run_id     varchar                          -- the night that refused it
 );
 
 create table if not exists ratings (        -- current rating of each (user, item): the latest by timestamp
@@ -26,7 +41,8 @@ create table if not exists quarantine (     -- rows that were not loaded, and wh
     row_number     bigint not null,         -- 1-based data row in the file (header excluded)
     reason         varchar not null,
     raw            varchar not null,        -- the row's text (first 500 characters)
-    quarantined_at timestamptz not null
+    quarantined_at timestamptz not null,
+    run_id         varchar                  -- the night that read the file
 );
 
 create table if not exists user_index (      -- append-only: an id keeps its index night after night
@@ -41,6 +57,8 @@ create table if not exists item_index (
 
 create table if not exists runs (
     run_id            varchar primary key,
+    seq               bigint,               -- 1, 2, 3, ... in the order runs started (whatever the clock says)
+    version           bigint,               -- the published version this night became (null if never published)
     status            varchar not null      -- store.runs.STATUSES; warehouses created before 0.2 lack the check
                       check (status in ('running', 'succeeded', 'failed', 'rejected', 'abandoned')),
     started_at        timestamptz not null,
@@ -58,6 +76,13 @@ create table if not exists runs (
     metrics           json,                 -- e.g. metrics->>'valid_rmse'
     timings           json,                 -- seconds per step
     versions          json
+);
+
+create table if not exists versions (       -- the published versions: "latest" is the highest, never the newest clock
+    version      bigint primary key,         -- last + 1, assigned inside the publish
+    run_id       varchar not null,           -- whose lists this version serves
+    kind         varchar not null check (kind in ('night', 'rollback')),
+    published_at timestamptz not null
 );
 
 create table if not exists recommendations (

@@ -1,4 +1,9 @@
-"""Connections to the warehouse database and the SQL files the product runs (``sql/``).
+"""Connections to the warehouse's two databases, and the SQL files the product runs (``sql/``).
+
+* the **state** (``state/state.duckdb``): the nightly writer's own database, opened read-write by the run
+  that holds the warehouse lock (and read-only, briefly, by ``collabflow status``);
+* the **served snapshot** (``collabflow.duckdb``): what readers open, always read-only, sandboxed
+  (``connect_served``). The writer never opens it for writing: each publish replaces the file whole.
 
 DuckDB 2.x notes: relations have no ``fetchone()``; use ``con.execute(...).fetchone()``.
 """
@@ -7,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,9 +23,9 @@ from typing import Any
 
 import duckdb
 
-from .paths import SQL_DIR, db_path, private_dir
+from .paths import SQL_DIR, db_path, state_db
 
-LOCK_TIMEOUT_S = float(os.environ.get("COLLABFLOW_LOCK_TIMEOUT", "60"))
+LOCK_TIMEOUT_S = float(os.environ.get("COLLABFLOW_LOCK_TIMEOUT", "30"))
 VIEW_FILES = (
     "cold_users.sql",
     "latest_run.sql",
@@ -27,6 +34,18 @@ VIEW_FILES = (
     "run_history.sql",
     "latest_similar_items.sql",
 )
+# A reader's connection: no files outside the database, no extensions, settings locked.
+SANDBOX = {
+    "enable_external_access": False,
+    "lock_configuration": True,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+READ_STATEMENTS = frozenset(getattr(duckdb.StatementType, name) for name in ("SELECT", "EXPLAIN", "PRAGMA", "CALL"))
+
+
+class ReadOnlyError(ValueError):
+    """A reader asked for something other than reading (the message says what and why)."""
 
 
 @cache
@@ -43,6 +62,29 @@ def scalar(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None 
     return row[0]
 
 
+_GLOB_CHARS = re.compile(r"[*?\[\]{}]")
+
+
+@contextmanager
+def literal_path(path: str | Path) -> Iterator[str]:
+    """A path DuckDB reads as that one file. DuckDB's file readers expand ``*``, ``?``, ``[...]`` and ``{...}``
+    in any path, with no way to escape them, so a path that contains one (a warehouse called
+    ``wh[prod]``) is reached through a symbolic link in a fresh temporary folder instead."""
+    path = Path(path).resolve()
+    if not _GLOB_CHARS.search(str(path)):
+        yield str(path)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="collabflow-"))
+    try:
+        link = folder / ("file" + "".join(path.suffixes[-1:]))
+        link.symlink_to(path)
+        if _GLOB_CHARS.search(str(link)):
+            raise ValueError(f"cannot read {path} literally: the temporary folder {folder} has glob characters too")
+        yield str(link)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def sql_literal(value: str | Path) -> str:
     """A quoted SQL string literal (for COPY targets, which take no parameters)."""
     return "'" + str(value).replace("'", "''") + "'"
@@ -50,22 +92,16 @@ def sql_literal(value: str | Path) -> str:
 
 @contextmanager
 def connect(
-    warehouse: str | Path, read_only: bool = False, lock_timeout_s: float | None = None
+    path: Path, read_only: bool = False, lock_timeout_s: float | None = None, config: dict[str, Any] | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse. DuckDB lets one process hold the file; while another does (a reader, or the
-    nightly writer), retry for ``lock_timeout_s`` (default ``$COLLABFLOW_LOCK_TIMEOUT`` or 60 s), then
-    fail with a message that says who holds it and what to do."""
-    path = db_path(warehouse)
-    if read_only and not path.exists():
-        raise FileNotFoundError(f"no warehouse at {path}; run `collabflow run --warehouse {warehouse}` first")
-    if not read_only:
-        private_dir(path.parent)
-    created = not path.exists()
+    """Open one database file. DuckDB lets one process write a file (or several read it); while another
+    holds it, retry for ``lock_timeout_s`` (default ``$COLLABFLOW_LOCK_TIMEOUT`` or 30 s), then fail with a
+    message that says who holds it and what to do."""
     timeout = LOCK_TIMEOUT_S if lock_timeout_s is None else lock_timeout_s
-    deadline, delay = time.monotonic() + timeout, 0.1
+    deadline, delay = time.monotonic() + timeout, 0.05
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=config or {})
             break
         except duckdb.IOException as e:
             if "lock" not in str(e).lower():
@@ -74,25 +110,62 @@ def connect(
                 holder = re.search(r"PID (\d+)", str(e))
                 raise RuntimeError(
                     f"{path} is locked by another process{f' (pid {holder.group(1)})' if holder else ''} for more "
-                    f"than {timeout:.0f}s. DuckDB allows one process at a time: close read connections to the "
-                    f"warehouse (or wait for the nightly run) and retry"
+                    f"than {timeout:.0f}s; close the program that opened it for writing and retry"
                 ) from None
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
-    if created and not read_only:
-        os.chmod(path, 0o600)
     try:
         yield con
     finally:
         con.close()
 
 
-def ensure_schema(warehouse: str | Path) -> None:
+@contextmanager
+def connect_state(
+    warehouse: str | Path, read_only: bool = False, lock_timeout_s: float | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The writer's state database (see ``store.state.open_warehouse``, which creates it)."""
+    path = state_db(warehouse)
+    if not path.exists():
+        raise FileNotFoundError(f"no warehouse state at {path}; run `collabflow run --warehouse {warehouse}` first")
+    with connect(
+        path, read_only=read_only, lock_timeout_s=lock_timeout_s, config=SANDBOX if read_only else None
+    ) as con:
+        yield con
+
+
+@contextmanager
+def connect_served(warehouse: str | Path, lock_timeout_s: float = 5.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A reader's connection to the served snapshot: read-only and sandboxed (no host files, no ATTACH, no
+    extensions, settings locked). It keeps seeing the version it opened until it is closed."""
+    path = db_path(warehouse)
+    if not path.exists():
+        raise FileNotFoundError(f"no warehouse at {path}; run `collabflow run --warehouse {warehouse}` first")
+    with connect(path, read_only=True, lock_timeout_s=lock_timeout_s, config=SANDBOX) as con:
+        yield con
+
+
+def check_read_only(query: str) -> None:
+    """Refuse anything but read statements (SELECT, EXPLAIN, PRAGMA, CALL), with a one-line reason."""
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as e:
+        raise ReadOnlyError(" ".join(str(e).split())) from None
+    for statement in statements:
+        if statement.type not in READ_STATEMENTS:
+            words = statement.query.split()
+            kind = words[0].upper() if words else statement.type.name  # INSTALL, not DuckDB's "LOAD" type
+            raise ReadOnlyError(
+                f"{kind} statements are not allowed: the warehouse is read-only for queries "
+                f"(only SELECT, EXPLAIN, PRAGMA and CALL); refused: {statement.query.strip()[:80]}"
+            )
+
+
+def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create tables and views if missing (idempotent)."""
-    with connect(warehouse) as con:
-        con.execute(sql("schema.sql"))
-        for view in VIEW_FILES:
-            con.execute(sql(view))
+    con.execute(sql("schema.sql"))
+    for view in VIEW_FILES:
+        con.execute(sql(view))
 
 
 def checks(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:

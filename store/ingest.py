@@ -1,10 +1,16 @@
-"""Ingest rating files into the warehouse: validate, quarantine, keep the latest rating per pair."""
+"""The night's input, staged: each new file validated into Parquet under the run's folder.
+
+Nothing here touches the published data: the staged rows join the ratings only when the night publishes
+(``store.publish``), so a refused, rejected or crashed night leaves the warehouse as it was and the next
+night picks the same files up again. Two things are recorded at once, because they must outlive a failed
+night: a file refused as a whole is *parked* (``refused_files``: skipped, with a warning, until its bytes
+change), so one bad file never stops the inbox.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,24 +19,42 @@ import polars as pl
 
 from recmodel.io import RatingsFileError, parse_column_mapping, read_items, read_ratings, read_users
 
-from . import faults
-from .db import connect, scalar, sql
-from .paths import now, private_dir
+from . import durable, faults
+from .db import connect_state
+from .paths import now, private_dir, run_dir
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class IngestedFile:
-    """One rating file's outcome; ``rows_read = rows_loaded + rows_quarantined + rows_superseded``."""
+class StagedFile:
+    """One input file of the night. ``staged`` is the Parquet of its valid rows (latest per pair within the
+    file, in file order), ``None`` when the file was skipped (``skipped``: same bytes ingested before, or
+    parked) or refused tonight (``refused``: the reason)."""
 
     path: str
     file_hash: str
     skipped: bool
+    refused: str | None = None
+    staged: str | None = None
+    quarantine: str | None = None
     rows_read: int = 0
-    rows_loaded: int = 0
     rows_quarantined: int = 0
-    rows_superseded: int = 0
+    duplicates: int = 0  # valid rows superseded by a later row of the same pair in the same file
+
+
+@dataclass(frozen=True)
+class StagedNight:
+    """Everything the night read, before it is published."""
+
+    run_id: str
+    files: list[StagedFile]
+    items: str | None = None  # Parquet of the item metadata read tonight
+    users: str | None = None  # Parquet of the user metadata read tonight (it alone decides cold start)
+
+    @property
+    def new_files(self) -> list[StagedFile]:
+        return [f for f in self.files if f.staged is not None]
 
 
 def file_hash(path: Path) -> str:
@@ -48,8 +72,30 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def ingest_file(
+def _known(warehouse: str | Path, digest: str) -> str | None:
+    """Why a file's bytes are skipped: ingested before, or parked after a refusal; None if new."""
+    with connect_state(warehouse) as con:
+        seen = con.execute("select path, ingested_at from ingested_files where file_hash = ?", [digest]).fetchone()
+        if seen is not None:
+            return f"same bytes already ingested from {seen[0]} at {seen[1]}"
+        parked = con.execute("select path, reason from refused_files where file_hash = ?", [digest]).fetchone()
+    if parked is not None:
+        return f"parked since it was refused ({parked[1]}); fix or replace the file to have it read again"
+    return None
+
+
+def park(warehouse: str | Path, run_id: str, path: Path, digest: str, reason: str) -> None:
+    """Record a refused file so later nights skip it until its bytes change (kept even if tonight fails)."""
+    with connect_state(warehouse) as con:
+        con.execute(
+            "insert or replace into refused_files values (?, ?, ?, ?, ?)",
+            [digest, str(path.resolve()), reason[:2000], now(), run_id],
+        )
+
+
+def stage_file(
     warehouse: str | Path,
+    run_id: str,
     path: Path,
     *,
     columns: str | None = None,
@@ -57,126 +103,78 @@ def ingest_file(
     rating_min: float = 0.5,
     rating_max: float = 5.0,
     max_bad_fraction: float = 0.5,
-) -> IngestedFile:
-    """Load one file unless its exact bytes were ingested before.
-
-    Everything for one file (ratings merge, quarantine rows, the ingested_files record) commits in one
-    DuckDB transaction, so a crash leaves either all of it or none of it.
-    """
+    default_timestamp: int | None = None,
+) -> StagedFile:
+    """Validate one file into the night's staging folder, unless its bytes were seen before."""
     digest = file_hash(path)
-    with connect(warehouse) as con:
-        seen = con.execute("select path, ingested_at from ingested_files where file_hash = ?", [digest]).fetchone()
-    if seen is not None:
-        log.info("%s: same bytes already ingested from %s at %s; skipped", path, seen[0], seen[1])
-        return IngestedFile(str(path), digest, True)
-
+    why = _known(warehouse, digest)
+    if why is not None:
+        log.info("%s: %s; skipped", path, why)
+        if "parked" in why:
+            log.warning("%s: %s", path, why)
+        return StagedFile(str(path), digest, True)
     log.info("%s: reading and validating %.0f MB", path, path.stat().st_size / 2**20)
     t0 = time.perf_counter()
-    parsed = read_ratings(
-        path,
-        separator=delimiter,
-        columns=parse_column_mapping(columns),
-        rating_min=rating_min,
-        rating_max=rating_max,
-        default_timestamp=int(time.time()),
-    )
+    try:
+        parsed = read_ratings(
+            path,
+            separator=delimiter,
+            columns=parse_column_mapping(columns),
+            rating_min=rating_min,
+            rating_max=rating_max,
+            default_timestamp=default_timestamp or int(time.time()),
+        )
+        n_bad = parsed.quarantine.height
+        if parsed.rows_read and n_bad / parsed.rows_read > max_bad_fraction:
+            top = parsed.quarantine.group_by("reason").len().sort("len", descending=True).head(3)
+            reasons = "; ".join(f"{r} ({n} rows)" for r, n in top.iter_rows())
+            raise RatingsFileError(
+                path,
+                f"{n_bad} of {parsed.rows_read} rows failed validation, e.g. {reasons}",
+                "Nothing was loaded from it. Check the delimiter (--delimiter), the column mapping (--columns) "
+                "and the rating range (--rating-min/--rating-max)",
+            )
+    except RatingsFileError as e:
+        park(warehouse, run_id, path, digest, str(e))
+        log.warning("%s: refused and parked until its bytes change: %s", path, e)
+        return StagedFile(str(path), digest, False, refused=str(e))
     seconds = max(time.perf_counter() - t0, 1e-9)
     log.info(
-        "%s: %d rows validated in %.1fs (%.0f rows/s); loading",
-        path,
+        "%s: %d rows validated in %.1fs (%.0f rows/s)", path, parsed.rows_read, seconds, parsed.rows_read / seconds
+    )
+    folder = private_dir(run_dir(warehouse, run_id) / "staged")
+    staged = durable.write_parquet(parsed.ratings, folder / f"{digest[:32]}.parquet")
+    quarantine = durable.write_parquet(
+        parsed.quarantine.with_columns(pl.lit(digest).alias("file_hash"), pl.lit(str(path.resolve())).alias("path")),
+        folder / f"{digest[:32]}.quarantine.parquet",
+    )
+    faults.point("ingest")
+    return StagedFile(
+        str(path),
+        digest,
+        False,
+        None,
+        str(staged),
+        str(quarantine),
         parsed.rows_read,
-        seconds,
-        parsed.rows_read / seconds,
+        parsed.quarantine.height,
+        parsed.duplicates,
     )
-    n_bad = parsed.quarantine.height
-    if parsed.rows_read and n_bad / parsed.rows_read > max_bad_fraction:
-        top = parsed.quarantine.group_by("reason").len().sort("len", descending=True).head(3)
-        reasons = "; ".join(f"{r} ({n} rows)" for r, n in top.iter_rows())
-        raise RatingsFileError(
-            path,
-            f"{n_bad} of {parsed.rows_read} rows failed validation, e.g. {reasons}",
-            "Nothing was loaded from it. Check the delimiter (--delimiter), the column mapping (--columns) "
-            "and the rating range (--rating-min/--rating-max)",
-        )
-
-    parquet_path = private_dir(Path(warehouse) / "ingested") / f"{digest[:32]}.parquet"
-    tmp = parquet_path.with_suffix(".parquet.tmp")
-    parsed.ratings.write_parquet(tmp)
-    os.replace(tmp, parquet_path)  # the durable copy of this file's valid rows
-
-    batch = parsed.ratings.select("user_id", "item_id", "rating", "timestamp").to_arrow()
-    quarantine = parsed.quarantine.with_columns(
-        pl.lit(digest).alias("file_hash"), pl.lit(str(path.resolve())).alias("path")
-    ).to_arrow()
-    with connect(warehouse) as con:
-        con.register("batch", batch)
-        con.register("bad_rows", quarantine)
-        con.execute("begin transaction")
-        try:
-            con.execute(sql("writer/incoming.sql"))
-            stale = scalar(con, "select count(*) from incoming where old_ts is not null and timestamp < old_ts")
-            con.execute(sql("writer/delete_replaced.sql"))
-            con.execute(sql("writer/insert_winners.sql"), [digest])
-            ingested_at = now()
-            con.execute(
-                "insert into quarantine select file_hash, path, row_number, reason, raw, ? from bad_rows", [ingested_at]
-            )
-            result = IngestedFile(
-                str(path),
-                digest,
-                False,
-                parsed.rows_read,
-                parsed.ratings.height - stale,
-                n_bad,
-                parsed.duplicates + stale,
-            )
-            con.execute(
-                "insert into ingested_files values (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    digest,
-                    str(path.resolve()),
-                    result.rows_read,
-                    result.rows_loaded,
-                    result.rows_quarantined,
-                    result.rows_superseded,
-                    str(parquet_path.relative_to(warehouse)),
-                    ingested_at,
-                ],
-            )
-            con.execute("drop table incoming")
-            faults.point("ingest")
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
-    log.info(
-        "%s: read %d rows: %d loaded, %d quarantined, %d superseded",
-        path,
-        result.rows_read,
-        result.rows_loaded,
-        result.rows_quarantined,
-        result.rows_superseded,
-    )
-    return result
 
 
-def ingest_items_file(warehouse: str | Path, path: str | Path, columns: str | None = None) -> int:
-    """Upsert item metadata (id, title, genres); a later file's title wins. Returns rows read."""
+def stage_items(warehouse: str | Path, run_id: str, path: str | Path, columns: str | None = None) -> str:
+    """Item metadata (id, title, genres) read tonight; upserted at publish (a later title wins)."""
     frame = read_items(path, parse_column_mapping(columns, ("item", "title", "genres")))
-    with connect(warehouse) as con:
-        con.register("new_items", frame.to_arrow())
-        con.execute("insert or replace into items select item_id, title, genres from new_items")
     log.info("%s: %d items with titles", path, frame.height)
-    return frame.height
+    folder = private_dir(run_dir(warehouse, run_id) / "staged")
+    return str(durable.write_parquet(frame, folder / "items.parquet"))
 
 
-def ingest_users_file(warehouse: str | Path, path: str | Path) -> int:
-    """Replace the user metadata (table users_meta). Returns users read."""
+def stage_users(warehouse: str | Path, run_id: str, path: str | Path) -> str:
+    """User metadata read tonight: at publish it replaces the table users_meta (cold start is per night)."""
     frame = read_users(path)
-    with connect(warehouse) as con:
-        con.register("new_users", frame.to_arrow())
-        con.execute("create or replace table users_meta as select * from new_users")
     log.info(
         "%s: metadata for %d users (%s)", path, frame.height, ", ".join(c for c in frame.columns if c != "user_id")
     )
-    return frame.height
+    folder = private_dir(run_dir(warehouse, run_id) / "staged")
+    return str(durable.write_parquet(frame, folder / "users.parquet"))

@@ -1,7 +1,7 @@
-"""Raw ids -> contiguous indices (append-only), and the run's snapshot of its inputs."""
+"""The night's plan against the published data, and the snapshot the models train on."""
 
 from prefect import task
 
-from store.snapshot import build_snapshot
+from store.night import plan_night
 
-build_index = task(name="build-index")(build_snapshot)
+build_index = task(name="build-index")(plan_night)

@@ -1,27 +1,30 @@
-"""Ingest the night's files into the warehouse."""
+"""Stage the night's input: each new file validated into the run's folder (published with the night)."""
 
 from __future__ import annotations
 
 from prefect import task
 
 from recmodel.io import list_rating_files
-from store.ingest import IngestedFile, ingest_file, ingest_items_file, ingest_users_file
+from store.ingest import StagedFile, stage_file, stage_items, stage_users
 
 
 @task(name="ingest-ratings")
 def ingest_ratings(
-    source: str,
     warehouse: str,
+    run_id: str,
+    source: str,
     columns: str | None = None,
     delimiter: str | None = None,
     rating_min: float = 0.5,
     rating_max: float = 5.0,
     max_bad_fraction: float = 0.5,
-) -> list[IngestedFile]:
-    """Ingest a rating file, or every rating file in a folder, that the warehouse has not seen."""
+) -> list[StagedFile]:
+    """Validate every rating file of the source that the warehouse has not seen (a file refused as a whole
+    is parked and skipped until it changes)."""
     return [
-        ingest_file(
+        stage_file(
             warehouse,
+            run_id,
             path,
             columns=columns,
             delimiter=delimiter,
@@ -33,5 +36,5 @@ def ingest_ratings(
     ]
 
 
-ingest_items = task(name="ingest-items")(ingest_items_file)
-ingest_users = task(name="ingest-users")(ingest_users_file)
+ingest_items = task(name="ingest-items")(stage_items)
+ingest_users = task(name="ingest-users")(stage_users)

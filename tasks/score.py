@@ -34,6 +34,7 @@ def score_shard(
         fitted.device,
         min_item_ratings,
         on_block=lambda: faults.point("score"),
+        source=fitted.source,
     )
 
 

@@ -40,9 +40,9 @@ def prefect_harness():
 
 @pytest.fixture(scope="session")
 def small_ratings(tmp_path_factory) -> Path:
-    """A small synthetic MovieLens-shaped u.data file (200 users, 150 items, 6,000 ratings)."""
-    frame = synth.generate(synth.custom_shape(200, 150, 6_000), seed=7)
-    return synth.write(frame, tmp_path_factory.mktemp("small"), "udata")
+    """A small u.data file (200 users, 150 items, 6,000 ratings) with taste groups every model learns, so
+    nights publish the models, not the baselines (``synth.taste_groups``)."""
+    return synth.write(synth.taste_groups(200, 150, 30, seed=7), tmp_path_factory.mktemp("small"), "udata")
 
 
 @pytest.fixture

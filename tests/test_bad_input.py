@@ -8,14 +8,13 @@ the fix.
 import gzip
 import os
 
-import duckdb
 import polars as pl
 import pytest
 
 from recmodel.io import RatingsFileError, list_rating_files
-from store.db import ensure_schema
-from store.ingest import ingest_file
-from store.paths import db_path
+from store.state import open_warehouse
+from tests.store_helpers import ingest as ingest_file
+from tests.store_helpers import state
 
 GOOD = b"1\t10\t4\t100\n2\t11\t3\t101\n3\t12\t5\t102\n"
 
@@ -65,13 +64,12 @@ CORPUS = [
 
 @pytest.fixture
 def warehouse(tmp_path):
-    ensure_schema(tmp_path / "wh")
+    open_warehouse(tmp_path / "wh")
     return tmp_path / "wh"
 
 
 def q(warehouse, sql):
-    with duckdb.connect(str(db_path(warehouse)), read_only=True) as con:
-        return con.execute(sql).fetchall()
+    return state(warehouse, sql)
 
 
 @pytest.mark.parametrize("case,name,content,expected", CORPUS, ids=[c[0] for c in CORPUS])

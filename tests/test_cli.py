@@ -89,7 +89,63 @@ def test_status_and_sql(ran):
     assert [json.loads(line) for line in piped.stdout.splitlines()] == [[{"a": 1}], [{"b": 2}]]
     err = cli("sql", "--warehouse", warehouse, "select nope")
     assert err.returncode == 1 and err.stderr.startswith("collabflow sql: error:")
-    assert cli("sql", "--warehouse", warehouse, "delete from runs").returncode == 1  # read-only
+
+
+@pytest.mark.parametrize(
+    "statement,reason",
+    [
+        ("delete from runs", "DELETE statements are not allowed"),
+        ("copy (select 1) to 'out.csv'", "COPY statements are not allowed"),
+        ("attach 'other.duckdb' as other (read_only false)", "ATTACH statements are not allowed"),
+        ("detach collabflow", "DETACH statements are not allowed"),
+        ("install httpfs", "INSTALL statements are not allowed"),
+        ("set enable_external_access = true", "SET statements are not allowed"),
+        ("select * from read_text('/etc/passwd')", "file system operations are disabled"),
+        ("select * from read_csv('/etc/hostname')", "file system operations are disabled"),
+        ("select 1; drop table runs", "DROP statements are not allowed"),
+    ],
+)
+def test_sql_is_read_only_and_says_why(ran, statement, reason, tmp_path):
+    warehouse, _ = ran
+    proc = cli("sql", "--warehouse", warehouse, statement)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("collabflow sql: error:"), proc.stderr
+    assert reason in lines[0]
+    assert not (ROOT / "out.csv").exists() and not (ROOT / "other.duckdb").exists()
+    assert cli("sql", "--warehouse", warehouse, "select count(*) from runs", check=True).stdout  # still readable
+
+
+def test_rollback_and_status(ran, small_ratings):
+    warehouse, summary = ran
+    second = json.loads(
+        cli(
+            "run",
+            "--source",
+            small_ratings,
+            "--warehouse",
+            warehouse,
+            "--epochs",
+            2,
+            "--json",
+            "--rating-min",
+            1,
+            "--top-n",
+            3,
+            check=True,
+        ).stdout
+    )
+    assert second["version"] == summary["version"] + 1
+    out = json.loads(cli("rollback", "--warehouse", warehouse, "--json", check=True).stdout)
+    assert out == {
+        "version": second["version"] + 1,
+        "run_id": summary["run_id"],
+        "n_recommendations": out["n_recommendations"],
+    }
+    status = json.loads(cli("status", "--warehouse", warehouse, "--json", check=True).stdout)
+    assert status["served"] == {"version": out["version"], "run_id": summary["run_id"], "kind": "rollback"}
+    assert "(a rollback)" in cli("status", "--warehouse", warehouse, check=True).stdout
+    bad = cli("rollback", "no-such-run", "--warehouse", warehouse)
+    assert bad.returncode == 1 and "not kept" in bad.stderr
 
 
 def test_run_publishes_and_recommend_reads_it(ran):

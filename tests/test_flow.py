@@ -4,6 +4,7 @@ import duckdb
 import pytest
 
 from store.paths import db_path
+from tests.store_helpers import state
 
 TOP_N = 5
 FAST = dict(epochs=5, n_factors=8, top_n=TOP_N, rating_min=1, rating_max=5, seed=3)
@@ -81,12 +82,15 @@ def test_failed_night_leaves_published_results(two_runs, tmp_path):
     warehouse, _, second = two_runs
     bad = tmp_path / "u.data"
     bad.write_text("1\t2\tnot-a-rating\t3\n4\t5\tnope\t6\n")
-    before = q(warehouse, "select * from latest_recommendations order by all")
-    state = nightly(source=str(bad), warehouse=str(warehouse), return_state=True, **FAST)
-    assert state.is_failed()
-    assert q(warehouse, "select * from latest_recommendations order by all") == before
-    status, error = q(warehouse, "select status, error from runs order by started_at desc limit 1")[0]
+    before = db_path(warehouse).read_bytes()
+    result = nightly(source=str(bad), warehouse=str(warehouse), return_state=True, **FAST)
+    assert result.is_failed()
+    assert db_path(warehouse).read_bytes() == before  # the served snapshot is exactly as it was
+    # the writer's state records the failure (readers see it in `runs` from the next publish on)
+    status, error = state(warehouse, "select status, error from runs order by seq desc limit 1")[0]
     assert status == "failed" and "failed validation" in error and str(bad) in error
+    parked = state(warehouse, "select path, reason from refused_files")
+    assert len(parked) == 1 and parked[0][0] == str(bad.resolve()) and "failed validation" in parked[0][1]
 
 
 def test_metrics_artifact_is_created(two_runs):
@@ -207,3 +211,48 @@ def test_rare_items_are_never_recommended(prefect_harness, small_ratings, tmp_pa
         "(select item_id from ratings group by item_id having count(*) < 30)",
     )
     assert rare == [(0,)] and q(warehouse, "select count(*) from latest_recommendations")[0][0] > 0
+
+
+def test_an_unmeasured_night_needs_permission_while_the_gate_is_on(prefect_harness, small_ratings, tmp_path):
+    from flows.nightly import nightly
+
+    warehouse = tmp_path / "wh"
+    refused = nightly(
+        source=str(small_ratings), warehouse=str(warehouse), return_state=True, **{**FAST, "valid_pct": 0}
+    )
+    assert refused.is_failed() and "not measured" in str(refused.message)
+    assert not db_path(warehouse).exists()  # nothing published
+    allowed = nightly(
+        source=str(small_ratings), warehouse=str(warehouse), allow_unmeasured=True, **{**FAST, "valid_pct": 0}
+    )
+    assert allowed["metrics"]["measured"] is False and allowed["version"] == 1
+    measured = nightly(source=str(small_ratings), warehouse=str(warehouse), **FAST)
+    assert measured["version"] == 2  # compared with no measured night: nothing to be worse than
+    worse = nightly(
+        source=str(small_ratings),
+        warehouse=str(warehouse),
+        return_state=True,
+        **{**FAST, "lr_max": 1e-6, "rank_factors": 2, "rank_iterations": 1},
+    )
+    assert worse.is_failed() and "worse than the published" in str(worse.message)  # compared with the measured one
+
+
+def test_a_model_worse_than_its_baseline_is_never_published(prefect_harness, tmp_path):
+    """On data whose taste signal is too weak for this size, popularity and bias-only win validation:
+    their lists and scores are published, and the rows and the run record say so."""
+    from flows.nightly import nightly
+    from recmodel import synth
+
+    weak = synth.write(synth.generate(synth.custom_shape(200, 150, 6_000), seed=7), tmp_path / "weak", "udata")
+    summary = nightly(source=str(weak), warehouse=str(tmp_path / "wh"), **FAST)
+    fallback = summary["metrics"]["fallback"]
+    assert "popularity's lists are published" in fallback["ranker"]
+    assert "bias-only scores are published" in fallback["rating_model"]
+    assert (summary["metrics"]["ranker"], summary["metrics"]["rating_model"]) == ("popularity", "bias")
+    models = summary["metrics"]["models"]
+    assert summary["metrics"]["ndcg_at_10"] == models["popularity"]["ndcg_at_10"] > models["ials"]["ndcg_at_10"]
+    assert summary["metrics"]["valid_rmse"] == models["bias_only"]["rmse"] < models["dot"]["rmse"]
+    sources = q(tmp_path / "wh", "select distinct source from latest_recommendations")
+    assert sources == [("baseline",)]
+    history = q(tmp_path / "wh", "select ranker, rating_model from run_history")
+    assert history == [("popularity", "bias")]

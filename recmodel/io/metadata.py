@@ -45,7 +45,7 @@ def read_items(path: str | Path, columns: dict[str, str | int] | None = None) ->
     path = Path(path)
     name = logical_name(path)
     if name.endswith(PARQUET_SUFFIXES):
-        frame = pl.read_parquet(path)
+        frame = pl.read_parquet(path, glob=False)
     else:
         data = read_bytes(path)
         try:
@@ -113,7 +113,7 @@ def read_users(path: str | Path) -> pl.DataFrame:
     path = Path(path)
     name = logical_name(path)
     if name.endswith(PARQUET_SUFFIXES):
-        frame = pl.read_parquet(path)
+        frame = pl.read_parquet(path, glob=False)
     else:
         data = read_bytes(path)
         if name == "u.user" or name.endswith(".user"):

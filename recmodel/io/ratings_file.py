@@ -128,7 +128,7 @@ def _read_delimited(path: Path, data: bytes, fmt: SourceFormat) -> pl.DataFrame:
 
 def _read_parquet(path: Path, fmt: SourceFormat) -> pl.DataFrame:
     try:
-        frame = pl.read_parquet(path)
+        frame = pl.read_parquet(path, glob=False)
     except FileNotFoundError:
         raise RatingsFileError(path, "disappeared before it could be read", "Re-deliver the file and rerun.") from None
     except (pl.exceptions.PolarsError, OSError) as e:

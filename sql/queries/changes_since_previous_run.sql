@@ -1,14 +1,13 @@
--- What changed between the two newest successful runs: per user, items kept, added and dropped.
-with ranked_runs as (
-    select run_id, row_number() over (order by finished_at desc, run_id desc) as recency
-    from runs
-    where status = 'succeeded'
+-- What changed between the two latest published versions: per user, items kept, added and dropped.
+with ranked as (
+    select run_id, row_number() over (order by version desc) as recency
+    from versions
 ),
 latest as (
-    select user_id, item_id from recommendations where run_id = (select run_id from ranked_runs where recency = 1)
+    select user_id, item_id from recommendations where run_id = (select run_id from ranked where recency = 1)
 ),
 previous as (
-    select user_id, item_id from recommendations where run_id = (select run_id from ranked_runs where recency = 2)
+    select user_id, item_id from recommendations where run_id = (select run_id from ranked where recency = 2)
 ),
 paired as (
     select coalesce(l.user_id, p.user_id) as user_id, l.item_id as new_item, p.item_id as old_item

@@ -1,0 +1,174 @@
+"""The night's plan: what tonight's staged files change, and the snapshot the models train on.
+
+Files are merged in name order against the published ratings (a later timestamp wins; at equal
+timestamps the later file), without touching them: the winners are one delta, published with the night
+(``store.publish``). New ids get the next free indices (append-only). Per-file counts reconcile:
+``rows_read = rows_loaded + rows_quarantined + rows_superseded``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from recmodel.io import RatingsFileError
+from recmodel.snapshot import Snapshot
+
+from . import faults
+from .db import connect_state, literal_path, scalar, sql, sql_literal
+from .ingest import StagedNight
+from .paths import private_dir, run_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestedFile:
+    """One rating file's outcome; ``rows_read = rows_loaded + rows_quarantined + rows_superseded``."""
+
+    path: str
+    file_hash: str
+    skipped: bool
+    refused: str | None = None
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    rows_superseded: int = 0
+    staged: str | None = None
+    quarantine: str | None = None
+
+
+@dataclass(frozen=True)
+class NightPlan:
+    """What publishing the night will write: the rating delta, new index rows, file records, metadata."""
+
+    run_id: str
+    delta: str  # Parquet: user_id, item_id, rating, timestamp, file_hash
+    new_users: str  # Parquet: user_id, user_idx
+    new_items: str  # Parquet: item_id, item_idx
+    files: list[IngestedFile] = field(default_factory=list)
+    items: str | None = None
+    users: str | None = None
+
+    @property
+    def loaded(self) -> list[IngestedFile]:
+        return [f for f in self.files if f.staged is not None]
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> str:
+    con.execute(f"copy ({query.strip().rstrip(';')}) to {sql_literal(path)} (format parquet)")
+    return str(path)
+
+
+def _merge(con: duckdb.DuckDBPyConnection, night: StagedNight) -> list[IngestedFile]:
+    """Tonight's files, one after the other, into the temp table ``night``; their counts."""
+    con.execute(sql("night/create.sql"))
+    out = []
+    for f in night.files:
+        if f.staged is None:
+            out.append(IngestedFile(f.path, f.file_hash, f.skipped, f.refused))
+            continue
+        with literal_path(f.staged) as staged:
+            con.execute(sql("night/incoming.sql"), [staged])
+        valid = int(scalar(con, "select count(*) from incoming"))
+        stale = int(scalar(con, sql("night/stale.sql")))
+        con.execute(sql("night/drop_replaced.sql"))
+        con.execute(sql("night/add_winners.sql"), [f.file_hash])
+        out.append(
+            IngestedFile(
+                f.path,
+                f.file_hash,
+                False,
+                None,
+                f.rows_read,
+                valid - stale,
+                f.rows_quarantined,
+                f.duplicates + stale,
+                f.staged,
+                f.quarantine,
+            )
+        )
+        log.info(
+            "%s: read %d rows: %d loaded, %d quarantined, %d superseded",
+            f.path,
+            f.rows_read,
+            valid - stale,
+            f.rows_quarantined,
+            f.duplicates + stale,
+        )
+    con.execute("drop table if exists incoming")
+    return out
+
+
+def plan_night(warehouse: str | Path, night: StagedNight) -> tuple[NightPlan, Snapshot]:
+    """The night's delta against the published state, and the snapshot (published + delta) to train on."""
+    out = private_dir(run_dir(warehouse, night.run_id) / "night")
+    snap = run_dir(warehouse, night.run_id)
+    with connect_state(warehouse) as con:
+        files = _merge(con, night)
+        con.execute(sql("night/new_users.sql"))
+        con.execute(sql("night/new_items.sql"))
+        if night.items is not None:
+            with literal_path(night.items) as items:
+                con.execute(
+                    "create or replace temp table night_items as select item_id, title, genres from read_parquet(?)",
+                    [items],
+                )
+        else:
+            con.execute("create or replace temp table night_items (item_id bigint, title varchar, genres varchar)")
+        faults.point("index")
+        plan = NightPlan(
+            night.run_id,
+            _copy(con, "select * from night order by user_id, item_id", out / "delta.parquet"),
+            _copy(con, "select user_id, user_idx from new_user_index order by user_idx", out / "new_users.parquet"),
+            _copy(con, "select item_id, item_idx from new_item_index order by item_idx", out / "new_items.parquet"),
+            files,
+            night.items,
+            night.users,
+        )
+        paths = {
+            name: _copy(con, sql(f"night/snapshot_{name}.sql"), snap / f"{name}.parquet")
+            for name in ("interactions", "users", "items")
+        }
+        n_ratings = int(
+            scalar(
+                con,
+                "select (select count(*) from ratings anti join night using (user_id, item_id)) "
+                "+ (select count(*) from night)",
+            )
+        )
+        n_users = int(scalar(con, "select count(*) from user_index")) + int(
+            scalar(con, "select count(*) from new_user_index")
+        )
+        n_items = int(scalar(con, "select count(*) from item_index")) + int(
+            scalar(con, "select count(*) from new_item_index")
+        )
+        new_users = int(scalar(con, "select count(*) from new_user_index"))
+        new_items = int(scalar(con, "select count(*) from new_item_index"))
+        hashes = sorted(
+            {h for (h,) in con.execute("select file_hash from ingested_files").fetchall()}
+            | {f.file_hash for f in plan.loaded}
+        )
+    refused = [f for f in files if f.refused]
+    if refused and not plan.loaded:  # every new file was refused: say why (they stay parked until they change)
+        first = refused[0]
+        raise RatingsFileError(first.path, (first.refused or "").removeprefix(f"{first.path}: "))
+    if n_ratings == 0:
+        raise ValueError("the warehouse holds no ratings; ingest a file with --source first")
+    snapshot = Snapshot(
+        paths["interactions"],
+        paths["users"],
+        paths["items"],
+        n_ratings,
+        n_users,
+        n_items,
+        new_users,
+        new_items,
+        hashlib.sha256("".join(hashes).encode()).hexdigest()[:16],
+        night.users,
+    )
+    return plan, snapshot
