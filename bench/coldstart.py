@@ -20,7 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recmodel.coldstart import POLICIES, cold_start_lists, guess_users, guessed_ratings  # noqa: E402
+from recmodel.coldstart import POLICIES, cold_start_lists, guess_users, guessed_scores  # noqa: E402
 from recmodel.config import RunConfig  # noqa: E402
 from recmodel.io import read_ratings  # noqa: E402
 from recmodel.metrics import ranking_metrics, rmse  # noqa: E402
@@ -65,7 +65,7 @@ def evaluate(folder: Path, seed: int) -> dict[str, dict[str, float]]:
         user_rows = row_of[np.searchsorted(user_ids, lists["user_id"].to_numpy())]
         top[user_rows, lists["rank"].to_numpy() - 1] = np.searchsorted(item_ids, lists["item_id"].to_numpy())
         guess = guess_users(policy, meta, cold, rater, ranker, user_ids, known)
-        pred = guessed_ratings(guess, rater, rows, test.items, known)
+        pred = guessed_scores(guess, rater, ranker, rows, test.items, known, train.item_counts())
         out[policy] = {
             "rmse": rmse(pred, test.ratings),
             **ranking_metrics(top, rows[liked], test.items[liked], 10, r.n_items),

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from recmodel import synth  # noqa: E402
 from recmodel.lists import RunLists  # noqa: E402
 from store import paths, runs  # noqa: E402
-from store.ingest import StagedNight, stage_file  # noqa: E402
+from store.ingest import InputRules, StagedNight, WarehouseKind, stage_file  # noqa: E402
 from store.night import plan_night  # noqa: E402
 from store.publish import publish_night  # noqa: E402
 from store.state import open_warehouse  # noqa: E402
@@ -47,13 +47,15 @@ def random_lists(folder: Path, interactions: Path, users: Path, items: Path, see
     item_ids = pl.read_parquet(items)["item_id"].to_numpy()
     n_users, n_items = user_ids.size, item_ids.size
     keys = np.sort(seen["user_idx"].to_numpy().astype(np.int64) * n_items + seen["item_idx"].to_numpy())
-    picks = rng.integers(0, n_items, (n_users, TOP_N + 6))
+    picks = rng.integers(0, n_items, (n_users, TOP_N * 5))  # plenty: heavy raters reject some
     cand = np.arange(n_users)[:, None] * n_items + picks
     pos = np.searchsorted(keys, cand).clip(max=keys.size - 1)
     ok = keys[pos] != cand
     rows = []
     for u in range(n_users):  # first TOP_N distinct unseen picks
         chosen = list(dict.fromkeys(picks[u][ok[u]].tolist()))[:TOP_N]
+        if len(chosen) < TOP_N:
+            raise RuntimeError(f"user {u}: too few unseen picks; raise the number of candidates")
         rows.append(chosen)
     items_idx = np.array(rows)
     frame = pl.DataFrame(
@@ -119,8 +121,9 @@ def main() -> None:
             frame.write_parquet(src)
             run_id = paths.new_run_id()
             runs.start_run(warehouse, run_id, str(src), {}, "bench", {})
-            staged = stage_file(warehouse, run_id, src, rating_min=0.5, rating_max=5.0)
-            plan, snap = plan_night(warehouse, StagedNight(run_id, [staged]))
+            staged = stage_file(warehouse, run_id, src, InputRules(rating_min=0.5, rating_max=5.0))
+            kind = WarehouseKind(staged.feedback, dict(staged.id_types))
+            plan, snap = plan_night(warehouse, StagedNight(run_id, [staged], kind=kind))
             lists = random_lists(
                 paths.run_dir(warehouse, run_id) / "recommendations",
                 Path(snap.interactions_path),

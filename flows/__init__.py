@@ -23,3 +23,21 @@ for _name in ("recmodel", "tasks", "flows"):
     # their level unset, i.e. WARNING from the root logger: our progress lines are INFO.
     if logging.getLogger(_name).level == logging.NOTSET:
         logging.getLogger(_name).setLevel(logging.INFO)
+
+
+class _UserErrorsWithoutTraceback(logging.Filter):
+    """Prefect logs a failed task or flow with its traceback. For a user error (a bad file, a bad flag, a busy
+    warehouse) that reads like a crash; its one-line message says everything, so drop the traceback there.
+    A real bug keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from recmodel.io.errors import UserError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, UserError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+for _name in ("prefect.task_runs", "prefect.flow_runs"):
+    logging.getLogger(_name).addFilter(_UserErrorsWithoutTraceback())

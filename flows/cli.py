@@ -180,9 +180,10 @@ def run(
         return
     m = summary["metrics"]
     k = params.get("metric_k", 10)
+    rated = f"{m['rating_model']} valid RMSE {_fmt(m['valid_rmse'])}, " if m.get("rating_model") else ""
     typer.echo(
         f"run {summary['run_id']}: {summary['n_recommendations']} recommendations for "
-        f"{summary['n_users_scored']} users; {m['rating_model']} valid RMSE {_fmt(m['valid_rmse'])}, "
+        f"{summary['n_users_scored']} users; {rated}"
         f"{m['ranker']} NDCG@{k} {_fmt(m.get(f'ndcg_at_{k}'))}; database "
         f"{Path(params['warehouse']) / 'collabflow.duckdb'}"
     )
@@ -233,9 +234,17 @@ def evaluate(
     delimiter: str | None = typer.Option(None, help="Field delimiter, as for `run`."),
     rating_min: float = typer.Option(0.5, help="Lowest valid rating."),
     rating_max: float = typer.Option(5.0, help="Highest valid rating."),
+    feedback: str = typer.Option(
+        "auto", help="auto (explicit when a rating column is found or mapped), explicit, or implicit (clicks, plays)."
+    ),
     rating_model: str = typer.Option("dot", help="Rating model the nightly flow would publish: dot or neural."),
     ranker: str = typer.Option("ials", help="Ranker the nightly flow would publish: ials, ease, rating or popularity."),
     device: str = typer.Option("auto", help="auto (CUDA when available, else CPU), cpu or cuda."),
+    tune_budget: float = typer.Option(
+        30.0,
+        help="Seconds (by plan) the nightly flow's tuning may spend; 'published' is then the tuned choice "
+        "(tuned on a validation part of the training part), 0: the configured models.",
+    ),
     as_json: bool = typer.Option(
         False,
         "--json",
@@ -250,7 +259,13 @@ def evaluate(
     from recmodel.config import RunConfig
 
     config = dict(
-        seed=seed, rating_min=rating_min, rating_max=rating_max, rating_model=rating_model, ranker=ranker, device=device
+        seed=seed,
+        rating_min=rating_min,
+        rating_max=rating_max,
+        rating_model=rating_model,
+        ranker=ranker,
+        device=device,
+        tune_budget=tune_budget,
     )
     try:
         cfg = RunConfig.from_flat(**config)
@@ -274,6 +289,7 @@ def evaluate(
         columns=columns,
         delimiter=delimiter,
         config=config,
+        feedback=feedback,
         return_state=True,
     )
     if not state.is_completed():
@@ -297,11 +313,15 @@ def evaluate(
         )
         return
     d = evaluation["details"]
-    shown = metric_columns(cfg.metric_k)
-    typer.echo(
-        f"{evaluation['split']} split: {d['n_train']} train / {d['n_test']} test ratings; "
-        f"relevant = test rating >= {d['config']['rank']['relevance_threshold']}"
+    implicit = d.get("feedback") == "implicit"
+    shown = metric_columns(cfg.metric_k)[2 if implicit else 0 :]
+    relevant = (
+        "every held-out interaction is relevant"
+        if implicit
+        else (f"relevant = test rating >= {d['config']['rank']['relevance_threshold']}")
     )
+    what = "interactions" if implicit else "ratings"
+    typer.echo(f"{evaluation['split']} split: {d['n_train']} train / {d['n_test']} test {what}; {relevant}")
     typer.echo(f"{'model':<12}" + "".join(f"{m:>16}" for m in shown))
     for name, metrics in results.items():
         typer.echo(
@@ -309,7 +329,8 @@ def evaluate(
             + "".join(f"{metrics[m]:>16.4f}" if isinstance(metrics.get(m), float) else f"{'':>16}" for m in shown)
         )
     pub = results["published"]
-    typer.echo(f"published = {pub['ranker']} lists with {pub['rating_model']} scores")
+    scores = f" with {pub['rating_model']} scores" if pub.get("rating_model") else " (scores are the ranker's)"
+    typer.echo(f"published = {pub['ranker']} lists{scores}")
 
 
 def config_show(
@@ -337,16 +358,29 @@ def generate(
     ),
     seed: int = typer.Option(42, help="Same shape and seed give identical data."),
     fmt: str = typer.Option(
-        "parquet", "--format", help="parquet (ratings.parquet), csv (ratings.csv) or udata (u.data)."
+        "parquet",
+        "--format",
+        help="parquet, csv (ratings.csv or interactions.csv), udata (u.data) or hetrec (user_artists.dat, implicit).",
     ),
+    feedback: str = typer.Option(
+        "explicit", help="explicit (1-5 star ratings) or implicit (play counts in a weight column)."
+    ),
+    string_ids: bool = typer.Option(False, "--string-ids", help="Hashed user ids and SKU-style item ids."),
 ) -> None:
-    """Write seeded synthetic MovieLens-shaped ratings that `collabflow run --source` reads."""
+    """Write seeded synthetic MovieLens-shaped data that `collabflow run --source` reads."""
     from recmodel import synth
 
     if fmt not in synth.FORMATS:
         fail("generate", f"--format must be one of {', '.join(synth.FORMATS)}", 2)
+    if feedback not in ("explicit", "implicit"):
+        fail("generate", "--feedback must be explicit or implicit", 2)
     try:
-        path = synth.write(synth.generate(shape, seed), out, fmt)
+        if feedback == "implicit":
+            frame = synth.generate_implicit(shape, seed, string_ids=string_ids)
+        else:
+            frame = synth.generate(shape, seed)
+            frame = synth.with_string_ids(frame) if string_ids else frame
+        path = synth.write(frame, out, fmt)
     except ValueError as e:
         fail("generate", str(e), 2)
     typer.echo(str(path))

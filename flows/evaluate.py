@@ -13,7 +13,7 @@ from prefect.artifacts import create_table_artifact
 
 import flows  # noqa: F401  (Prefect defaults and our log levels, also when a worker loads this file by path)
 from flows.artifacts import comparison_table
-from recmodel.config import RunConfig
+from recmodel.config import Feedback, RunConfig
 from recmodel.device import resolve_device
 from recmodel.evaluation import compare
 from recmodel.io import parse_column_mapping, read_ratings
@@ -28,13 +28,17 @@ log = logging.getLogger(__name__)
 Split = Literal["random", "temporal", "leave-last"]
 
 
-def _load(path: str, columns: str | None, delimiter: str | None, cfg: RunConfig) -> pl.DataFrame:
+def _load(
+    path: str, columns: str | None, delimiter: str | None, cfg: RunConfig, feedback: Feedback
+) -> tuple[pl.DataFrame, str]:
+    """One file's rows (one per pair) and its feedback kind."""
     parsed = read_ratings(
         path,
         separator=delimiter,
         columns=parse_column_mapping(columns),
         rating_min=cfg.rating_min,
         rating_max=cfg.rating_max,
+        feedback=feedback,
     )
     if parsed.quarantine.height:
         log.warning(
@@ -44,7 +48,7 @@ def _load(path: str, columns: str | None, delimiter: str | None, cfg: RunConfig)
             parsed.quarantine["row_number"][0],
             parsed.quarantine["reason"][0],
         )
-    return parsed.ratings
+    return parsed.ratings, parsed.feedback
 
 
 @task(name="compare-models")
@@ -58,17 +62,20 @@ def compare_models(
     columns: str | None,
     delimiter: str | None,
     cfg: RunConfig,
+    feedback: Feedback = "auto",
 ) -> dict:
     """Read the data, split it, fit every model and baseline, measure them on the test part."""
     if (train is None) != (test is None) or (train is None) == (source is None):
         raise ValueError("give either --source (to be split) or both --train and --test")
     details: dict[str, Any]
     if train is not None and test is not None:
-        (tr, te), _, _ = index_frames(_load(train, columns, delimiter, cfg), _load(test, columns, delimiter, cfg))
+        (train_rows, kind), (test_rows, _) = (_load(p, columns, delimiter, cfg, feedback) for p in (train, test))
+        (tr, te), _, _ = index_frames(train_rows, test_rows, feedback=kind)
         split_name, details = "files", {"train": train, "test": test}
     else:
         assert source is not None  # checked above
-        (everything,), _, _ = index_frames(_load(source, columns, delimiter, cfg))
+        rows, kind = _load(source, columns, delimiter, cfg, feedback)
+        (everything,), _, _ = index_frames(rows, feedback=kind)
         if split == "random":
             tr, te = split_random(everything, test_pct, cfg.train.seed)
         elif split == "temporal":
@@ -83,7 +90,7 @@ def compare_models(
         raise ValueError(f"the split left {len(tr)} train and {len(te)} test ratings; both must be non-empty")
     device = resolve_device(cfg.train.device)
     results = compare(tr, te, cfg, device)
-    details.update(n_train=len(tr), n_test=len(te), config=cfg.model_dump(mode="json"))
+    details.update(n_train=len(tr), n_test=len(te), feedback=kind, config=cfg.model_dump(mode="json"))
     return {"split": split_name, "details": details, "results": results}
 
 
@@ -115,14 +122,17 @@ def evaluate(
     columns: str | None = None,
     delimiter: str | None = None,
     config: dict | None = None,
+    feedback: Feedback = "auto",
 ) -> dict:
     """Every model and baseline on one split; ``published`` is what the nightly flow would publish.
 
+    ``feedback``: ``auto`` (explicit when a rating column is found or mapped), ``explicit`` or ``implicit``;
+    implicit data is measured with ranking metrics only, against popularity and a random control.
     ``config`` holds flat overrides of the nightly parameters (e.g. ``{"ranker": "ials", "seed": 43}``).
     """
     logger = get_run_logger()
     cfg = RunConfig.from_flat(**(config or {}))
-    evaluation = compare_models(source, train, test, split, test_pct, leave_last_n, columns, delimiter, cfg)
+    evaluation = compare_models(source, train, test, split, test_pct, leave_last_n, columns, delimiter, cfg, feedback)
     results = evaluation["results"]
     create_table_artifact(
         key="collabflow-evaluation",
@@ -134,12 +144,8 @@ def evaluate(
         evaluation["evaluation_id"] = store(warehouse, evaluation)
         logger.info("stored as evaluation %s in %s", evaluation["evaluation_id"], Path(warehouse) / DB_NAME)
     pub = results["published"]
+    rated = f", {pub['rating_model']} rates: RMSE {pub['rmse']:.4f}" if pub.get("rating_model") else ""
     logger.info(
-        "published (%s ranks, %s rates): NDCG@%d %.4f, RMSE %.4f",
-        pub["ranker"],
-        pub["rating_model"],
-        cfg.metric_k,
-        pub[f"ndcg_at_{cfg.metric_k}"],
-        pub["rmse"],
+        "published: %s ranks, NDCG@%d %.4f%s", pub["ranker"], cfg.metric_k, pub[f"ndcg_at_{cfg.metric_k}"], rated
     )
     return evaluation

@@ -6,6 +6,7 @@ and a refused, rejected or crashed night leaves the served snapshot exactly as i
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import time
@@ -27,7 +28,7 @@ from recmodel.fitting import FitOutcome, WarmSource
 from recmodel.lists import RunLists, combine, shard_ranges
 from recmodel.snapshot import Snapshot
 from store import faults, gate, runs
-from store.ingest import StagedNight
+from store.ingest import InputRules, StagedNight
 from store.lock import exclusive
 from store.night import IngestedFile
 from store.paths import new_run_id, run_dir
@@ -91,12 +92,31 @@ def _stage(run_id: str, data: DataConfig, cfg: RunConfig) -> StagedNight:
         else default_source(data.warehouse, data.synthetic_shape, cfg.train.seed)
     )
     items_src = data.items or items_src
-    files = ingest_ratings(
-        data.warehouse, run_id, src, data.columns, data.delimiter, cfg.rating_min, cfg.rating_max, data.max_bad_fraction
+    rules = InputRules(
+        data.columns,
+        data.delimiter,
+        cfg.rating_min,
+        cfg.rating_max,
+        data.max_bad_fraction,
+        data.feedback,
+        data.timestamp_min,
+        data.settle_seconds if Path(src).is_dir() else 0.0,
+        data.max_line_bytes,
+        data.max_field_bytes,
+        data.max_file_bytes,
     )
-    items = ingest_items(data.warehouse, run_id, items_src, data.item_columns) if items_src else None
-    users = ingest_users(data.warehouse, run_id, data.users) if data.users else None
-    return StagedNight(run_id, files, items, users)
+    files, kind = ingest_ratings(data.warehouse, run_id, src, rules)
+    bad: list[str] = []
+    items = users = None
+    if items_src:
+        items, quarantined = ingest_items(
+            data.warehouse, run_id, items_src, data.item_columns, kind.id_types.get("item", "int")
+        )
+        bad += [quarantined] if quarantined else []
+    if data.users:
+        users, quarantined = ingest_users(data.warehouse, run_id, data.users, kind.id_types.get("user", "int"))
+        bad += [quarantined] if quarantined else []
+    return StagedNight(run_id, files, items, users, bad, kind)
 
 
 def _score(fitted: FitOutcome, snap: Snapshot, cfg: RunConfig, lists_dir: str) -> RunLists:
@@ -137,6 +157,23 @@ def _artifacts(
         table=table or [{"model": "-", "note": "valid_pct=0"}],
         description=f"Run {run_id}: validation metrics of the published models and the baselines",
     )
+    tuning = metrics.get("tuning")
+    if tuning and tuning.get("trials"):
+        create_table_artifact(
+            key="collabflow-tuning",
+            table=[
+                {
+                    "model": t["model"],
+                    "changed": json.dumps(t["params"]) if t["params"] else "(configured)",
+                    "score": t["score"],
+                    "seconds": t["seconds"],
+                }
+                for t in tuning["trials"]
+            ],
+            description=f"Run {run_id}: tuning trials on the validation part (rankers: "
+            f"{tuning['metric']['ranker']}, higher is better; rating models: RMSE, lower is better); chosen: "
+            f"{json.dumps(tuning['changed']) if tuning['changed'] else 'the configured settings'}",
+        )
     rows = {
         "version": published.version,
         "rating_model": metrics["rating_model"],
@@ -258,8 +295,13 @@ def nightly(**params: Any) -> dict[str, Any]:
             t = time.perf_counter()
             run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": dev})})
             previous = runs.last_published(warehouse)
-            warm = WarmSource(previous["run_id"], previous["run_dir"]) if previous else None
+            warm = (
+                WarmSource(previous["run_id"], previous["run_dir"], previous["metrics"].get("tuning"))
+                if previous
+                else None
+            )
             fitted = fit_models(snap, run_cfg, str(run_path), warm)
+            runs.record_trained_config(warehouse, run_id, fitted.config)
             timings["train"] = round(time.perf_counter() - t, 3)
 
             t = time.perf_counter()
@@ -312,13 +354,17 @@ def nightly(**params: Any) -> dict[str, Any]:
     for f in plan.files:
         if f.refused:
             logger.warning("file refused and parked (skipped until it changes): %s", f.refused)
+    k = cfg.metric_k
+    measured = f"{metrics['ranker']} NDCG@{k} {metrics.get(f'ndcg_at_{k}') or float('nan'):.4f}"
+    if metrics.get("valid_rmse") is not None:
+        measured += f", {metrics['rating_model']} valid RMSE {metrics['valid_rmse']:.4f}"
     logger.info(
-        "run %s published as version %d: %d recommendations for %d users (valid RMSE %.4f)",
+        "run %s published as version %d: %d recommendations for %d users (%s)",
         run_id,
         published.version,
         published.n_recommendations,
         scored.n_users,
-        metrics["valid_rmse"] or float("nan"),
+        measured,
     )
     return {
         "run_id": run_id,

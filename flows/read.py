@@ -68,18 +68,29 @@ def print_table(columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
 
 
+def by_id(warehouse: Path, sql: str, raw_id: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` for one raw id given on the command line: ids are matched as the warehouse holds them
+    (integers or strings), and a non-integer id asked of an integer warehouse is simply not there."""
+    try:
+        return query(warehouse, sql, [raw_id])[1]
+    except CommandError as e:
+        if "Conversion Error" not in str(e):
+            raise
+        return []
+
+
 def recommend(args: argparse.Namespace) -> None:
-    _, rows = query(
+    rows = by_id(
         args.warehouse,
-        "select run_id, rank, item_id, score, source, title "
+        "select run_id, rank, item_id, score, source, title, user_id "
         "from latest_recommendations where user_id = ? order by rank",
-        [args.user_id],
+        args.user_id,
     )
     if not rows:
-        _, known = query(args.warehouse, "select count(*) from ratings where user_id = ?", [args.user_id])
+        known = by_id(args.warehouse, "select count(*) from ratings where user_id = ?", args.user_id)
         why = (
             "the user has ratings but no list in the latest run; rerun `collabflow run`"
-            if known[0][0]
+            if known and known[0][0]
             else "no such user in the warehouse (ids are the raw ids of the rating files)"
         )
         raise CommandError(f"no recommendations for user {args.user_id}: {why}")
@@ -88,24 +99,26 @@ def recommend(args: argparse.Namespace) -> None:
         print(
             json.dumps(
                 {
-                    "user_id": args.user_id,
+                    "user_id": rows[0][6],
                     "run_id": rows[0][0],
                     "source": rows[0][4],
-                    "recommendations": [{"rank": r, "item_id": i, "score": s, "title": t} for _, r, i, s, _, t in rows],
+                    "recommendations": [
+                        {"rank": r, "item_id": i, "score": s, "title": t} for _, r, i, s, _, t, _ in rows
+                    ],
                 }
             )
         )
         return
     print(f"user {args.user_id} (run {rows[0][0]}, {rows[0][4]})")
-    print_table(["rank", "item_id", "score", "title"], [(r, i, s, t or "") for _, r, i, s, _, t in rows])
+    print_table(["rank", "item_id", "score", "title"], [(r, i, s, t or "") for _, r, i, s, _, t, _ in rows])
 
 
 def similar(args: argparse.Namespace) -> None:
-    _, rows = query(
+    rows = by_id(
         args.warehouse,
-        "select run_id, title, rank, similar_item_id, similar_title, similarity "
+        "select run_id, title, rank, similar_item_id, similar_title, similarity, item_id "
         "from latest_similar_items where item_id = ? order by rank",
-        [args.item_id],
+        args.item_id,
     )
     if not rows:
         raise CommandError(
@@ -117,16 +130,16 @@ def similar(args: argparse.Namespace) -> None:
         print(
             json.dumps(
                 {
-                    "item_id": args.item_id,
+                    "item_id": rows[0][6],
                     "title": rows[0][1],
                     "run_id": rows[0][0],
-                    "similar": [{"rank": r, "item_id": i, "title": t, "similarity": s} for _, _, r, i, t, s in rows],
+                    "similar": [{"rank": r, "item_id": i, "title": t, "similarity": s} for _, _, r, i, t, s, _ in rows],
                 }
             )
         )
         return
     print(f"item {args.item_id}{f' ({rows[0][1]})' if rows[0][1] else ''} (run {rows[0][0]})")
-    print_table(["rank", "item_id", "similarity", "title"], [(r, i, s, t or "") for _, _, r, i, t, s in rows])
+    print_table(["rank", "item_id", "similarity", "title"], [(r, i, s, t or "") for _, _, r, i, t, s, _ in rows])
 
 
 def status(args: argparse.Namespace) -> None:
@@ -202,10 +215,10 @@ def parser() -> argparse.ArgumentParser:
         return p
 
     p = command("recommend")
-    p.add_argument("user_id", type=int, help="Raw user id, as in the rating files.")
+    p.add_argument("user_id", help="Raw user id, as in the rating files (an integer or a string).")
     p.add_argument("--n", type=int, default=None, help="Show at most this many (default: the whole list).")
     p = command("similar")
-    p.add_argument("item_id", type=int, help="Raw item id, as in the rating files.")
+    p.add_argument("item_id", help="Raw item id, as in the rating files (an integer or a string).")
     p.add_argument("--n", type=int, default=None, help="Show at most this many (default: all kept).")
     p = command("status")
     p.add_argument("--last", type=int, default=10, help="How many recent runs to show (default: 10).")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -109,28 +109,33 @@ def guess_users(
     policy: str,
     meta: pl.DataFrame,
     cold: pl.DataFrame,
-    rater: Rater,
+    rater: Rater | None,
     ranker: Ranker,
     user_ids: np.ndarray,
     known: np.ndarray,
 ) -> ColdGuess:
     """The policy's guess for each row of ``cold`` (features of new users), learnt from the ``known`` user
-    indices (``meta`` holds their features by raw id). Falls back to ``popularity`` when the policy cannot run."""
+    indices (``meta`` holds their features by raw id). Falls back to ``popularity`` when the policy cannot run:
+    it needs a ranker with user factors (iALS), and a rating model with a user space when there is one."""
     factors = ranker.factors() if ranker.personal else None
-    space = rater.user_vectors()
-    if policy != "popularity" and (factors is None or space is None or (policy == "metadata" and not _features(meta))):
+    space = rater.user_vectors() if rater is not None else None
+    if policy != "popularity" and (
+        factors is None or (rater is not None and space is None) or (policy == "metadata" and not _features(meta))
+    ):
         log.info(
-            "cold start: %s needs iALS factors, the dot model and (for metadata) features; using popularity", policy
+            "cold start: %s needs a ranker with user factors (iALS), a rating model with user embeddings and "
+            "(for metadata) feature columns; using popularity",
+            policy,
         )
         policy = "popularity"
     n = cold.height
-    if policy == "popularity" or factors is None or space is None:
+    if policy == "popularity" or factors is None:
         if space is None:
             return ColdGuess("popularity", None, None, None)
         emb, ubias = space  # a user the model knows nothing about: no taste, the average user bias
         return ColdGuess("popularity", None, np.zeros((n, emb.shape[1])), np.full(n, float(ubias[known].mean())))
     U = factors[0].detach().cpu()
-    emb, ubias = space
+    emb, ubias = space if space is not None else (torch.zeros(U.shape[0], 0), torch.zeros(U.shape[0]))
     if policy == "average_taste":
         rep = representative_user(U, known)
         return ColdGuess(policy, U[[rep] * n], emb[[rep] * n].double().numpy(), ubias[[rep] * n].double().numpy())
@@ -144,10 +149,23 @@ def guess_users(
     return ColdGuess(policy, torch.as_tensor(guess[:, :f], dtype=torch.float32), guess[:, f : f + d], guess[:, -1])
 
 
-def guessed_ratings(
-    guess: ColdGuess, rater: Rater, rows: np.ndarray, items: np.ndarray, known: np.ndarray
+def guessed_scores(
+    guess: ColdGuess,
+    rater: Rater | None,
+    ranker: Ranker,
+    rows: np.ndarray,
+    items: np.ndarray,
+    known: np.ndarray,
+    item_counts: np.ndarray,
 ) -> np.ndarray:
-    """Predicted ratings of (new user row, item) pairs under a guess."""
+    """The published score of (new user row, item) pairs under a guess: the predicted rating (explicit
+    feedback), or the ranker's score (implicit: the guessed factors' product, or popularity's count)."""
+    if rater is None:
+        factors = ranker.factors()
+        if guess.rank_vec is not None and factors is not None:
+            V = factors[1].detach().cpu().double().numpy()
+            return (guess.rank_vec.double().numpy()[rows] * V[items]).sum(-1)
+        return item_counts[items].astype(np.float64)
     if guess.user_vec is not None and guess.user_bias is not None:
         return rater.predict_for(guess.user_vec[rows], guess.user_bias[rows], items)
     # no user space: each item's expected rating over (a sample of) the known users
@@ -160,7 +178,7 @@ def guessed_ratings(
 def cold_start_lists(
     policy: str,
     meta: pl.DataFrame | None,
-    rater: Rater,
+    rater: Rater | None,
     ranker: Ranker,
     seen: Ratings,
     user_ids: np.ndarray,
@@ -171,14 +189,18 @@ def cold_start_lists(
     """Lists for the users in ``meta`` (sign-up metadata) who have no ratings: ``(rows, policy used)``.
 
     Rows have raw ids and ``source`` = the policy. ``metadata`` and ``average_taste`` need a ranker with
-    user factors and a rater with a user space (iALS and the dot model); otherwise, or without feature
-    columns, ``popularity`` is used (logged).
+    user factors (iALS); otherwise, or without feature columns, ``popularity`` is used (logged).
     """
-    empty = pl.DataFrame(schema=COLD_SCHEMA)
+    schema: dict[str, Any] = {
+        **COLD_SCHEMA,
+        "user_id": pl.Series(user_ids[:0]).dtype,
+        "item_id": pl.Series(item_ids[:0]).dtype,
+    }
+    empty = pl.DataFrame(schema=schema)
     if meta is None:
         return empty, policy
     known = np.unique(seen.users)
-    cold = meta.filter(~pl.col("user_id").is_in(user_ids[known].tolist()))
+    cold = meta.filter(~pl.col("user_id").is_in(pl.Series(user_ids[known]).implode()))
     if cold.height == 0:
         return empty, policy
     guess = guess_users(policy, meta, cold, rater, ranker, user_ids, known)
@@ -186,8 +208,9 @@ def cold_start_lists(
     if exclude_items is not None:
         excluded[exclude_items] = True
     n, k = cold.height, int(min(top_n, (~excluded).sum()))
+    counts = seen.item_counts()
     if guess.rank_vec is None:
-        order = popularity_order(seen.item_counts())
+        order = popularity_order(counts)
         items = np.tile(order[~excluded[order]][:k], (n, 1))
     else:
         factors = ranker.factors()
@@ -196,7 +219,7 @@ def cold_start_lists(
         scores[:, torch.from_numpy(excluded)] = float("-inf")
         items = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k].numpy()
     rows, flat = np.repeat(np.arange(n), k), items.ravel()
-    score = guessed_ratings(guess, rater, rows, flat, known)
+    score = guessed_scores(guess, rater, ranker, rows, flat, known, counts)
     log.info("cold start: %d users without ratings get %s lists", n, guess.policy)
     frame = pl.DataFrame(
         {
@@ -206,6 +229,6 @@ def cold_start_lists(
             "score": score,
             "source": [guess.policy] * rows.size,
         },
-        schema=COLD_SCHEMA,
+        schema=schema,
     )
     return frame, guess.policy

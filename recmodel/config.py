@@ -19,6 +19,7 @@ RatingModel = Literal["dot", "neural"]
 Ranker = Literal["ials", "ease", "rating", "popularity"]
 ColdStart = Literal["metadata", "average_taste", "popularity"]
 SyntheticShape = Literal["ml-100k", "ml-1m", "ml-10m", "ml-25m"]
+Feedback = Literal["auto", "explicit", "implicit"]
 
 
 class DataConfig(BaseModel):
@@ -47,6 +48,33 @@ class DataConfig(BaseModel):
         ge=0,
         le=1,
         description="Refuse a file (loading nothing from it) when more than this share of its rows is bad.",
+    )
+    feedback: Feedback = Field(
+        "auto",
+        description="What the files hold: 'explicit' ratings, 'implicit' interactions (clicks, plays, purchases; "
+        "counts from a weight column), or 'auto': explicit when a rating column is found or mapped and no weight "
+        "column is, implicit otherwise. A warehouse keeps the kind of its first published night.",
+    )
+    timestamp_min: str = Field(
+        "1995-01-01",
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="Timestamps before this date (or after tomorrow) are quarantined: a typo or a millisecond "
+        "value would otherwise supersede later ratings forever.",
+    )
+    settle_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="An inbox file modified less than this long ago is left for the next night (it may still be "
+        "being written); a file with a '<name>.ready' marker beside it is read at once.",
+    )
+    max_line_bytes: int = Field(
+        1 << 20, ge=1024, description="A file with a longer line is refused (binary junk, or a missing line break)."
+    )
+    max_field_bytes: int = Field(
+        1 << 16, ge=64, description="A file with a longer id, rating, weight or timestamp field is refused."
+    )
+    max_file_bytes: int = Field(
+        20 << 30, ge=1024, description="A file larger than this, decompressed, is refused (a gzip bomb stops here)."
     )
     synthetic_shape: SyntheticShape = Field(
         "ml-100k", description="Shape of the synthetic data generated when no source is given."
@@ -159,6 +187,16 @@ class RankConfig(BaseModel):
     rank_iterations: int = Field(10, ge=1, le=1000, description="iALS: alternating passes.")
     rank_cg_steps: int = Field(3, ge=1, le=100, description="iALS: conjugate-gradient steps per pass.")
     ease_lambda: float = Field(400.0, gt=0, description="EASE: L2 strength.")
+    implicit_alpha: float = Field(
+        1.0,
+        ge=0,
+        description="Implicit feedback: an interaction's confidence is 1 + alpha * log1p(weight / implicit_eps) "
+        "(Hu, Koren, Volinsky 2008): repeated plays or purchases count more, with diminishing returns; 0: every "
+        "interaction counts 1.",
+    )
+    implicit_eps: float = Field(
+        1.0, gt=0, description="Implicit feedback: the weight scale in the confidence transform (see implicit_alpha)."
+    )
 
 
 class RunConfig(BaseModel):
@@ -230,6 +268,19 @@ class RunConfig(BaseModel):
         True,
         description="After measuring on the validation split, refit both models "
         "on all ratings before scoring (the published lists use every rating).",
+    )
+    tune_budget: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds (by plan: each trial's cost is predicted from the data's size, so the choice is "
+        "deterministic) spent choosing the ranker (iALS or EASE), the rating model and their key settings on the "
+        "night's validation part; the configured values are the starting point; 0 turns tuning off.",
+    )
+    tune_regrowth: float = Field(
+        0.25,
+        ge=0,
+        description="Reuse the last tuned values until the data has grown by this share since they were "
+        "chosen (and on warm-start nights); the settings asked for must be unchanged.",
     )
     refit_continue_from: int = Field(
         5_000_000,

@@ -16,7 +16,7 @@ import torch
 from .baselines import fit_bias_only, fit_global_mean
 from .config import RunConfig
 from .metrics import mae, ranking_metrics, rmse
-from .rankers import EASE_MAX_ITEMS, Ranker, fit_ranker
+from .rankers import EASE_MAX_ITEMS, Ranker, fit_random, fit_ranker
 from .ratings import Ratings
 from .score import recommend
 from .train import fit_rater
@@ -72,10 +72,13 @@ def compare(
     rankers: tuple[str, ...] = ("ials", "ease", "rating", "popularity"),
 ) -> dict[str, dict[str, Any]]:
     """Every model and baseline on one split. ``"published"`` is what the nightly flow would publish:
-    the configured ranker's lists with the configured rating model's scores."""
-    k, threshold = cfg.metric_k, cfg.rank.relevance_threshold
-    out: dict[str, dict[str, Any]] = dict(baseline_reports(train, test, cfg))
-    for name in dict.fromkeys((*rating_models, cfg.train.rating_model)):
+    the configured ranker's lists with the configured rating model's scores (for implicit feedback there is
+    no rating model: every held-out interaction is relevant, and a random control joins popularity)."""
+    k = cfg.metric_k
+    threshold = float("-inf") if train.implicit else cfg.rank.relevance_threshold
+    out: dict[str, dict[str, Any]] = {} if train.implicit else dict(baseline_reports(train, test, cfg))
+    raters = () if train.implicit else tuple(dict.fromkeys((*rating_models, cfg.train.rating_model)))
+    for name in raters:
         model, _ = fit_rater(train, cfg.train.model_copy(update={"rating_model": name}), device)
         out[name] = rating_report(model.predict(test.users, test.items), test)
         if "rating" in rankers:
@@ -84,7 +87,7 @@ def compare(
                     model.as_ranker(), train, test, k, threshold, memory_mb=cfg.score_memory_mb, device=device
                 )
             )
-    chosen = cfg.rank.ranker
+    chosen = "ials" if train.implicit and cfg.rank.ranker == "rating" else cfg.rank.ranker  # no rater to rank by
     for name in dict.fromkeys((*rankers, chosen)):
         if name == "rating":
             continue
@@ -93,6 +96,23 @@ def compare(
             continue
         ranker = fit_ranker(train, cfg.rank.model_copy(update={"ranker": name}), device, cfg.train.seed)
         out[name] = ranking_report(ranker, train, test, k, threshold, memory_mb=cfg.score_memory_mb, device=device)
+    if train.implicit:
+        out["random"] = ranking_report(
+            fit_random(train.n_users, train.n_items, cfg.train.seed, device),
+            train,
+            test,
+            k,
+            threshold,
+            memory_mb=cfg.score_memory_mb,
+            device=device,
+        )
+    if cfg.tune_budget > 0:
+        out["tuned"] = tuned_report(train, test, cfg, device)
+        out["published"] = dict(out["tuned"])
+        return out
+    if train.implicit:
+        out["published"] = {"ranker": chosen, "rating_model": None, **out[chosen]}
+        return out
     ranked_by = cfg.train.rating_model if chosen == "rating" else chosen
     rated = out[cfg.train.rating_model]
     out["published"] = {
@@ -103,3 +123,27 @@ def compare(
         **{m: v for m, v in out[ranked_by].items() if m not in ("rmse", "mae")},
     }
     return out
+
+
+def tuned_report(train: Ratings, test: Ratings, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
+    """What a night would publish from ``train``: settings tuned on a validation part carved out of ``train``
+    (the test part is never seen), the chosen models refitted on all of ``train``, measured on ``test``."""
+    from .splits import split_random
+    from .tuning import tune  # tuning measures with this module's reports
+
+    fit_part, valid = split_random(train, cfg.train.valid_pct, cfg.train.seed)
+    tuned = tune(fit_part, valid, cfg, device, len(train))
+    chosen = tuned.cfg
+    threshold = float("-inf") if train.implicit else chosen.rank.relevance_threshold
+    report: dict[str, Any] = {"ranker": chosen.rank.ranker, "rating_model": None, "tuning": tuned.record["changed"]}
+    rater = None
+    if not train.implicit:
+        rater, _ = fit_rater(train, chosen.train, device)
+        report.update(
+            rating_model=chosen.train.rating_model, **rating_report(rater.predict(test.users, test.items), test)
+        )
+    ranker = fit_ranker(train, chosen.rank, device, chosen.train.seed, rater)
+    report.update(
+        ranking_report(ranker, train, test, cfg.metric_k, threshold, memory_mb=cfg.score_memory_mb, device=device)
+    )
+    return report

@@ -1,7 +1,15 @@
 """One night's models: fit on a validation split, measure next to the baselines, refit on everything.
 
-``fit_night`` is what the nightly flow's training task runs; it reads the run's snapshot and writes
-both models to safetensors files, returning their paths and the validation metrics.
+``fit_night`` is what the nightly flow's training task runs; it reads the run's snapshot and writes the
+models to safetensors files, returning their paths and the validation metrics.
+
+* **Explicit feedback** (ratings): a rating model writes the published ``score`` (measured by RMSE against
+  global-mean and bias-only), a ranker orders the lists (measured by NDCG@k against popularity; relevant =
+  a held-out rating >= ``relevance_threshold``).
+* **Implicit feedback** (interactions): rankers only; every held-out interaction is relevant; the baselines
+  are popularity and a random control; the published ``score`` is the ranker's.
+
+A model worse than its baseline on the validation part is never published: the baseline is.
 """
 
 from __future__ import annotations
@@ -21,84 +29,117 @@ from .device import resolve_device
 from .evaluation import baseline_reports, ranking_report
 from .models import BiasOnly, RatingModule
 from .persist import load_model, load_ranker, save_model, save_ranker
-from .rankers import Ranker, fit_popularity, fit_ranker
+from .rankers import Ranker, fit_popularity, fit_random, fit_ranker
 from .ratings import Ratings
 from .snapshot import Snapshot
 from .splits import split_random
 from .train import FitResult, fit_rater
+from .tuning import Tuned, apply_values, reusable, tune, tuned_values
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class WarmSource:
-    """The last published run, for warm start: its folder (models). The ratings it never saw are the
-    snapshot's new ones (``Snapshot.is_new``): tonight's."""
+    """The last published run: its folder (models, for warm start; the ratings it never saw are the
+    snapshot's new ones, ``Snapshot.is_new``) and the settings its tuning chose."""
 
     run_id: str
     run_dir: str
+    tuning: dict[str, Any] | None = None  # its tuning record (metrics["tuning"]): values reused while they hold
 
 
 @dataclass
 class FitOutcome:
     """What training hands to scoring and publishing: model files, the device, validation metrics."""
 
-    rater_path: str
+    rater_path: str | None  # None for implicit feedback: the ranker's score is published
     ranker_path: str
     device: str
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     source: str = "model"  # what the lists' rows say produced them: the model, or a baseline published instead
+    config: dict[str, Any] = field(default_factory=dict)  # the settings trained with (after tuning), flat
 
 
 @dataclass
 class _Warm:
-    rater: RatingModule
+    rater: RatingModule | None
     ranker: Ranker
     epochs: int
     iterations: int
 
 
+def relevance(data: Ratings, cfg: RunConfig) -> float:
+    """What makes a held-out interaction relevant: a good enough rating, or (implicit feedback) any."""
+    return float("-inf") if data.implicit else cfg.rank.relevance_threshold
+
+
+def _load_warm(previous: WarmSource, cfg: RunConfig, device: torch.device, implicit: bool) -> _Warm | None:
+    """Yesterday's models; a missing or damaged file means training from scratch, with a warning naming it."""
+    run_dir = Path(previous.run_dir)
+    try:
+        rater = None if implicit else load_model(run_dir / "rater.safetensors", device).model
+        ranker = load_ranker(run_dir / "ranker.safetensors", device)
+    except (OSError, ValueError, RuntimeError) as e:  # safetensors raises these for a damaged file
+        log.warning(
+            "warm start: the model files of run %s cannot be used (%s); training from scratch",
+            previous.run_id,
+            " ".join(str(e).split())[:300],
+        )
+        return None
+    return _Warm(rater, ranker, cfg.warm_epochs, cfg.warm_rank_iterations)
+
+
 def _split(
     everything: Ratings, snapshot: Snapshot, cfg: RunConfig, device: torch.device, previous: WarmSource | None
 ) -> tuple[Ratings, Ratings, _Warm | None]:
-    """Random validation split; with warm start, yesterday's models and the ratings ingested since
+    """Random validation split; with warm start, yesterday's models and the ratings that arrived tonight
     (the old models never saw them, so the metrics stay honest)."""
-    run_dir = Path(previous.run_dir) if previous else None
-    if cfg.warm_start and previous and run_dir and (run_dir / "rater.safetensors").exists():
-        warm = _Warm(
-            load_model(run_dir / "rater.safetensors", device).model,
-            load_ranker(run_dir / "ranker.safetensors", device),
-            cfg.warm_epochs,
-            cfg.warm_rank_iterations,
-        )
-        is_new = snapshot.is_new()
-        train, valid = everything.take(np.flatnonzero(~is_new)), everything.take(np.flatnonzero(is_new))
-        log.info("warm start from run %s: %d new ratings are the validation part", previous.run_id, len(valid))
-        return train, valid, warm
-    if cfg.warm_start:
-        log.info("warm start asked for, but there is no published run with model files: training from scratch")
+    if cfg.warm_start and previous is not None:
+        warm = _load_warm(previous, cfg, device, everything.implicit)
+        if warm is not None:
+            is_new = snapshot.is_new()
+            train, valid = everything.take(np.flatnonzero(~is_new)), everything.take(np.flatnonzero(is_new))
+            log.info("warm start from run %s: %d new ratings are the validation part", previous.run_id, len(valid))
+            return train, valid, warm
+    elif cfg.warm_start:
+        log.info("warm start asked for, but there is no published run: training from scratch")
     train, valid = split_random(everything, cfg.train.valid_pct, cfg.train.seed)
     return train, valid, None
 
 
 def _measure(
-    train: Ratings, valid: Ratings, ranker: Ranker, result: FitResult, cfg: RunConfig, device: torch.device
+    train: Ratings, valid: Ratings, ranker: Ranker, result: FitResult | None, cfg: RunConfig, device: torch.device
 ) -> dict[str, Any]:
-    """Validation metrics of both models next to the rating baselines and popularity."""
-    k, threshold = cfg.metric_k, cfg.rank.relevance_threshold
-    final = result.final
-    ranking = ranking_report(ranker, train, valid, k, threshold, memory_mb=cfg.score_memory_mb, device=device)
-    baselines = baseline_reports(train, valid, cfg)
-    popularity = fit_popularity(train.items, train.n_items, train.n_users, device)
+    """Validation metrics of the models next to their baselines."""
+    k, threshold = cfg.metric_k, relevance(train, cfg)
+    memory = cfg.score_memory_mb
+
+    def ranked(model: Ranker) -> dict[str, float]:
+        return ranking_report(model, train, valid, k, threshold, memory_mb=memory, device=device)
+
+    ranking = ranked(ranker)
     models: dict[str, dict[str, Any]] = {
-        cfg.train.rating_model: {"rmse": final.valid_rmse, "mae": final.valid_mae},
-        **baselines,
         cfg.rank.ranker: ranking,
-        "popularity": ranking_report(
-            popularity, train, valid, k, threshold, memory_mb=cfg.score_memory_mb, device=device
-        ),
+        "popularity": ranked(fit_popularity(train.items, train.n_items, train.n_users, device)),
     }
+    out: dict[str, Any] = {**{m: v for m, v in ranking.items() if m != "n_users"}, "models": models}
+    if train.implicit:
+        models["random"] = ranked(fit_random(train.n_users, train.n_items, cfg.train.seed, device))
+        log.info(
+            "validation: %s NDCG@%d %.4f (popularity %.4f, random %.4f)",
+            cfg.rank.ranker,
+            k,
+            ranking[f"ndcg_at_{k}"],
+            models["popularity"][f"ndcg_at_{k}"],
+            models["random"][f"ndcg_at_{k}"],
+        )
+        return out
+    assert result is not None  # explicit feedback has a rating model
+    final = result.final
+    baselines = baseline_reports(train, valid, cfg)
+    models.update({cfg.train.rating_model: {"rmse": final.valid_rmse, "mae": final.valid_mae}, **baselines})
     log.info(
         "validation: %s RMSE %.4f (bias-only %.4f, global mean %.4f); %s NDCG@%d %.4f (popularity %.4f)",
         cfg.train.rating_model,
@@ -110,37 +151,32 @@ def _measure(
         ranking[f"ndcg_at_{k}"],
         models["popularity"][f"ndcg_at_{k}"],
     )
-    return {
-        "valid_rmse": final.valid_rmse,
-        "valid_mae": final.valid_mae,
-        "train_mse": final.train_loss,
-        **{m: v for m, v in ranking.items() if m != "n_users"},
-        "models": models,
-    }
+    return {"valid_rmse": final.valid_rmse, "valid_mae": final.valid_mae, "train_mse": final.train_loss, **out}
 
 
 @dataclass
 class _Choice:
     """Which models the night publishes: the configured ones, or a baseline that did better on validation."""
 
-    rater: str
+    rater: str | None
     ranker: str
     fallback: dict[str, str] = field(default_factory=dict)
 
 
-def _floors(metrics: dict[str, Any], cfg: RunConfig) -> _Choice:
+def _floors(metrics: dict[str, Any], cfg: RunConfig, implicit: bool) -> _Choice:
     """Never publish a model worse than its own baseline on the same validation part: a rating model above
     bias-only's RMSE publishes bias-only scores, a ranker below popularity's NDCG publishes popularity."""
     k = cfg.metric_k
     models = metrics["models"]
-    choice = _Choice(cfg.train.rating_model, cfg.rank.ranker)
-    rmse, floor = metrics["valid_rmse"], models["bias_only"]["rmse"]
-    if rmse is not None and floor is not None and rmse > floor:
-        choice.rater = "bias"
-        choice.fallback["rating_model"] = (
-            f"{cfg.train.rating_model} validation RMSE {rmse:.4f} is worse than "
-            f"bias-only's {floor:.4f}: bias-only scores are published"
-        )
+    choice = _Choice(None if implicit else cfg.train.rating_model, cfg.rank.ranker)
+    if not implicit:
+        rmse, floor = metrics["valid_rmse"], models["bias_only"]["rmse"]
+        if rmse is not None and floor is not None and rmse > floor:
+            choice.rater = "bias"
+            choice.fallback["rating_model"] = (
+                f"{cfg.train.rating_model} validation RMSE {rmse:.4f} is worse than "
+                f"bias-only's {floor:.4f}: bias-only scores are published"
+            )
     ndcg, floor = metrics.get(f"ndcg_at_{k}"), models["popularity"].get(f"ndcg_at_{k}")
     if cfg.rank.ranker != "popularity" and ndcg is not None and floor is not None and ndcg < floor:
         choice.ranker = "popularity"
@@ -178,18 +214,18 @@ def _bias_rater(data: Ratings, cfg: RunConfig) -> BiasOnly:
 def _published(
     data: Ratings,
     choice: _Choice,
-    rater: RatingModule,
+    rater: RatingModule | None,
     ranker: Ranker,
     cfg: RunConfig,
     device: torch.device,
     warm: _Warm | None,
     refit: bool,
-) -> tuple[RatingModule, Ranker]:
+) -> tuple[RatingModule | None, Ranker]:
     """The models the lists are made with: refitted on ``data`` (every rating) when ``refit``, from yesterday's
     or the validated models where ``warm`` says so; a baseline where the choice fell back to one."""
     if choice.rater == "bias":
         rater = _bias_rater(data, cfg)
-    elif refit:
+    elif refit and rater is not None:
         rater, _ = fit_rater(
             data, cfg.train, device, init=warm.rater if warm else None, epochs=warm.epochs if warm else None
         )
@@ -208,6 +244,35 @@ def _published(
     return rater, ranker
 
 
+def _tuned(
+    train: Ratings,
+    valid: Ratings,
+    cfg: RunConfig,
+    device: torch.device,
+    previous: WarmSource | None,
+    warm: bool,
+    n_ratings: int,
+) -> tuple[RunConfig, Tuned | None, dict[str, Any] | None]:
+    """The settings to train with: searched on the validation part, or last night's while they hold
+    (always on warm-start nights: tonight's validation part is only the new ratings)."""
+    if cfg.tune_budget <= 0 or not len(valid):
+        return cfg, None, None
+    last = previous.tuning if previous is not None else None
+    if last and "chosen" in last and last.get("base") == cfg.config_hash() and (warm or reusable(last, cfg, n_ratings)):
+        log.info(
+            "tuning: reusing the values chosen for run %s: %s",
+            last.get("reused_from") or (previous.run_id if previous else None),
+            last.get("changed") or "the configured settings",
+        )
+        record = {k: v for k, v in last.items() if k != "trials"}
+        record.update(reused_from=last.get("reused_from") or (previous.run_id if previous else None))
+        return apply_values(cfg, last["chosen"]), None, record
+    if warm:
+        return cfg, None, None
+    tuned = tune(train, valid, cfg, device, n_ratings)
+    return tuned.cfg, tuned, tuned.record
+
+
 def fit_night(
     snapshot: Snapshot,
     cfg: RunConfig,
@@ -216,31 +281,42 @@ def fit_night(
     previous: WarmSource | None = None,
 ) -> FitOutcome:
     """Validation split -> fit and measure against the baselines -> the published models (refitted on every
-    rating when ``refit_on_all``), saved to the two paths.
+    rating when ``refit_on_all``), saved to the two paths (no rating model for implicit feedback).
 
-    ``previous`` is the last published run; with ``cfg.warm_start`` both models start from its files.
+    ``previous`` is the last published run; with ``cfg.warm_start`` the models start from its files.
     """
     device = resolve_device(cfg.train.device)
     everything = snapshot.ratings()
+    implicit = everything.implicit
     train, valid, warm = _split(everything, snapshot, cfg, device, previous)
+    cfg, tuned, tuning = _tuned(train, valid, cfg, device, previous, warm is not None, len(everything))
     t0 = time.perf_counter()
-    rater, result = fit_rater(
-        train, cfg.train, device, valid, init=warm.rater if warm else None, epochs=warm.epochs if warm else None
-    )
+    rater: RatingModule | None = None
+    result: FitResult | None = None
+    if tuned is not None and tuned.rater is not None:
+        rater, result = tuned.rater, tuned.result
+    elif not implicit:
+        rater, result = fit_rater(
+            train, cfg.train, device, valid, init=warm.rater if warm else None, epochs=warm.epochs if warm else None
+        )
     train_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ranker = fit_ranker(
-        train,
-        cfg.rank,
-        device,
-        cfg.train.seed,
-        rater,
-        init=warm.ranker if warm else None,
-        iterations=warm.iterations if warm else None,
-    )
+    if tuned is not None and tuned.ranker is not None:
+        ranker = tuned.ranker
+    else:
+        ranker = fit_ranker(
+            train,
+            cfg.rank,
+            device,
+            cfg.train.seed,
+            rater,
+            init=warm.ranker if warm else None,
+            iterations=warm.iterations if warm else None,
+        )
     epochs = warm.epochs if warm else cfg.train.for_model().epochs
     metrics: dict[str, Any] = {
-        "rating_model": cfg.train.rating_model,
+        "feedback": everything.feedback,
+        "rating_model": None if implicit else cfg.train.rating_model,
         "ranker": cfg.rank.ranker,
         "metric_k": cfg.metric_k,
         "validation": "new-ratings" if warm else "random",
@@ -248,44 +324,54 @@ def fit_night(
         "n_valid": len(valid),
         "train_seconds": round(train_seconds, 3),
         "rank_seconds": round(time.perf_counter() - t0, 3),
-        "ratings_per_second": round(len(train) * epochs / max(train_seconds, 1e-9)),
+        "ratings_per_second": None if implicit else round(len(train) * epochs / max(train_seconds, 1e-9)),
         "valid_rmse": None,
         "valid_mae": None,
     }
-    choice = _Choice(cfg.train.rating_model, cfg.rank.ranker)
+    if tuning:
+        metrics["tuning"] = tuning
+    choice = _Choice(None if implicit else cfg.train.rating_model, cfg.rank.ranker)
     if len(valid):
         metrics.update(_measure(train, valid, ranker, result, cfg, device))
-        choice = _floors(metrics, cfg)
+        choice = _floors(metrics, cfg, implicit)
         if cfg.refit_on_all:
             if not warm and len(everything) >= cfg.refit_continue_from:
                 # a large night: go on from the models just validated instead of starting over (the
                 # validation part is a fifth of the data; the rest is learnt already)
                 warm = _Warm(rater, ranker, cfg.warm_epochs, cfg.warm_rank_iterations)
                 log.info(
-                    "refitting on all %d ratings, continuing from the validated models (%d epochs, %d iALS passes)",
+                    "refitting on all %d %s, continuing from the validated models (%d epochs, %d iALS passes)",
                     len(everything),
+                    everything.noun,
                     warm.epochs,
                     warm.iterations,
                 )
             else:
-                log.info("refitting on all %d ratings", len(everything))
+                log.info("refitting on all %d %s", len(everything), everything.noun)
         rater, ranker = _published(
             everything if cfg.refit_on_all else train, choice, rater, ranker, cfg, device, warm, cfg.refit_on_all
         )
-    save_model(
-        rater_path,
-        rater,
-        snapshot.user_ids(),
-        snapshot.item_ids(),
-        cfg.train,
-        metadata={"valid_rmse": metrics["valid_rmse"]},
-    )
+    saved_rater = None
+    if rater is not None:
+        saved_rater = str(
+            save_model(
+                rater_path,
+                rater,
+                snapshot.user_ids(),
+                snapshot.item_ids(),
+                cfg.train,
+                metadata={"valid_rmse": metrics["valid_rmse"]},
+            )
+        )
     save_ranker(ranker_path, ranker, metadata={"ranker": metrics["ranker"]})
+    history = [vars(h) for h in result.history] if result is not None else []
+    fell_back = choice.ranker == "popularity" and cfg.rank.ranker != "popularity"
     return FitOutcome(
-        str(rater_path),
+        saved_rater,
         str(ranker_path),
         device.type,
         metrics,
-        [vars(h) for h in result.history],
-        source="baseline" if choice.ranker == "popularity" and cfg.rank.ranker != "popularity" else "model",
+        history,
+        source="baseline" if fell_back else "model",
+        config=tuned_values(cfg),
     )

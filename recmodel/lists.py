@@ -1,6 +1,7 @@
 """A run's published lists as Parquet with raw ids: top-N per user (in shards), cold start, similar items.
 
-Lists are ordered by the ranker; ``score`` is the rating model's predicted rating of each listed pair.
+Lists are ordered by the ranker; ``score`` is the rating model's predicted rating of each listed pair
+(explicit feedback), or the ranker's score (implicit feedback: there is no rating model).
 Shards are independent (a user's list depends on that user's ratings and the two models only), so any
 split of the users gives the same table.
 """
@@ -71,9 +72,15 @@ def shard_ranges(n_users: int, shards: int) -> list[tuple[int, int]]:
 
 
 def write_atomic(frame: pl.DataFrame, path: Path) -> None:
+    """Whole or not at all, and on disk (fsync) before the publish that reads it commits."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     frame.write_parquet(tmp)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 
@@ -116,7 +123,7 @@ def rare_items(snapshot: Snapshot, min_item_ratings: int) -> np.ndarray:
 
 
 def shard_lists(
-    rater_path: str,
+    rater_path: str | None,
     ranker_path: str,
     snapshot: Snapshot,
     top_n: int,
@@ -129,9 +136,13 @@ def shard_lists(
     on_block: Callable[[], None] | None = None,
     source: str = "model",
 ) -> ShardLists:
-    """Lists for the users with ratings whose index is in ``[lo, hi)``, written to ``out_dir/part-<lo>.parquet``."""
+    """Lists for the users with ratings whose index is in ``[lo, hi)``, written to ``out_dir/part-<lo>.parquet``.
+
+    ``score`` is the rating model's predicted rating (explicit feedback) or, without a rating model
+    (implicit feedback), the ranker's score of the pair, in float64 either way.
+    """
     dev = resolve_device(device)
-    saved = load_model(rater_path, dev)
+    rater = load_model(rater_path, dev).model if rater_path else None
     ranker = load_ranker(ranker_path, dev)
     part = snapshot.ratings(users=(lo, hi))
     users = np.unique(part.users)
@@ -154,12 +165,14 @@ def shard_lists(
     keep = top.items >= 0
     rows, ranks = np.nonzero(keep)
     user_idx, item_idx = top.users[rows], top.items[keep]
+    user_ids, item_ids = snapshot.user_ids(), snapshot.item_ids()
+    score = rater.predict(user_idx, item_idx) if rater is not None else ranker.score_pairs(user_idx, item_idx)
     frame = pl.DataFrame(
         {
-            "user_id": saved.user_ids[user_idx],
+            "user_id": user_ids[user_idx],
             "rank": (ranks + 1).astype(np.int32),
-            "item_id": saved.item_ids[item_idx],
-            "score": saved.model.predict(user_idx, item_idx),
+            "item_id": item_ids[item_idx],
+            "score": score,
             "source": source,
         }
     )
@@ -170,7 +183,7 @@ def shard_lists(
 
 
 def extra_lists(
-    rater_path: str,
+    rater_path: str | None,
     ranker_path: str,
     snapshot: Snapshot,
     top_n: int,
@@ -185,17 +198,18 @@ def extra_lists(
     on the ranker's item factors, or the rating model's item embeddings for other rankers (``similar.parquet``
     beside ``out_dir``)."""
     dev = resolve_device(device)
-    saved = load_model(rater_path, dev)
+    rater = load_model(rater_path, dev).model if rater_path else None
     ranker = load_ranker(ranker_path, dev)
     seen = snapshot.ratings()
+    user_ids, item_ids = snapshot.user_ids(), snapshot.item_ids()
     cold, _ = cold_start_lists(
         cold_start,
         snapshot.user_features(),
-        saved.model,
+        rater,
         ranker,
         seen,
-        saved.user_ids,
-        saved.item_ids,
+        user_ids,
+        item_ids,
         top_n,
         exclude_items=rare_items(snapshot, min_item_ratings),
     )
@@ -206,36 +220,28 @@ def extra_lists(
         write_atomic(cold, cold_path)
     similar_path = out.parent / "similar.parquet"
     vectors = ranker.item_vectors()
-    vectors = vectors if vectors is not None else saved.model.item_vectors()
+    if vectors is None and rater is not None:
+        vectors = rater.item_vectors()
+    cold_users = int(cold["user_id"].n_unique()) if cold.height else 0
     if vectors is None:  # neither model has an item space (EASE with the bias-only baseline, say)
         log.info("no item factors to compare: no similar items tonight")
         write_atomic(pl.DataFrame(schema=SIMILAR_SCHEMA), similar_path)
-        return ExtraLists(
-            str(cold_path) if cold_path else None,
-            str(similar_path),
-            cold.height,
-            int(cold["user_id"].n_unique()) if cold.height else 0,
-        )
+        return ExtraLists(str(cold_path) if cold_path else None, str(similar_path), cold.height, cold_users)
     near = similar_items(vectors, similar_n, memory_mb=memory_mb)
     has = near.items >= 0
     rows, ranks = np.nonzero(has)
     write_atomic(
         pl.DataFrame(
             {
-                "item_id": saved.item_ids[near.users[rows]],
+                "item_id": item_ids[near.users[rows]],
                 "rank": (ranks + 1).astype(np.int32),
-                "similar_item_id": saved.item_ids[near.items[has]],
+                "similar_item_id": item_ids[near.items[has]],
                 "similarity": near.scores[has].astype(np.float64),
             }
         ),
         similar_path,
     )
-    return ExtraLists(
-        str(cold_path) if cold_path else None,
-        str(similar_path),
-        cold.height,
-        int(cold["user_id"].n_unique()) if cold.height else 0,
-    )
+    return ExtraLists(str(cold_path) if cold_path else None, str(similar_path), cold.height, cold_users)
 
 
 def combine(shards: list[ShardLists], extras: ExtraLists, top_n: int) -> RunLists:

@@ -24,16 +24,22 @@ RANKER_FORMAT = "collabflow/ranker/v1"
 @dataclass
 class SavedModel:
     model: RatingModule
-    user_ids: np.ndarray  # raw id of each user index
-    item_ids: np.ndarray  # raw id of each item index
+    user_ids: np.ndarray | None  # raw id of each user index (integer ids; string ids live in the run's snapshot)
+    item_ids: np.ndarray | None
     config: TrainConfig
     metadata: dict[str, Any]
 
 
 def _write(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
+    """Whole or not at all (temp file + rename), and on disk before the publish that refers to it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
     return path
 
@@ -62,13 +68,16 @@ def save_model(
     if len(user_ids) != model.n_users or len(item_ids) != model.n_items:
         raise ValueError("id mappings must have one raw id per user and item row of the model")
     tensors = dict(model.state_dict())
-    tensors["user_ids"] = torch.tensor(np.asarray(user_ids, dtype=np.int64))
-    tensors["item_ids"] = torch.tensor(np.asarray(item_ids, dtype=np.int64))
+    for name, ids in (("user_ids", np.asarray(user_ids)), ("item_ids", np.asarray(item_ids))):
+        if ids.dtype.kind in "iu":  # string ids are not tensors: the run's snapshot maps indices to them
+            tensors[name] = torch.tensor(ids.astype(np.int64))
     meta = {
         "format": FORMAT,
         "kind": model.kind,
         "config": config.model_dump_json(),
         "y_range": json.dumps(list(model.y_range)),
+        "n_users": str(model.n_users),
+        "n_items": str(model.n_items),
         "metadata": json.dumps(metadata or {}, default=str),
     }
     return _write(Path(path), tensors, meta)
@@ -80,9 +89,13 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> SavedMod
     if kind not in RATERS:
         raise ValueError(f"{path}: unknown rating model kind {kind!r} (known: {', '.join(RATERS)})")
     config = TrainConfig.model_validate_json(meta["config"])
-    user_ids = tensors.pop("user_ids").cpu().numpy()
-    item_ids = tensors.pop("item_ids").cpu().numpy()
-    model = RATERS[kind].build(len(user_ids), len(item_ids), config)
+    user_ids = tensors.pop("user_ids").cpu().numpy() if "user_ids" in tensors else None
+    item_ids = tensors.pop("item_ids").cpu().numpy() if "item_ids" in tensors else None
+    n_users, n_items = (
+        int(meta.get("n_users", len(user_ids) if user_ids is not None else 0)),
+        int(meta.get("n_items", len(item_ids) if item_ids is not None else 0)),
+    )
+    model = RATERS[kind].build(n_users, n_items, config)
     model.load_state_dict(tensors)
     return SavedModel(model.to(device), user_ids, item_ids, config, json.loads(meta["metadata"]))
 

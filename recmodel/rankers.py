@@ -51,6 +51,21 @@ class Ranker(Protocol):
 
     def tensors(self) -> dict[str, torch.Tensor]: ...
 
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray: ...
+
+
+def scores_of_pairs(ranker: Ranker, users: np.ndarray, items: np.ndarray, block: int = 1024) -> np.ndarray:
+    """Each (user, item) pair's score from ``score_block``, a block of distinct users at a time (float64)."""
+    users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+    out = np.empty(users.size, dtype=np.float64)
+    distinct, inverse = np.unique(users, return_inverse=True)
+    for s in range(0, distinct.size, block):
+        chunk = distinct[s : s + block]
+        scores = ranker.score_block(torch.as_tensor(chunk)).double().cpu().numpy()
+        mask = (inverse >= s) & (inverse < s + chunk.size)
+        out[mask] = scores[inverse[mask] - s, items[mask]]
+    return out
+
 
 @dataclass
 class FactorRanker:
@@ -78,6 +93,15 @@ class FactorRanker:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+
+    def score_pairs(self, users: np.ndarray, items: np.ndarray, batch: int = 1 << 20) -> np.ndarray:
+        """``u . i`` in float64, one row at a time (independent of batching: shards publish identical scores)."""
+        U = self.user_factors.detach().cpu().double().numpy()
+        V = self.item_factors.detach().cpu().double().numpy()
+        out = np.empty(len(users), dtype=np.float64)
+        for s in range(0, len(users), batch):
+            out[s : s + batch] = (U[users[s : s + batch]] * V[items[s : s + batch]]).sum(-1)
+        return out
 
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> FactorRanker:
@@ -115,6 +139,9 @@ class EaseRanker:
             "seen_weights": torch.from_numpy(self.seen_weights),
         }
 
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return scores_of_pairs(self, users, items)
+
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> EaseRanker:
         return cls(
@@ -145,6 +172,9 @@ class PopularityRanker:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"counts": self.counts, "n_users": torch.tensor(self.n_users)}
+
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return scores_of_pairs(self, users, items)
 
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> PopularityRanker:
@@ -186,6 +216,9 @@ class NeuralRanker:
             "out_bias": self.out_bias,
         }
 
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return scores_of_pairs(self, users, items)
+
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> NeuralRanker:
         return cls(t["user_part"], t["item_part"], t["out_weight"], t["out_bias"])
@@ -210,8 +243,13 @@ def ranker_from_tensors(kind: str, tensors: dict[str, torch.Tensor]) -> Ranker:
 
 
 def interaction_weights(ratings: np.ndarray, relevance_threshold: float, low_rating_weight: float) -> np.ndarray:
-    """1 for ratings >= ``relevance_threshold``, ``low_rating_weight`` below it."""
+    """Explicit feedback: 1 for ratings >= ``relevance_threshold``, ``low_rating_weight`` below it."""
     return np.where(np.asarray(ratings) >= relevance_threshold, 1.0, low_rating_weight).astype(np.float32)
+
+
+def confidence(weights: np.ndarray, alpha: float, eps: float) -> np.ndarray:
+    """Implicit feedback: ``1 + alpha * log1p(w / eps)`` for a pair's total weight ``w`` (counts, durations)."""
+    return (1.0 + alpha * np.log1p(np.asarray(weights, np.float64) / eps)).astype(np.float32)
 
 
 def dense_rows(
@@ -260,6 +298,14 @@ def fit_ease(
     return EaseRanker(B.float(), indptr, items, weights)
 
 
+def fit_random(n_users: int, n_items: int, seed: int, device: torch.device | str = "cpu") -> FactorRanker:
+    """A control: scores that know nothing (random factors). Any model must beat it by far."""
+    gen = torch.Generator().manual_seed(seed)
+    return FactorRanker(
+        torch.randn(n_users, 16, generator=gen).to(device), torch.randn(n_items, 16, generator=gen).to(device)
+    )
+
+
 def fit_popularity(
     items: np.ndarray, n_items: int, n_users: int, device: torch.device | str = "cpu"
 ) -> PopularityRanker:
@@ -280,6 +326,8 @@ class FitRequest:
     iterations: int | None = None
 
     def weights(self) -> np.ndarray:
+        if self.train.implicit:
+            return confidence(self.train.ratings, self.cfg.implicit_alpha, self.cfg.implicit_eps)
         return interaction_weights(self.train.ratings, self.cfg.relevance_threshold, self.cfg.rank_low_rating_weight)
 
 

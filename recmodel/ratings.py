@@ -12,7 +12,8 @@ from .sparse import csr_from_pairs
 
 @dataclass
 class Ratings:
-    """Ratings by contiguous index (numpy), with the catalog size they index into."""
+    """Ratings by contiguous index (numpy), with the catalog size they index into. With implicit feedback
+    ``ratings`` holds each pair's total weight (1 per event without one)."""
 
     users: np.ndarray
     items: np.ndarray
@@ -20,13 +21,29 @@ class Ratings:
     timestamps: np.ndarray
     n_users: int
     n_items: int
+    feedback: str = "explicit"
+
+    @property
+    def implicit(self) -> bool:
+        return self.feedback == "implicit"
+
+    @property
+    def noun(self) -> str:
+        """What one row is, for log lines."""
+        return "interactions" if self.implicit else "ratings"
 
     def __len__(self) -> int:
         return int(self.users.size)
 
     def take(self, idx: np.ndarray) -> Ratings:
         return Ratings(
-            self.users[idx], self.items[idx], self.ratings[idx], self.timestamps[idx], self.n_users, self.n_items
+            self.users[idx],
+            self.items[idx],
+            self.ratings[idx],
+            self.timestamps[idx],
+            self.n_users,
+            self.n_items,
+            self.feedback,
         )
 
     def seen(self) -> tuple[np.ndarray, np.ndarray]:
@@ -37,7 +54,7 @@ class Ratings:
         return np.bincount(self.items, minlength=self.n_items)
 
 
-def index_frames(*frames: pl.DataFrame) -> tuple[list[Ratings], np.ndarray, np.ndarray]:
+def index_frames(*frames: pl.DataFrame, feedback: str = "explicit") -> tuple[list[Ratings], np.ndarray, np.ndarray]:
     """Index raw ``user_id``/``item_id`` frames jointly: ``(ratings per frame, user ids, item ids)``."""
     user_ids = np.unique(np.concatenate([f["user_id"].to_numpy() for f in frames]))
     item_ids = np.unique(np.concatenate([f["item_id"].to_numpy() for f in frames]))
@@ -49,6 +66,7 @@ def index_frames(*frames: pl.DataFrame) -> tuple[list[Ratings], np.ndarray, np.n
             f["timestamp"].to_numpy(),
             len(user_ids),
             len(item_ids),
+            feedback,
         )
         for f in frames
     ]

@@ -34,7 +34,7 @@ def _fmt(value) -> str:
 
 
 def _name(item_id: int, titles: dict[int, str]) -> str:
-    title = titles.get(int(item_id))
+    title = titles.get(item_id.item() if hasattr(item_id, "item") else item_id)
     return f"{title} ({item_id})" if title else f"item {item_id}"
 
 
@@ -155,9 +155,10 @@ def write_report(
     if recommendations.height:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
         axes[0].hist(recommendations["score"].to_numpy(), bins=40)
-        axes[0].set_title("Predicted rating of recommended items"), axes[0].set_xlabel("score")
-        index_of = {int(v): i for i, v in enumerate(item_ids)}
-        rec_counts = np.array([item_counts[index_of[int(i)]] for i in recommendations["item_id"].to_numpy()])
+        axes[0].set_title("Score of recommended items")
+        axes[0].set_xlabel("score")
+        index_of = {(v.item() if hasattr(v, "item") else v): i for i, v in enumerate(item_ids)}
+        rec_counts = np.array([item_counts[index_of[i]] for i in recommendations["item_id"].to_list()])
         axes[1].hist(
             [np.log10(1 + item_counts), np.log10(1 + rec_counts)],
             bins=30,
@@ -190,30 +191,35 @@ def report_run(
     out_dir: str | Path,
     run_id: str,
     snapshot: Snapshot,
-    rater_path: str,
+    rater_path: str | None,
     ranker_path: str,
     parts: list[str],
     metrics: dict,
     history: list[dict],
 ) -> Path:
     """The report of one run, from its snapshot, model files and published lists."""
-    saved = load_model(rater_path)
+    rater = load_model(rater_path).model if rater_path else None
     ranker = load_ranker(ranker_path)
     seen = snapshot.ratings()
     vectors = ranker.item_vectors()
+    if vectors is None and rater is not None:
+        vectors = rater.item_vectors()
     per_user = np.bincount(seen.users, minlength=seen.n_users)
+    lists = (
+        pl.concat([pl.read_parquet(p, glob=False) for p in parts])
+        if parts
+        else pl.DataFrame(schema={"user_id": pl.Int64, "item_id": pl.Int64, "score": pl.Float64})
+    )
     return write_report(
         out_dir,
         run_id=run_id,
         metrics={**metrics, "users_thin": int(((per_user > 0) & (per_user < 5)).sum())},
         history=history,
-        item_ids=saved.item_ids,
-        item_factors=vectors if vectors is not None else saved.model.item_vectors(),
-        item_bias=saved.model.item_biases(),
+        item_ids=snapshot.item_ids(),
+        item_factors=vectors,
+        item_bias=rater.item_biases() if rater is not None else None,
         item_counts=seen.item_counts(),
-        recommendations=pl.concat([pl.read_parquet(p, glob=False) for p in parts])
-        if parts
-        else pl.DataFrame(schema={"user_id": pl.Int64, "item_id": pl.Int64, "score": pl.Float64}),
+        recommendations=lists,
         titles=snapshot.titles(),
         n_users=int((per_user > 0).sum()),
     )

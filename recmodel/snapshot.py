@@ -32,6 +32,7 @@ class Snapshot:
     new_items: int = 0
     data_hash: str = ""
     user_features_path: str | None = None
+    feedback: str = "explicit"  # or "implicit": ``rating`` then holds each pair's total weight
 
     def ratings(self, users: tuple[int, int] | None = None) -> Ratings:
         """The run's ratings by index; with ``users=(lo, hi)`` only those of user indices in ``[lo, hi)`` (a
@@ -47,6 +48,7 @@ class Snapshot:
             frame["timestamp"].to_numpy(),
             self.n_users,
             self.n_items,
+            self.feedback,
         )
 
     def is_new(self) -> np.ndarray:

@@ -13,6 +13,7 @@ Same shape and seed give byte-identical output.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,15 +139,19 @@ def _sample_pairs(
     return keys // n_items, keys % n_items
 
 
-def generate(shape: str | Shape = "ml-100k", seed: int = 42) -> pl.DataFrame:
-    """Ratings as a polars frame with columns ``user_id, item_id, rating, timestamp`` (sorted by user, time)."""
+def _shape(shape: str | Shape) -> Shape:
     if isinstance(shape, str):
         if shape not in SHAPES:
             raise ValueError(f"unknown shape {shape!r}; choose one of {', '.join(SHAPES)}")
-        shape = SHAPES[shape]
-    rng = np.random.default_rng(seed)
-    counts = _user_counts(rng, shape)
+        return SHAPES[shape]
+    return shape
 
+
+def _taste_pairs(
+    rng: np.random.Generator, shape: Shape
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Who interacts with what: ``(users, items, user factors, item factors, item popularity)``."""
+    counts = _user_counts(rng, shape)
     item_rank = rng.permutation(shape.n_items)  # which item is how popular
     popularity = 1.0 / (item_rank + 10.0) ** 1.4
     user_f = rng.normal(0, 1 / np.sqrt(N_LATENT), (shape.n_users, N_LATENT)).astype(np.float32)
@@ -158,11 +163,7 @@ def generate(shape: str | Shape = "ml-100k", seed: int = 42) -> pl.DataFrame:
     room = max(1, int(0.8 * shape.n_items))
     candidates = np.minimum(2 * counts, np.maximum(counts, room))
     users, items = _sample_pairs(rng, candidates, popularity, exact=False)
-    affinity = np.empty(users.size, dtype=np.float32)
-    for s in range(0, users.size, 4_000_000):
-        affinity[s : s + 4_000_000] = np.einsum(
-            "ij,ij->i", user_f[users[s : s + 4_000_000]], item_f[items[s : s + 4_000_000]]
-        )
+    affinity = _affinity(user_f, item_f, users, items)
     key = rng.random(users.size) ** np.exp(-TASTE * affinity)  # u^(1/w) in (0, 1]: larger is kept first
     # users arrive sorted; one float sort orders each user's candidates by key, largest first
     # (much faster than a two-key lexsort at ML-25M size)
@@ -170,7 +171,35 @@ def generate(shape: str | Shape = "ml-100k", seed: int = 42) -> pl.DataFrame:
     starts = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=shape.n_users))[:-1]])
     keep = order[(np.arange(users.size) - starts[users[order]]) < counts[users[order]]]
     keep.sort()
-    users, items = users[keep], items[keep]
+    return users[keep], items[keep], user_f, item_f, popularity
+
+
+def _affinity(user_f: np.ndarray, item_f: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    out = np.empty(users.size, dtype=np.float32)
+    chunk = 4_000_000  # bounded memory at ML-25M size
+    for s in range(0, users.size, chunk):
+        out[s : s + chunk] = np.einsum("ij,ij->i", user_f[users[s : s + chunk]], item_f[items[s : s + chunk]])
+    return out
+
+
+def _timestamps(rng: np.random.Generator, shape: Shape, users: np.ndarray) -> np.ndarray:
+    span = shape.end - shape.start
+    user_len = np.minimum(rng.lognormal(np.log(span / 50), 1.5, shape.n_users), span).astype(np.int64)
+    user_start = shape.start + (rng.random(shape.n_users) * (span - user_len)).astype(np.int64)
+    return user_start[users] + (rng.random(users.size) * user_len[users]).astype(np.int64)
+
+
+def _item_ids(rng: np.random.Generator, shape: Shape) -> np.ndarray:
+    if shape.sparse_item_ids:  # gaps like real movieIds, still increasing with the index
+        return np.sort(rng.choice(np.arange(1, shape.n_items * 4), shape.n_items, replace=False))
+    return np.arange(1, shape.n_items + 1)
+
+
+def generate(shape: str | Shape = "ml-100k", seed: int = 42) -> pl.DataFrame:
+    """Ratings as a polars frame with columns ``user_id, item_id, rating, timestamp`` (sorted by user, time)."""
+    shape = _shape(shape)
+    rng = np.random.default_rng(seed)
+    users, items, user_f, item_f, popularity = _taste_pairs(rng, shape)
     user_b = rng.normal(0, 0.45, shape.n_users).astype(np.float32)
     log_pop = np.log(popularity)
     item_b = (0.35 * rng.normal(0, 1, shape.n_items) + 0.25 * (log_pop - log_pop.mean()) / log_pop.std()).astype(
@@ -187,15 +216,8 @@ def generate(shape: str | Shape = "ml-100k", seed: int = 42) -> pl.DataFrame:
     else:
         rating = np.clip(np.round(raw), 1.0, 5.0)
 
-    span = shape.end - shape.start
-    user_len = np.minimum(rng.lognormal(np.log(span / 50), 1.5, shape.n_users), span).astype(np.int64)
-    user_start = shape.start + (rng.random(shape.n_users) * (span - user_len)).astype(np.int64)
-    timestamp = user_start[users] + (rng.random(users.size) * user_len[users]).astype(np.int64)
-
-    if shape.sparse_item_ids:  # gaps like real movieIds, still increasing with the index
-        item_ids = np.sort(rng.choice(np.arange(1, shape.n_items * 4), shape.n_items, replace=False))
-    else:
-        item_ids = np.arange(1, shape.n_items + 1)
+    timestamp = _timestamps(rng, shape, users)
+    item_ids = _item_ids(rng, shape)
     frame = pl.DataFrame(
         {
             "user_id": (users + 1).astype(np.int64),
@@ -205,6 +227,40 @@ def generate(shape: str | Shape = "ml-100k", seed: int = 42) -> pl.DataFrame:
         }
     )
     return frame.sort(["user_id", "timestamp", "item_id"])
+
+
+def generate_implicit(shape: str | Shape = "ml-100k", seed: int = 42, string_ids: bool = False) -> pl.DataFrame:
+    """Implicit feedback (plays, clicks, purchases) as ``user_id, item_id, weight, timestamp``, one row per pair.
+
+    Who interacts with what follows latent taste and popularity as in ``generate``; ``weight`` (a play
+    count) is heavy-tailed and grows with the same affinity: ``1 + floor(exp(N(0.3 + 3 <u, i>, 1.2)))``,
+    so a model that sees counts can rank better than one that sees only who touched what. ``string_ids``
+    gives users 16-hex-digit hashed ids and items ``SKU-`` codes, as many exports have.
+    """
+    shape = _shape(shape)
+    rng = np.random.default_rng(seed)
+    users, items, user_f, item_f, _ = _taste_pairs(rng, shape)
+    affinity = _affinity(user_f, item_f, users, items)
+    weight = 1 + np.floor(np.exp(rng.normal(0.3 + 3.0 * affinity, 1.2))).astype(np.int64)
+    frame = pl.DataFrame(
+        {
+            "user_id": (users + 1).astype(np.int64),
+            "item_id": _item_ids(rng, shape)[items].astype(np.int64),
+            "weight": np.minimum(weight, 100_000),
+            "timestamp": _timestamps(rng, shape, users),
+        }
+    ).sort(["user_id", "timestamp", "item_id"])
+    return with_string_ids(frame) if string_ids else frame
+
+
+def with_string_ids(frame: pl.DataFrame) -> pl.DataFrame:
+    """The same data with string ids: users as 16 hex digits (hashed-looking), items as ``SKU-`` codes."""
+    users = frame["user_id"].unique().sort()
+    user_names = [hashlib.blake2b(str(u).encode(), digest_size=8).hexdigest() for u in users]
+    return frame.with_columns(
+        pl.col("user_id").replace_strict(users, user_names, return_dtype=pl.String),
+        ("SKU-" + pl.col("item_id").cast(pl.String).str.zfill(6)).alias("item_id"),
+    )
 
 
 GENRES = ("Action", "Comedy", "Drama", "Romance", "Thriller", "Sci-Fi", "Documentary", "Animation")
@@ -223,27 +279,37 @@ def items(ratings: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
     return pl.DataFrame({"item_id": ids, "title": [f"Synthetic item {i}" for i in ids], "genres": genres})
 
 
-FORMATS = ("parquet", "csv", "udata")
+FORMATS = ("parquet", "csv", "udata", "hetrec")
 
 
 def write(frame: pl.DataFrame, out_dir: str | Path, fmt: str = "parquet") -> Path:
-    """Write ratings in a layout ``collabflow run --source`` reads: Parquet, MovieLens ``ratings.csv`` or ``u.data``."""
+    """Write data in a layout ``collabflow run --source`` reads: Parquet, CSV (MovieLens ``ratings.csv`` for
+    ratings, ``interactions.csv`` for implicit data), ``u.data``, or hetrec's tab-separated ``user_artists.dat``
+    (header ``userID artistID weight``; implicit data only)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    implicit = "rating" not in frame.columns
+    stem = "interactions" if implicit else "ratings"
     if fmt == "parquet":
-        path = out / "ratings.parquet"
+        path = out / f"{stem}.parquet"
         tmp = path.with_suffix(".parquet.tmp")
         frame.write_parquet(tmp)
     elif fmt == "csv":
-        path = out / "ratings.csv"
+        path = out / f"{stem}.csv"
         tmp = path.with_suffix(".csv.tmp")
-        frame.rename({"user_id": "userId", "item_id": "movieId"}).write_csv(tmp)
+        (frame if implicit else frame.rename({"user_id": "userId", "item_id": "movieId"})).write_csv(tmp)
     elif fmt == "udata":
-        if (frame["rating"] % 1 != 0).any():
-            raise ValueError("u.data holds whole-star ratings only; use --format csv or parquet for half stars")
+        if implicit or (frame["rating"] % 1 != 0).any():
+            raise ValueError("u.data holds whole-star ratings only; use --format csv or parquet")
         path = out / "u.data"
         tmp = out / "u.data.tmp"
         frame.with_columns(pl.col("rating").cast(pl.Int64)).write_csv(tmp, separator="\t", include_header=False)
+    elif fmt == "hetrec":
+        if not implicit:
+            raise ValueError("hetrec's user_artists.dat holds play counts; generate implicit data for it")
+        path = out / "user_artists.dat"
+        tmp = out / "user_artists.dat.tmp"
+        frame.select(userID="user_id", artistID="item_id", weight="weight").write_csv(tmp, separator="\t")
     else:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     tmp.replace(path)  # a reader never sees a half-written file

@@ -14,9 +14,18 @@ create table if not exists ingested_files (
     rows_loaded      bigint not null,       -- rows that became the current rating of their (user, item)
     rows_quarantined bigint not null,       -- rows that failed validation (see quarantine)
     rows_superseded  bigint not null,       -- valid rows beaten by a later rating of the same pair
-    parquet_path     varchar not null,      -- durable copy of the file's valid rows (latest per pair), relative to the warehouse
+    parquet_path     varchar not null,      -- durable copy of the file's valid rows, relative to the warehouse
     ingested_at      timestamptz not null,
     run_id           varchar                -- the night that ingested (and published) it
+);
+
+create table if not exists inbox_ledger (    -- a cache: each inbox path as last read, so known files skip unread
+    path      varchar primary key,
+    size      bigint not null,
+    mtime_ns  bigint not null,
+    inode     bigint not null,
+    file_hash varchar not null,
+    seen_at   timestamptz not null
 );
 
 create table if not exists refused_files (   -- files refused as a whole: skipped, with a warning, until their bytes change
@@ -27,14 +36,6 @@ create table if not exists refused_files (   -- files refused as a whole: skippe
     run_id     varchar                          -- the night that refused it
 );
 
-create table if not exists ratings (        -- current rating of each (user, item): the latest by timestamp
-    user_id   bigint not null,
-    item_id   bigint not null,
-    rating    double not null,
-    timestamp bigint not null,              -- unix seconds; files without timestamps get their ingest time
-    file_hash varchar not null              -- which file delivered it
-);
-
 create table if not exists quarantine (     -- rows that were not loaded, and why
     file_hash      varchar not null,
     path           varchar not null,
@@ -43,16 +44,6 @@ create table if not exists quarantine (     -- rows that were not loaded, and wh
     raw            varchar not null,        -- the row's text (first 500 characters)
     quarantined_at timestamptz not null,
     run_id         varchar                  -- the night that read the file
-);
-
-create table if not exists user_index (      -- append-only: an id keeps its index night after night
-    user_id  bigint primary key,
-    user_idx integer not null unique
-);
-
-create table if not exists item_index (
-    item_id  bigint primary key,
-    item_idx integer not null unique
 );
 
 create table if not exists runs (
@@ -85,17 +76,6 @@ create table if not exists versions (       -- the published versions: "latest" 
     published_at timestamptz not null
 );
 
-create table if not exists recommendations (
-    run_id  varchar not null,
-    user_id bigint not null,
-    rank    integer not null,               -- 1 = best
-    item_id bigint not null,
-    score   double not null                 -- the model's predicted rating for (user, item)
-);
--- which path produced a row: 'model' (a user with ratings) or a cold-start policy for a user known only
--- from the users table ('popularity', 'average_taste', 'metadata'); added after the first release
-alter table recommendations add column if not exists source varchar default 'model';
-
 create table if not exists evaluations (    -- `collabflow evaluate` results, long format
     evaluation_id varchar not null,
     created_at    timestamptz not null,
@@ -106,20 +86,3 @@ create table if not exists evaluations (    -- `collabflow evaluate` results, lo
     details       json                       -- split parameters, file paths, config
 );
 
-create table if not exists items (           -- optional item metadata (`--items`), joined into the views
-    item_id bigint primary key,
-    title   varchar,
-    genres  varchar                          -- '|'-separated
-);
-
-create table if not exists similar_items (  -- per run: each item's nearest items by cosine on item factors
-    run_id          varchar not null,
-    item_id         bigint not null,
-    rank            integer not null,         -- 1 = most similar; the item itself is never listed
-    similar_item_id bigint not null,
-    similarity      double not null           -- cosine similarity in [-1, 1]
-);
-
-create table if not exists users_meta (      -- optional user metadata (`--users`); replaced by each users file
-    user_id bigint primary key
-);

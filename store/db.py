@@ -161,11 +161,49 @@ def check_read_only(query: str) -> None:
             )
 
 
+ID_TYPES = {"int": "bigint", "str": "varchar"}
+ID_TABLES = ("ratings", "user_index", "item_index", "recommendations", "items", "similar_items", "users_meta")
+
+
+def id_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The warehouse's id types per role ("int" or "str"; "int" until a night decided otherwise)."""
+    meta = dict(con.execute("select key, value from warehouse_meta").fetchall())
+    return {role: meta.get(f"{role}_id_type", "int") for role in ("user", "item")}
+
+
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create tables and views if missing (idempotent)."""
+    """Create tables and views if missing (idempotent); id columns take the warehouse's id types."""
     con.execute(sql("schema.sql"))
+    types = id_types(con)
+    con.execute(sql("id_tables.sql").format(user_id=ID_TYPES[types["user"]], item_id=ID_TYPES[types["item"]]))
     for view in VIEW_FILES:
         con.execute(sql(view))
+
+
+def retype_id_tables(con: duckdb.DuckDBPyConnection, wanted: dict[str, str]) -> bool:
+    """Give the id tables of a warehouse that holds no ratings yet the id types of its first night (key
+    columns cannot change type, so the empty tables are made anew). True if anything changed."""
+    current = {
+        role: str(
+            scalar(
+                con,
+                "select data_type from information_schema.columns where table_name = "
+                f"'ratings' and column_name = '{role}_id'",
+            )
+        ).lower()
+        for role in ("user", "item")
+    }
+    target = {role: ID_TYPES[wanted.get(role, "int")] for role in ("user", "item")}
+    if current == target:
+        return False
+    if scalar(con, "select count(*) from ratings"):
+        raise RuntimeError(f"the warehouse's ids are {current}, its ratings cannot take {target} ids")
+    for table in ID_TABLES:
+        con.execute(f"drop table if exists {table} cascade")
+    con.execute(sql("id_tables.sql").format(user_id=target["user"], item_id=target["item"]))
+    for view in VIEW_FILES:
+        con.execute(sql(view))
+    return True
 
 
 def checks(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:

@@ -3,21 +3,31 @@
 Nothing here touches the published data: the staged rows join the ratings only when the night publishes
 (``store.publish``), so a refused, rejected or crashed night leaves the warehouse as it was and the next
 night picks the same files up again. Two things are recorded at once, because they must outlive a failed
-night: a file refused as a whole is *parked* (``refused_files``: skipped, with a warning, until its bytes
-change), so one bad file never stops the inbox.
+night: the **inbox ledger** (a file's path, size, modification time and inode with its content hash, so
+a file already ingested or parked is skipped without reading a byte of it), and **parked files** (a file
+refused as a whole is skipped, with a warning, until its bytes change): one bad file never stops the inbox.
+
+A file is read only once it is stable: not modified for ``settle_seconds``, or with a ``<name>.ready``
+marker beside it. It is read once, and hashed from the same bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
-from recmodel.io import RatingsFileError, parse_column_mapping, read_items, read_ratings, read_users
+from recmodel.io import Limits, RatingsFileError, ReadOptions, parse_column_mapping, read_items, read_users
+from recmodel.io.files import FileChanged
+from recmodel.io.ratings_file import IdType, stage_ratings
 
 from . import durable, faults
 from .db import connect_state
@@ -27,20 +37,50 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class InputRules:
+    """How tonight's files are read (the ``DataConfig`` settings, and the run's rating range)."""
+
+    columns: str | None = None
+    delimiter: str | None = None
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    max_bad_fraction: float = 0.5
+    feedback: Literal["auto", "explicit", "implicit"] = "auto"
+    timestamp_min: str = "1995-01-01"
+    settle_seconds: float = 0.0
+    max_line_bytes: int = 1 << 20
+    max_field_bytes: int = 1 << 16
+    max_file_bytes: int = 20 << 30
+
+    def limits(self) -> Limits:
+        return Limits(max_line_bytes=self.max_line_bytes, max_file_bytes=self.max_file_bytes)
+
+
+@dataclass(frozen=True)
+class WarehouseKind:
+    """What the warehouse's published data is: its feedback kind and id types (None: nothing published yet)."""
+
+    feedback: Literal["explicit", "implicit"] | None = None
+    id_types: dict[str, IdType] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class StagedFile:
-    """One input file of the night. ``staged`` is the Parquet of its valid rows (latest per pair within the
-    file, in file order), ``None`` when the file was skipped (``skipped``: same bytes ingested before, or
-    parked) or refused tonight (``refused``: the reason)."""
+    """One input file of the night. ``staged`` is the Parquet of its valid rows (in file order), None when the
+    file was skipped (``skipped``: why, e.g. same bytes ingested before, parked, still being written) or
+    refused tonight (``refused``: the reason)."""
 
     path: str
     file_hash: str
-    skipped: bool
+    skipped: str | None = None
     refused: str | None = None
     staged: str | None = None
     quarantine: str | None = None
     rows_read: int = 0
+    rows_valid: int = 0
     rows_quarantined: int = 0
-    duplicates: int = 0  # valid rows superseded by a later row of the same pair in the same file
+    feedback: Literal["explicit", "implicit"] | None = None
+    id_types: dict[str, IdType] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,36 +91,68 @@ class StagedNight:
     files: list[StagedFile]
     items: str | None = None  # Parquet of the item metadata read tonight
     users: str | None = None  # Parquet of the user metadata read tonight (it alone decides cold start)
+    metadata_quarantine: list[str] = field(default_factory=list)  # Parquet of their quarantined rows
+    kind: WarehouseKind = field(default_factory=WarehouseKind)
 
     @property
     def new_files(self) -> list[StagedFile]:
         return [f for f in self.files if f.staged is not None]
 
 
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-    except FileNotFoundError:
-        raise RatingsFileError(path, "disappeared before it could be read", "Re-deliver the file and rerun.") from None
-    except IsADirectoryError:
-        raise RatingsFileError(
-            path, "is a folder, not a file", "Pass the folder as --source to ingest every file in it."
-        ) from None
-    return h.hexdigest()
+def warehouse_kind(warehouse: str | Path) -> WarehouseKind:
+    with connect_state(warehouse) as con:
+        meta = dict(con.execute("select key, value from warehouse_meta").fetchall())
+    id_types: dict[str, IdType] = {}
+    for role in ("user", "item"):
+        value = meta.get(f"{role}_id_type")
+        if value in ("int", "str"):
+            id_types[role] = "int" if value == "int" else "str"
+    feedback = meta.get("feedback")
+    return WarehouseKind(
+        "explicit" if feedback == "explicit" else "implicit" if feedback == "implicit" else None, id_types
+    )
 
 
-def _known(warehouse: str | Path, digest: str) -> str | None:
-    """Why a file's bytes are skipped: ingested before, or parked after a refusal; None if new."""
+@dataclass(frozen=True)
+class Known:
+    """A path the ledger knows: its state on disk when last read, and what became of its bytes."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    file_hash: str
+    status: str  # ingested | parked | seen
+
+
+def ledger(warehouse: str | Path) -> dict[str, Known]:
+    """Every path the inbox ledger knows, loaded once a night (10,000 files skip in milliseconds)."""
+    with connect_state(warehouse) as con:
+        rows = con.execute(
+            "select l.path, l.size, l.mtime_ns, l.inode, l.file_hash, "
+            "case when f.file_hash is not null then 'ingested' when r.file_hash is not null then 'parked' "
+            "else 'seen' end from inbox_ledger as l left join ingested_files as f using (file_hash) "
+            "left join refused_files as r using (file_hash)"
+        ).fetchall()
+    return {path: Known(size, mtime, inode, digest, status) for path, size, mtime, inode, digest, status in rows}
+
+
+def _remember(warehouse: str | Path, path: Path, st: os.stat_result, digest: str) -> None:
+    with connect_state(warehouse) as con:
+        con.execute(
+            "insert or replace into inbox_ledger values (?, ?, ?, ?, ?, ?)",
+            [str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ino, digest, now()],
+        )
+
+
+def _status(warehouse: str | Path, digest: str) -> str | None:
+    """Why these bytes are skipped: ingested before, or parked after a refusal; None if new."""
     with connect_state(warehouse) as con:
         seen = con.execute("select path, ingested_at from ingested_files where file_hash = ?", [digest]).fetchone()
         if seen is not None:
             return f"same bytes already ingested from {seen[0]} at {seen[1]}"
-        parked = con.execute("select path, reason from refused_files where file_hash = ?", [digest]).fetchone()
+        parked = con.execute("select reason from refused_files where file_hash = ?", [digest]).fetchone()
     if parked is not None:
-        return f"parked since it was refused ({parked[1]}); fix or replace the file to have it read again"
+        return f"parked since it was refused ({parked[0][:300]}); fix or replace the file to have it read again"
     return None
 
 
@@ -89,92 +161,190 @@ def park(warehouse: str | Path, run_id: str, path: Path, digest: str, reason: st
     with connect_state(warehouse) as con:
         con.execute(
             "insert or replace into refused_files values (?, ?, ?, ?, ?)",
-            [digest, str(path.resolve()), reason[:2000], now(), run_id],
+            [digest, str(path.absolute()), reason[:2000], now(), run_id],
         )
+
+
+def _settling(path: Path, st: os.stat_result, settle_seconds: float) -> bool:
+    if settle_seconds <= 0 or Path(f"{path}.ready").exists():
+        return False
+    return time.time() - st.st_mtime < settle_seconds
+
+
+def _timestamp(day: str) -> int:
+    return int(datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC).timestamp())
 
 
 def stage_file(
     warehouse: str | Path,
     run_id: str,
     path: Path,
-    *,
-    columns: str | None = None,
-    delimiter: str | None = None,
-    rating_min: float = 0.5,
-    rating_max: float = 5.0,
-    max_bad_fraction: float = 0.5,
-    default_timestamp: int | None = None,
+    rules: InputRules | None = None,
+    kind: WarehouseKind | None = None,
+    known: dict[str, Known] | None = None,
 ) -> StagedFile:
-    """Validate one file into the night's staging folder, unless its bytes were seen before."""
-    digest = file_hash(path)
-    why = _known(warehouse, digest)
-    if why is not None:
-        log.info("%s: %s; skipped", path, why)
-        if "parked" in why:
-            log.warning("%s: %s", path, why)
-        return StagedFile(str(path), digest, True)
-    log.info("%s: reading and validating %.0f MB", path, path.stat().st_size / 2**20)
+    """Validate one file into the night's staging folder, unless it is known, unstable or refused."""
+    rules = rules or InputRules()
+    kind = kind if kind is not None else warehouse_kind(warehouse)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise RatingsFileError(path, "disappeared before it could be read", "Re-deliver the file and rerun") from None
+    seen = (known if known is not None else ledger(warehouse)).get(str(path.absolute()))
+    if (
+        seen is not None
+        and seen.status != "seen"
+        and (seen.size, seen.mtime_ns, seen.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    ):
+        log.info("%s: unchanged since it was %s; skipped without reading it", path, seen.status)
+        return StagedFile(str(path), seen.file_hash, skipped=f"unchanged since it was {seen.status}")
+    if stat.S_ISREG(st.st_mode) and _settling(path, st, rules.settle_seconds):
+        log.info(
+            "%s: modified %.0fs ago, still settling (settle_seconds %s); read next night, or add %s.ready",
+            path,
+            time.time() - st.st_mtime,
+            rules.settle_seconds,
+            path.name,
+        )
+        return StagedFile(str(path), "", skipped="still being written")
+    folder = private_dir(run_dir(warehouse, run_id) / "staged")
+    stem = hashlib.sha256(str(path.absolute()).encode()).hexdigest()[:24]
+    valid, quarantine = folder / f"{stem}.parquet", folder / f"{stem}.quarantine.parquet"
+    opts = ReadOptions(
+        separator=rules.delimiter,
+        columns=parse_column_mapping(rules.columns),
+        feedback=kind.feedback or rules.feedback,
+        rating_min=rules.rating_min,
+        rating_max=rules.rating_max,
+        id_types=kind.id_types,
+        timestamp_min=_timestamp(rules.timestamp_min),
+        max_field_bytes=rules.max_field_bytes,
+        limits=rules.limits(),
+    )
+    log.info("%s: reading and validating %.0f MB", path, st.st_size / 2**20)
     t0 = time.perf_counter()
     try:
-        parsed = read_ratings(
-            path,
-            separator=delimiter,
-            columns=parse_column_mapping(columns),
-            rating_min=rating_min,
-            rating_max=rating_max,
-            default_timestamp=default_timestamp or int(time.time()),
-        )
-        n_bad = parsed.quarantine.height
-        if parsed.rows_read and n_bad / parsed.rows_read > max_bad_fraction:
-            top = parsed.quarantine.group_by("reason").len().sort("len", descending=True).head(3)
-            reasons = "; ".join(f"{r} ({n} rows)" for r, n in top.iter_rows())
-            raise RatingsFileError(
-                path,
-                f"{n_bad} of {parsed.rows_read} rows failed validation, e.g. {reasons}",
-                "Nothing was loaded from it. Check the delimiter (--delimiter), the column mapping (--columns) "
-                "and the rating range (--rating-min/--rating-max)",
-            )
+        staged = stage_ratings(path, valid, quarantine, opts)
+    except FileChanged as e:
+        log.warning("%s", e)
+        return StagedFile(str(path), "", skipped="changed while it was read")
     except RatingsFileError as e:
+        # a link, FIFO or unreadable file has no content to hash: park it by what identifies it on disk
+        digest = (
+            _hash_of(path)
+            or hashlib.sha256(
+                f"unreadable:{path.absolute()}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}".encode()
+            ).hexdigest()
+        )
         park(warehouse, run_id, path, digest, str(e))
+        _remember(warehouse, path, st, digest)
         log.warning("%s: refused and parked until its bytes change: %s", path, e)
-        return StagedFile(str(path), digest, False, refused=str(e))
+        return StagedFile(str(path), digest, refused=str(e))
+    why = _status(warehouse, staged.file_hash)
+    if why is not None:  # the same bytes under another name or date: nothing new
+        valid.unlink(missing_ok=True)
+        quarantine.unlink(missing_ok=True)
+        _remember(warehouse, path, st, staged.file_hash)
+        log.info("%s: %s; skipped", path, why)
+        return StagedFile(str(path), staged.file_hash, skipped=why)
+    problem = None
+    if kind.feedback is not None and staged.feedback != kind.feedback:
+        problem = (
+            f"holds {staged.feedback} feedback, but this warehouse holds {kind.feedback} feedback",
+            f"Use --feedback {kind.feedback} (or another warehouse)",
+        )
+    elif staged.rows_read and staged.rows_quarantined / staged.rows_read > rules.max_bad_fraction:
+        reasons = pl.read_parquet(quarantine, glob=False).group_by("reason").len().sort("len", descending=True).head(3)
+        top = "; ".join(f"{r} ({n} rows)" for r, n in reasons.iter_rows())
+        problem = (
+            f"{staged.rows_quarantined} of {staged.rows_read} rows failed validation, e.g. {top}",
+            "Nothing was loaded from it. Check the delimiter (--delimiter), the column mapping (--columns) "
+            "and the rating range (--rating-min/--rating-max)",
+        )
+    _remember(warehouse, path, st, staged.file_hash)
+    if problem is not None:
+        error = RatingsFileError(path, *problem)
+        park(warehouse, run_id, path, staged.file_hash, str(error))
+        valid.unlink(missing_ok=True)
+        quarantine.unlink(missing_ok=True)
+        log.warning("%s: refused and parked until its bytes change: %s", path, error)
+        return StagedFile(str(path), staged.file_hash, refused=str(error))
     seconds = max(time.perf_counter() - t0, 1e-9)
     log.info(
-        "%s: %d rows validated in %.1fs (%.0f rows/s)", path, parsed.rows_read, seconds, parsed.rows_read / seconds
+        "%s: %d rows validated in %.1fs (%.0f rows/s)%s",
+        path,
+        staged.rows_read,
+        seconds,
+        staged.rows_read / seconds,
+        "; timestamps were milliseconds, converted" if staged.timestamps == "milliseconds" else "",
     )
-    folder = private_dir(run_dir(warehouse, run_id) / "staged")
-    staged = durable.write_parquet(parsed.ratings, folder / f"{digest[:32]}.parquet")
-    quarantine = durable.write_parquet(
-        parsed.quarantine.with_columns(pl.lit(digest).alias("file_hash"), pl.lit(str(path.resolve())).alias("path")),
-        folder / f"{digest[:32]}.quarantine.parquet",
-    )
+    for target in (valid, quarantine):
+        if target.exists():
+            durable.fsync_path(target)
+    if not quarantine.exists():
+        quarantine = None  # type: ignore[assignment]
     faults.point("ingest")
     return StagedFile(
         str(path),
-        digest,
-        False,
+        staged.file_hash,
         None,
-        str(staged),
-        str(quarantine),
-        parsed.rows_read,
-        parsed.quarantine.height,
-        parsed.duplicates,
+        None,
+        str(valid),
+        str(quarantine) if quarantine else None,
+        staged.rows_read,
+        staged.rows_valid,
+        staged.rows_quarantined,
+        staged.feedback,
+        staged.id_types,
     )
 
 
-def stage_items(warehouse: str | Path, run_id: str, path: str | Path, columns: str | None = None) -> str:
-    """Item metadata (id, title, genres) read tonight; upserted at publish (a later title wins)."""
-    frame = read_items(path, parse_column_mapping(columns, ("item", "title", "genres")))
-    log.info("%s: %d items with titles", path, frame.height)
+def _hash_of(path: Path) -> str:
+    """The content hash of a refused file (to park it), read without following links; '' if unreadable."""
+    from recmodel.io.files import Reader
+
+    try:
+        with Reader(path, Limits(max_file_bytes=1 << 62)) as reader:
+            for _ in reader.raw_blocks():
+                pass
+            return reader.hash.hexdigest()
+    except (RatingsFileError, OSError):
+        return ""
+
+
+def _stage_metadata(
+    warehouse: str | Path, run_id: str, path: Path, name: str, frame: pl.DataFrame, bad: pl.DataFrame
+) -> tuple[str, str | None]:
     folder = private_dir(run_dir(warehouse, run_id) / "staged")
-    return str(durable.write_parquet(frame, folder / "items.parquet"))
+    rows = str(durable.write_parquet(frame, folder / f"{name}.parquet"))
+    if bad.height == 0:
+        return rows, None
+    log.warning("%s: %d rows quarantined, e.g. row %d: %s", path, bad.height, bad["row_number"][0], bad["reason"][0])
+    digest = _hash_of(path)
+    tagged = bad.with_columns(pl.lit(digest).alias("file_hash"), pl.lit(str(path.absolute())).alias("path"))
+    return rows, str(
+        durable.write_parquet(
+            tagged.select("file_hash", "path", "row_number", "reason", "raw"), folder / f"{name}.quarantine.parquet"
+        )
+    )
 
 
-def stage_users(warehouse: str | Path, run_id: str, path: str | Path) -> str:
-    """User metadata read tonight: at publish it replaces the table users_meta (cold start is per night)."""
-    frame = read_users(path)
+def stage_items(
+    warehouse: str | Path, run_id: str, path: str | Path, columns: str | None = None, id_type: IdType = "int"
+) -> tuple[str, str | None]:
+    """Item metadata (id, title, genres) read tonight, and its quarantined rows; upserted at publish."""
+    frame, bad = read_items(path, parse_column_mapping(columns, ("item", "title", "genres")), id_type)
+    log.info("%s: %d items with titles", path, frame.height)
+    return _stage_metadata(warehouse, run_id, Path(path), "items", frame, bad)
+
+
+def stage_users(
+    warehouse: str | Path, run_id: str, path: str | Path, id_type: IdType = "int"
+) -> tuple[str, str | None]:
+    """User metadata read tonight (it replaces users_meta at publish: cold start is per night), and its
+    quarantined rows."""
+    frame, bad = read_users(path, id_type)
     log.info(
         "%s: metadata for %d users (%s)", path, frame.height, ", ".join(c for c in frame.columns if c != "user_id")
     )
-    folder = private_dir(run_dir(warehouse, run_id) / "staged")
-    return str(durable.write_parquet(frame, folder / "users.parquet"))
+    return _stage_metadata(warehouse, run_id, Path(path), "users", frame, bad)

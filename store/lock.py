@@ -8,14 +8,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from recmodel.io.errors import UserError
 
-class WarehouseBusy(RuntimeError):
-    pass
+from .paths import private_dir
+
+
+class WarehouseBusy(RuntimeError, UserError):
+    """Another run holds the warehouse."""
 
 
 @contextmanager
 def exclusive(warehouse: str | Path) -> Iterator[None]:
-    Path(warehouse).mkdir(parents=True, exist_ok=True)
+    private_dir(warehouse)
     lock_path = Path(warehouse) / ".collabflow.lock"
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

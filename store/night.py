@@ -1,9 +1,10 @@
 """The night's plan: what tonight's staged files change, and the snapshot the models train on.
 
-Files are merged in name order against the published ratings (a later timestamp wins; at equal
-timestamps the later file), without touching them: the winners are one delta, published with the night
-(``store.publish``). New ids get the next free indices (append-only). Per-file counts reconcile:
-``rows_read = rows_loaded + rows_quarantined + rows_superseded``.
+Files are merged in name order against the published ratings without touching them: for explicit
+feedback the latest rating of a pair wins (at equal timestamps the later row, the later file); for implicit
+feedback a pair's events add up. The result is one delta, published with the night (``store.publish``).
+New ids get the next free indices (append-only). Per-file counts reconcile:
+``rows_read = rows_loaded + rows_quarantined + rows_superseded`` (implicit events are all loaded).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import duckdb
 from recmodel.io import RatingsFileError
 from recmodel.snapshot import Snapshot
 
-from . import faults
-from .db import connect_state, literal_path, scalar, sql, sql_literal
-from .ingest import StagedNight
+from . import durable, faults
+from .db import connect_state, literal_path, retype_id_tables, scalar, sql, sql_literal
+from .ingest import StagedNight, WarehouseKind
 from .paths import private_dir, run_dir
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class NightPlan:
     files: list[IngestedFile] = field(default_factory=list)
     items: str | None = None
     users: str | None = None
+    metadata_quarantine: list[str] = field(default_factory=list)
+    kind: WarehouseKind = field(default_factory=WarehouseKind)
 
     @property
     def loaded(self) -> list[IngestedFile]:
@@ -64,20 +67,25 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> str:
     return str(path)
 
 
-def _merge(con: duckdb.DuckDBPyConnection, night: StagedNight) -> list[IngestedFile]:
+def _merge(con: duckdb.DuckDBPyConnection, night: StagedNight, implicit: bool) -> list[IngestedFile]:
     """Tonight's files, one after the other, into the temp table ``night``; their counts."""
     con.execute(sql("night/create.sql"))
     out = []
     for f in night.files:
         if f.staged is None:
-            out.append(IngestedFile(f.path, f.file_hash, f.skipped, f.refused))
+            out.append(IngestedFile(f.path, f.file_hash, f.skipped is not None, f.refused))
             continue
         with literal_path(f.staged) as staged:
-            con.execute(sql("night/incoming.sql"), [staged])
-        valid = int(scalar(con, "select count(*) from incoming"))
-        stale = int(scalar(con, sql("night/stale.sql")))
-        con.execute(sql("night/drop_replaced.sql"))
-        con.execute(sql("night/add_winners.sql"), [f.file_hash])
+            con.execute(sql("night/implicit_incoming.sql" if implicit else "night/incoming.sql"), [staged])
+        if implicit:  # every event counts: none is superseded
+            con.execute(sql("night/implicit_add.sql"), [f.file_hash])
+            loaded, superseded = f.rows_valid, 0
+        else:
+            distinct = int(scalar(con, "select count(*) from incoming"))
+            stale = int(scalar(con, sql("night/stale.sql")))
+            con.execute(sql("night/drop_replaced.sql"))
+            con.execute(sql("night/add_winners.sql"), [f.file_hash])
+            loaded, superseded = distinct - stale, f.rows_valid - distinct + stale
         out.append(
             IngestedFile(
                 f.path,
@@ -85,9 +93,9 @@ def _merge(con: duckdb.DuckDBPyConnection, night: StagedNight) -> list[IngestedF
                 False,
                 None,
                 f.rows_read,
-                valid - stale,
+                loaded,
                 f.rows_quarantined,
-                f.duplicates + stale,
+                superseded,
                 f.staged,
                 f.quarantine,
             )
@@ -96,9 +104,9 @@ def _merge(con: duckdb.DuckDBPyConnection, night: StagedNight) -> list[IngestedF
             "%s: read %d rows: %d loaded, %d quarantined, %d superseded",
             f.path,
             f.rows_read,
-            valid - stale,
+            loaded,
             f.rows_quarantined,
-            f.duplicates + stale,
+            superseded,
         )
     con.execute("drop table if exists incoming")
     return out
@@ -108,8 +116,15 @@ def plan_night(warehouse: str | Path, night: StagedNight) -> tuple[NightPlan, Sn
     """The night's delta against the published state, and the snapshot (published + delta) to train on."""
     out = private_dir(run_dir(warehouse, night.run_id) / "night")
     snap = run_dir(warehouse, night.run_id)
+    kind = night.kind
+    implicit = kind.feedback == "implicit"
     with connect_state(warehouse) as con:
-        files = _merge(con, night)
+        if retype_id_tables(con, dict(kind.id_types)):
+            log.info(
+                "the warehouse's ids are %s (users) and %s (items), as its first night's",
+                *(("integers" if kind.id_types.get(r, "int") == "int" else "strings") for r in ("user", "item")),
+            )
+        files = _merge(con, night, implicit)
         con.execute(sql("night/new_users.sql"))
         con.execute(sql("night/new_items.sql"))
         if night.items is not None:
@@ -119,7 +134,7 @@ def plan_night(warehouse: str | Path, night: StagedNight) -> tuple[NightPlan, Sn
                     [items],
                 )
         else:
-            con.execute("create or replace temp table night_items (item_id bigint, title varchar, genres varchar)")
+            con.execute("create or replace temp table night_items as select item_id, title, genres from items limit 0")
         faults.point("index")
         plan = NightPlan(
             night.run_id,
@@ -129,11 +144,20 @@ def plan_night(warehouse: str | Path, night: StagedNight) -> tuple[NightPlan, Sn
             files,
             night.items,
             night.users,
+            list(night.metadata_quarantine),
+            kind,
         )
+        interactions = "night/implicit_snapshot_interactions.sql" if implicit else "night/snapshot_interactions.sql"
         paths = {
-            name: _copy(con, sql(f"night/snapshot_{name}.sql"), snap / f"{name}.parquet")
-            for name in ("interactions", "users", "items")
+            name: _copy(con, sql(query), snap / f"{name}.parquet")
+            for name, query in (
+                ("interactions", interactions),
+                ("users", "night/snapshot_users.sql"),
+                ("items", "night/snapshot_items.sql"),
+            )
         }
+        for path in (*paths.values(), plan.delta, plan.new_users, plan.new_items):
+            durable.fsync_path(path)  # on disk before anything that references them is committed
         n_ratings = int(
             scalar(
                 con,
@@ -141,12 +165,8 @@ def plan_night(warehouse: str | Path, night: StagedNight) -> tuple[NightPlan, Sn
                 "+ (select count(*) from night)",
             )
         )
-        n_users = int(scalar(con, "select count(*) from user_index")) + int(
-            scalar(con, "select count(*) from new_user_index")
-        )
-        n_items = int(scalar(con, "select count(*) from item_index")) + int(
-            scalar(con, "select count(*) from new_item_index")
-        )
+        n_users = sum(int(scalar(con, f"select count(*) from {t}")) for t in ("user_index", "new_user_index"))
+        n_items = sum(int(scalar(con, f"select count(*) from {t}")) for t in ("item_index", "new_item_index"))
         new_users = int(scalar(con, "select count(*) from new_user_index"))
         new_items = int(scalar(con, "select count(*) from new_item_index"))
         hashes = sorted(
@@ -170,5 +190,6 @@ def plan_night(warehouse: str | Path, night: StagedNight) -> tuple[NightPlan, Sn
         new_items,
         hashlib.sha256("".join(hashes).encode()).hexdigest()[:16],
         night.users,
+        kind.feedback or "explicit",
     )
     return plan, snapshot

@@ -76,15 +76,19 @@ def _merge_night(con: duckdb.DuckDBPyConnection, warehouse: Path, plan: NightPla
     when = now()
     with literal_path(plan.delta) as delta:
         con.execute(sql("publish/delta.sql"), [delta])
-    con.execute(sql("publish/delete_replaced.sql"))
-    con.execute(sql("publish/insert_delta.sql"))
+    if plan.kind.feedback == "implicit":  # events add up
+        con.execute(sql("publish/implicit_merge.sql"))
+        con.execute(sql("publish/implicit_insert.sql"))
+    else:  # the latest rating wins
+        con.execute(sql("publish/delete_replaced.sql"))
+        con.execute(sql("publish/insert_delta.sql"))
     con.execute("drop table delta")
-    for kind, path in (("user", plan.new_users), ("item", plan.new_items)):
+    for role, path in (("user", plan.new_users), ("item", plan.new_items)):
         with literal_path(path) as rows:
-            con.execute(f"insert into {kind}_index select {kind}_id, {kind}_idx from read_parquet(?)", [rows])
+            con.execute(f"insert into {role}_index select {role}_id, {role}_idx from read_parquet(?)", [rows])
     ingested = private_dir(warehouse / "ingested")
     for f in plan.loaded:
-        assert f.staged is not None and f.quarantine is not None  # plan.loaded holds staged files only
+        assert f.staged is not None  # plan.loaded holds staged files only
         copy = ingested / f"{f.file_hash[:32]}.parquet"  # the durable copy of the file's valid rows
         if not copy.exists():
             durable.copy(f.staged, copy, copy.with_name(copy.name + ".tmp"))
@@ -92,7 +96,7 @@ def _merge_night(con: duckdb.DuckDBPyConnection, warehouse: Path, plan: NightPla
             "insert into ingested_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 f.file_hash,
-                str(Path(f.path).resolve()),
+                str(Path(f.path).absolute()),
                 f.rows_read,
                 f.rows_loaded,
                 f.rows_quarantined,
@@ -102,7 +106,14 @@ def _merge_night(con: duckdb.DuckDBPyConnection, warehouse: Path, plan: NightPla
                 plan.run_id,
             ],
         )
-        _insert_from(con, "publish/quarantine.sql", [when, plan.run_id], f.quarantine)
+        if f.quarantine is not None:
+            with literal_path(f.quarantine) as rows:
+                con.execute(
+                    "insert into quarantine select ?, ?, row_number, reason, raw, ?, ? from read_parquet(?)",
+                    [f.file_hash, str(Path(f.path).absolute()), when, plan.run_id, rows],
+                )
+    for path in plan.metadata_quarantine:
+        _insert_from(con, "publish/quarantine.sql", [when, plan.run_id], path)
     if plan.items is not None:
         with literal_path(plan.items) as items:
             con.execute("insert or replace into items select item_id, title, genres from read_parquet(?)", [items])
@@ -110,7 +121,15 @@ def _merge_night(con: duckdb.DuckDBPyConnection, warehouse: Path, plan: NightPla
         with literal_path(plan.users) as users:
             con.execute("create or replace table users_meta as select * from read_parquet(?)", [users])
     else:
-        con.execute("create or replace table users_meta (user_id bigint primary key)")
+        con.execute("delete from users_meta")
+    kind = plan.kind  # the warehouse keeps the kind of its first published night
+    facts = {"feedback": kind.feedback, **{f"{r}_id_type": t for r, t in kind.id_types.items()}}
+    for key, value in facts.items():
+        if value is not None:
+            con.execute(
+                "insert into warehouse_meta select ?, ? where not exists (select 1 from warehouse_meta where key = ?)",
+                [key, value, key],
+            )
 
 
 def _add_lists(con: duckdb.DuckDBPyConnection, run_id: str, lists: RunLists) -> int:

@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from recmodel.io.errors import UserError
+
 from .db import connect_state
 from .paths import now, run_dir
 
@@ -21,7 +23,7 @@ STATUSES = ("running", "succeeded", "failed", "rejected", "abandoned")
 ERROR_MAX = 2000  # characters of an error kept in runs.error
 
 
-class RunRejected(RuntimeError):
+class RunRejected(RuntimeError, UserError):
     """The run was measured or checked and not published; the previous lists stay live."""
 
 
@@ -49,6 +51,15 @@ def start_run(
             [run_id, seq, now(), source, json.dumps(config), config_hash, json.dumps(versions)],
         )
     return seq
+
+
+def record_trained_config(warehouse: str | Path, run_id: str, values: dict[str, Any]) -> None:
+    """Add the settings the night actually trained with (after tuning) to its config, under ``trained``."""
+    with connect_state(warehouse) as con:
+        row = con.execute("select config from runs where run_id = ?", [run_id]).fetchone()
+        config = _metrics(row[0]) if row else {}
+        config["trained"] = values
+        con.execute("update runs set config = ? where run_id = ?", [json.dumps(config), run_id])
 
 
 def succeeded_since(warehouse: str | Path, when: datetime) -> str | None:

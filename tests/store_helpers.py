@@ -5,7 +5,7 @@ from pathlib import Path
 import duckdb
 
 from recmodel.io import RatingsFileError
-from store.ingest import StagedNight, stage_file
+from store.ingest import InputRules, StagedNight, WarehouseKind, stage_file, warehouse_kind
 from store.night import IngestedFile, plan_night
 from store.paths import new_run_id, state_db
 from store.publish import load_night_data
@@ -19,12 +19,22 @@ def ingest(warehouse: Path, path: Path, **options) -> IngestedFile:
     open_warehouse(warehouse)
     run_id = new_run_id()
     start_run(warehouse, run_id, str(path), {}, "test", {})
-    staged = stage_file(warehouse, run_id, path, **options)
+    staged = stage_file(warehouse, run_id, path, InputRules(**options))
     if staged.refused:
         raise RatingsFileError(path, staged.refused.removeprefix(f"{path}: "))
-    plan, _ = plan_night(warehouse, StagedNight(run_id, [staged]))
+    plan, _ = plan_night(warehouse, StagedNight(run_id, [staged], kind=night_kind(warehouse, staged)))
     load_night_data(warehouse, plan)
     return plan.files[0]
+
+
+def night_kind(warehouse: Path, staged) -> WarehouseKind:
+    """The warehouse's kind, or (nothing published yet) the staged file's."""
+    kind = warehouse_kind(warehouse)
+    return (
+        kind
+        if kind.feedback is not None or staged.staged is None
+        else WarehouseKind(staged.feedback, dict(staged.id_types))
+    )
 
 
 def state(warehouse: Path, sql: str, params=None):

@@ -66,7 +66,13 @@ def test_flow_publishes_cold_start_rows_with_their_source(small_ratings, tmp_pat
     ids = list(range(1, 201)) + [5001, 5002]  # the synthetic data has users 1..200
     pl.DataFrame({"user_id": ids, "group": [f"g{u % 3}" for u in ids]}).write_csv(users)
     summary = nightly(
-        source=str(small_ratings), warehouse=str(tmp_path / "wh"), users=str(users), top_n=5, rating_min=1, epochs=3
+        source=str(small_ratings),
+        warehouse=str(tmp_path / "wh"),
+        users=str(users),
+        top_n=5,
+        rating_min=1,
+        epochs=3,
+        tune_budget=0,  # the metadata policy needs a factor ranker (iALS); tuning may choose EASE
     )
     import duckdb
 

@@ -20,7 +20,8 @@ from tests.store_helpers import state
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--epochs", "3", "--rating-min", "1", "--top-n", "5", "--rank-iterations", "3"]
+FAST = ["--epochs", "3", "--rating-min", "1", "--top-n", "5", "--rank-iterations", "3", "--tune-budget", "0"]
+FAST += ["--settle-seconds", "0"]  # files are placed in the inbox just before each run
 NO_GATE = ["--gate-tolerance", "10"]  # these nights must reach every stage; the gate has its own test below
 
 

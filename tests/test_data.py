@@ -1,11 +1,16 @@
-"""Reading and validating rating files (recmodel.io)."""
+"""Reading and validating rating and interaction files (recmodel.io): formats as teams export them
+(issue 12) and input that is odd or hostile (issue 13)."""
 
 import gzip
+import os
 
 import polars as pl
 import pytest
 
-from recmodel.io import RatingsFileError, list_rating_files, parse_column_mapping, read_ratings
+from recmodel.io import Limits, RatingsFileError, ReadOptions, list_rating_files, parse_column_mapping, read_ratings
+from recmodel.io.ratings_file import stage_ratings
+
+T = 874_724_710  # a plausible timestamp (1997): the reader quarantines anything before 1995 or after tomorrow
 
 
 def reconciles(parsed):
@@ -21,7 +26,7 @@ def test_reads_movielens_udata(tmp_path):
         (186, 302, 3.0, 891717742),
         (22, 377, 1.0, 878887116),
     ]
-    assert parsed.quarantine.height == 0 and reconciles(parsed)
+    assert parsed.feedback == "explicit" and parsed.quarantine.height == 0 and reconciles(parsed)
 
 
 def test_reads_ratings_dat_double_colon(tmp_path):
@@ -37,54 +42,120 @@ def test_reads_ratings_csv_with_header_and_half_stars(tmp_path):
     assert parsed.ratings.select("user_id", "item_id", "rating").rows() == [(1, 296, 5.0), (1, 306, 3.5)]
 
 
+@pytest.mark.parametrize(
+    "name,sep", [("data.txt", ";"), ("u.data", ","), ("ratings.dat", "\t"), ("x.csv", "|"), ("export.tsv", "::")]
+)
+def test_the_delimiter_comes_from_the_content_not_the_name(tmp_path, name, sep):
+    path = tmp_path / name
+    path.write_text(f"user_id{sep}item_id{sep}rating\n\n1{sep}10{sep}4\n\n2{sep}11{sep}3\n")  # blank lines too
+    parsed = read_ratings(path)
+    assert parsed.ratings.select("user_id", "item_id", "rating").rows() == [(1, 10, 4.0), (2, 11, 3.0)]
+    assert parsed.quarantine.height == 0 and parsed.rows_read == 2  # blank lines are not rows
+
+
+@pytest.mark.parametrize("header", ["userID\tartistID\tweight", "user_id\titem_id\tcount", "customer_id\tsku\tqty"])
+def test_counts_make_implicit_feedback(tmp_path, header):
+    path = tmp_path / "user_artists.dat"
+    path.write_text(f"{header}\n2\t51\t13883\n2\t52\t11690\n3\t51\t5\n2\t51\t7\n")
+    parsed = read_ratings(path)
+    assert parsed.feedback == "implicit"
+    assert parsed.ratings.select("user_id", "item_id", "rating").rows() == [
+        (2, 51, 13890.0),
+        (2, 52, 11690.0),
+        (3, 51, 5.0),
+    ]  # events add up
+
+
+def test_user_item_pairs_alone_are_interactions(tmp_path):
+    path = tmp_path / "interactions.csv"
+    path.write_text("user_id,item_id\nalice,B00X12\nbob,B00Y34\nalice,B00X12\ncarol,0042\n")
+    parsed = read_ratings(path)
+    assert parsed.feedback == "implicit" and parsed.ratings.schema["user_id"] == pl.String
+    rows = parsed.ratings.select("user_id", "item_id", "rating").rows()
+    assert rows == [("alice", "B00X12", 2.0), ("bob", "B00Y34", 1.0), ("carol", "0042", 1.0)]  # kept as given
+
+
+def test_explicit_is_required_when_asked_for(tmp_path):
+    path = tmp_path / "interactions.csv"
+    path.write_text("user_id,item_id\n1,2\n")
+    with pytest.raises(RatingsFileError, match="feedback=explicit"):
+        read_ratings(path, feedback="explicit")
+
+
+def test_ids_as_pandas_exports_them_and_string_ids(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text(f"user_id,item_id,rating,timestamp\n196.0,242.0,3,{T}\n7,8,4,{T}\n")
+    assert read_ratings(path).ratings.select("user_id", "item_id").rows() == [(196, 242), (7, 8)]
+    path.write_text(f"user_id,item_id,rating,timestamp\nu-1,B0001,3,{T}\nu-2,B0002,4,{T}\n")
+    parsed = read_ratings(path)
+    assert parsed.ratings.schema["item_id"] == pl.String and parsed.ratings["item_id"].to_list() == ["B0001", "B0002"]
+
+
+def test_dates_iso_times_and_milliseconds(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text(
+        "user_id,item_id,rating,timestamp\n1,1,4,2020-01-02\n2,1,4,2020-01-02T03:04:05Z\n"
+        "3,1,4,2020-01-02 03:04:05\n4,1,4,1577934245\n"
+    )
+    assert read_ratings(path).ratings["timestamp"].to_list() == [1577923200, 1577934245, 1577934245, 1577934245]
+    path.write_text("user_id,item_id,rating,timestamp\n1,1,4,1700000000000\n2,1,4,1700000001000\n")
+    assert read_ratings(path).ratings["timestamp"].to_list() == [1700000000, 1700000001]  # all ms: converted
+
+
+def test_implausible_timestamps_are_quarantined(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text(f"user_id,item_id,rating,timestamp\n1,1,4,{T}\n1,2,4,1700000000000\n1,3,4,100\n1,4,4,4102444800\n")
+    parsed = read_ratings(path)
+    assert parsed.ratings["item_id"].to_list() == [1]  # the millisecond one cannot supersede anything forever
+    assert all("outside the plausible window" in r for r in parsed.quarantine["reason"])
+    assert read_ratings(path, timestamp_min=0).quarantine.height == 2  # an older window lets 100 in
+
+
 def test_column_mapping_for_any_csv(tmp_path):
     path = tmp_path / "export.csv"
-    path.write_text("stars,who,what,when,extra\n4,10,20,100,x\n2,11,21,101,y\n")
+    path.write_text(f"stars,who,what,when,extra\n4,10,20,{T},x\n2,11,21,{T + 1},y\n")
     parsed = read_ratings(path, columns=parse_column_mapping("user=who,item=what,rating=stars,timestamp=when"))
     assert parsed.ratings.select("user_id", "item_id", "rating", "timestamp").rows() == [
-        (10, 20, 4.0, 100),
-        (11, 21, 2.0, 101),
+        (10, 20, 4.0, T),
+        (11, 21, 2.0, T + 1),
     ]
 
 
 def test_parquet_with_mapping_and_no_timestamp(tmp_path):
     path = tmp_path / "r.parquet"
     pl.DataFrame({"uid": [1, 2], "iid": [5, 6], "score": [4.0, 1.0]}).write_parquet(path)
-    parsed = read_ratings(path, columns={"user": "uid", "item": "iid", "rating": "score"}, default_timestamp=77)
-    assert parsed.ratings.select("user_id", "item_id", "rating", "timestamp").rows() == [
-        (1, 5, 4.0, 77),
-        (2, 6, 1.0, 77),
-    ]
+    parsed = read_ratings(path, columns={"user": "uid", "item": "iid", "rating": "score"}, default_timestamp=T)
+    assert parsed.ratings.select("user_id", "item_id", "rating", "timestamp").rows() == [(1, 5, 4.0, T), (2, 6, 1.0, T)]
 
 
 def test_bad_rows_are_quarantined_with_row_and_reason(tmp_path):
     path = tmp_path / "u.data"
     lines = [
-        "1\t1\t4\t100",  # 1 ok
-        "2\t1\tabc\t100",  # 2 rating not a number
-        "3\t1\t9\t100",  # 3 out of range
-        "x\t1\t3\t100",  # 4 user not an integer
-        "4\t-5\t3\t100",  # 5 negative item
-        "5\t1\tnan\t100",  # 6 NaN rating
+        f"1\t1\t4\t{T}",  # 1 ok
+        f"2\t1\tabc\t{T}",  # 2 rating not a number
+        f"3\t1\t9\t{T}",  # 3 out of range
+        f"x\t1\t3\t{T}",  # 4 user not an integer
+        f"4\t-5\t3\t{T}",  # 5 negative item
+        f"5\t1\tnan\t{T}",  # 6 NaN rating
         "6\t1\t3",  # 7 missing timestamp
-        "",  # 8 blank line
-        "7\t1\t3\t100\t9",  # 9 extra field
-        "8\t2\t5\t100",  # 10 ok
+        "",  # 8 blank line: not a row
+        f"7\t1\t3\t{T}\t9",  # 9 extra field
+        f"8\t2\t5\t{T}",  # 10 ok
     ]
     path.write_text("\n".join(lines) + "\n")
     parsed = read_ratings(path, rating_min=1, rating_max=5)
     reasons = dict(parsed.quarantine.select("row_number", "reason").rows())
-    assert set(reasons) == {2, 3, 4, 5, 6, 7, 8, 9}
+    assert set(reasons) == {2, 3, 4, 5, 6, 7, 9}
     assert "not a number" in reasons[2] and "outside [1, 5]" in reasons[3]
     assert "user_id 'x'" in reasons[4] and "negative" in reasons[5] and "not finite" in reasons[6]
-    assert reasons[7] == "missing timestamp" and reasons[8] == "blank line" and "more fields" in reasons[9]
+    assert reasons[7] == "missing timestamp" and "more fields" in reasons[9]
     assert parsed.ratings["row_number"].to_list() == [1, 10]
-    assert reconciles(parsed)
+    assert parsed.rows_read == 9 and reconciles(parsed)
 
 
 def test_duplicate_pairs_keep_latest_timestamp(tmp_path):
     path = tmp_path / "u.data"
-    path.write_text("1\t1\t2\t300\n1\t1\t5\t100\n1\t1\t4\t300\n2\t2\t1\t5\n")
+    path.write_text(f"1\t1\t2\t{T + 300}\n1\t1\t5\t{T + 100}\n1\t1\t4\t{T + 300}\n2\t2\t1\t{T + 5}\n")
     parsed = read_ratings(path)
     assert parsed.ratings.select("user_id", "item_id", "rating").rows() == [(1, 1, 4.0), (2, 2, 1.0)]
     assert parsed.duplicates == 2 and reconciles(parsed)
@@ -92,10 +163,10 @@ def test_duplicate_pairs_keep_latest_timestamp(tmp_path):
 
 def test_gzip_and_windows_line_endings(tmp_path):
     path = tmp_path / "u.data.gz"
-    path.write_bytes(gzip.compress(b"1\t2\t3\t4\r\n5\t6\t4\t8\r\n"))
+    path.write_bytes(gzip.compress(f"1\t2\t3\t{T}\r\n5\t6\t4\t{T + 8}\r\n".encode()))
     assert read_ratings(path).ratings.select("user_id", "item_id", "rating", "timestamp").rows() == [
-        (1, 2, 3.0, 4),
-        (5, 6, 4.0, 8),
+        (1, 2, 3.0, T),
+        (5, 6, 4.0, T + 8),
     ]
 
 
@@ -125,6 +196,11 @@ def test_mapping_to_a_missing_column_names_it(tmp_path):
 def test_bad_mapping_spec():
     with pytest.raises(ValueError, match="role=column"):
         parse_column_mapping("person=u")
+    assert parse_column_mapping("user=userID,item=artistID,weight=weight") == {
+        "user": "userID",
+        "item": "artistID",
+        "weight": "weight",
+    }
 
 
 def test_folder_lists_rating_files_only(tmp_path):
@@ -137,3 +213,84 @@ def test_folder_lists_rating_files_only(tmp_path):
         read_ratings(tmp_path)
     with pytest.raises(RatingsFileError, match="no such file"):
         list_rating_files(tmp_path / "missing")
+
+
+# ---------------------------------------------------------------- hostile input (issue 13)
+
+
+def test_links_are_never_followed_and_nothing_leaks(tmp_path):
+    secret = tmp_path / "credentials"
+    secret.write_text("AWS_SECRET_ACCESS_KEY=abcd1234,x\n")
+    link = tmp_path / "ratings.csv"
+    link.symlink_to(secret)
+    with pytest.raises(RatingsFileError) as err:
+        read_ratings(link)
+    assert "symbolic link" in str(err.value) and "abcd1234" not in str(err.value)
+    environ = tmp_path / "environ.csv"
+    environ.symlink_to("/proc/self/environ")
+    with pytest.raises(RatingsFileError, match="symbolic link"):
+        read_ratings(environ)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_fifos_devices_and_folders_are_refused(tmp_path, kind):
+    path = tmp_path / "ratings.csv"
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it must not hang
+    elif kind == "device":
+        path = tmp_path / "zero.csv"
+        os.symlink("/dev/zero", path)  # and by its own name, /dev/zero:
+        with pytest.raises(RatingsFileError, match="a device, not a regular file"):
+            read_ratings("/dev/zero")
+    else:
+        path.mkdir()
+    with pytest.raises(RatingsFileError, match="not a regular file|symbolic link|is a folder"):
+        read_ratings(path)
+
+
+def test_reasons_quote_a_short_escaped_sample_only(tmp_path):
+    path = tmp_path / "u.data"
+    huge = "9" * 20_000
+    path.write_text(f"1\t1\t4\t{T}\n2\t1\t{huge}\x07\t{T}\n3\t1\t4\t{T}\n")
+    parsed = read_ratings(path)
+    reason = parsed.quarantine["reason"][0]
+    assert len(reason) < 120 and "\x07" not in reason and "9" * 41 not in reason
+    assert len(parsed.quarantine["raw"][0]) <= 500
+
+
+def test_limits_refuse_a_file_before_it_fills_memory(tmp_path):
+    bomb = tmp_path / "u.data.gz"
+    bomb.write_bytes(gzip.compress(b"1\t1\t4\t" + b"7" * (5 << 20) + b"\n"))  # 5 MB line in a few KB
+    opts = ReadOptions(limits=Limits(max_line_bytes=1 << 20))
+    with pytest.raises(RatingsFileError, match="longer than max_line_bytes"):
+        stage_ratings(bomb, tmp_path / "v.parquet", tmp_path / "q.parquet", opts)
+    with pytest.raises(RatingsFileError, match="larger than max_file_bytes"):
+        stage_ratings(
+            bomb,
+            tmp_path / "v.parquet",
+            tmp_path / "q.parquet",
+            ReadOptions(limits=Limits(max_line_bytes=8 << 20, max_file_bytes=1 << 20)),
+        )
+    wide = tmp_path / "wide.data"
+    wide.write_text(f"1\t{'8' * 70_000}\t4\t{T}\n2\t2\t4\t{T}\n")
+    with pytest.raises(RatingsFileError, match="longer than max_field_bytes"):
+        stage_ratings(wide, tmp_path / "v.parquet", tmp_path / "q.parquet", ReadOptions(max_field_bytes=1 << 16))
+    assert not (tmp_path / "v.parquet").exists()  # nothing kept from a refused file
+
+
+def test_a_path_is_a_path_never_a_pattern(tmp_path):
+    (tmp_path / "ratings1.parquet").write_bytes(b"")
+    pl.DataFrame({"user_id": [1], "item_id": [2], "rating": [4.0]}).write_parquet(tmp_path / "ratings1.parquet")
+    bracket = tmp_path / "ratings[1].parquet"
+    pl.DataFrame({"user_id": [7, 8], "item_id": [9, 9], "rating": [5.0, 5.0]}).write_parquet(bracket)
+    assert read_ratings(bracket, default_timestamp=T).ratings["user_id"].to_list() == [7, 8]
+
+
+def test_big_files_are_read_in_bounded_chunks(tmp_path):
+    path = tmp_path / "u.data"
+    rows = "".join(f"{u}\t{u % 97}\t{1 + u % 5}\t{T + u}\n" for u in range(20_000))
+    path.write_text(rows)
+    opts = ReadOptions(limits=Limits(chunk_bytes=64 << 10))  # many chunks, row numbers continue across them
+    staged = stage_ratings(path, tmp_path / "v.parquet", tmp_path / "q.parquet", opts)
+    valid = pl.read_parquet(tmp_path / "v.parquet")
+    assert staged.rows_read == staged.rows_valid == 20_000 and valid["row_number"].to_list() == list(range(1, 20_001))

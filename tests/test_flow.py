@@ -7,7 +7,8 @@ from store.paths import db_path
 from tests.store_helpers import state
 
 TOP_N = 5
-FAST = dict(epochs=5, n_factors=8, top_n=TOP_N, rating_min=1, rating_max=5, seed=3)
+# tuning off (its own tests are in test_tuning.py): these nights test the flow with the configured models
+FAST = dict(epochs=5, n_factors=8, top_n=TOP_N, rating_min=1, rating_max=5, seed=3, tune_budget=0, settle_seconds=0)
 
 
 def q(warehouse, sql, params=None):

@@ -11,13 +11,13 @@ import pytest
 from recmodel.io import RatingsFileError
 from recmodel.lists import RunLists
 from store import gate, lock, paths, runs
-from store.ingest import StagedNight, stage_file
+from store.ingest import InputRules, StagedNight, stage_file
 from store.night import plan_night
 from store.publish import Published, publish_night, rollback
 from store.retention import remove_run_folders
 from store.state import open_warehouse, served_version
 from tests.store_helpers import ingest as ingest_file
-from tests.store_helpers import state
+from tests.store_helpers import night_kind, state
 
 
 def served(warehouse, sql, params=None):
@@ -31,8 +31,12 @@ def warehouse(tmp_path):
     return tmp_path / "wh"
 
 
+T = 874_724_710  # timestamps below are offsets from a plausible date (the reader refuses pre-1995 ones)
+
+
 def write(path, rows):
-    path.write_text("".join("\t".join(map(str, r)) + "\n" for r in rows))
+    """A u.data file; the fourth field of each row is an offset added to ``T``."""
+    path.write_text("".join("\t".join(map(str, (*r[:3], T + r[3]))) + "\n" for r in rows))
     return path
 
 
@@ -73,7 +77,7 @@ def test_later_ratings_supersede_and_counts_reconcile(warehouse, tmp_path):
         assert read == loaded + bad + sup
     assert state(warehouse, "select row_number, reason from quarantine") == [(5, "rating 99.0 is outside [0.5, 5.0]")]
     copy = state(warehouse, "select parquet_path from ingested_files order by ingested_at")[1][0]
-    assert pl.read_parquet(warehouse / copy).height == 3  # durable copy: valid rows, latest per pair
+    assert pl.read_parquet(warehouse / copy).height == 4  # durable copy: every valid row, in file order
 
 
 def test_files_of_one_night_merge_in_name_order(warehouse, tmp_path):
@@ -82,7 +86,7 @@ def test_files_of_one_night_merge_in_name_order(warehouse, tmp_path):
     run_id = paths.new_run_id()
     runs.start_run(warehouse, run_id, None, {}, "h", {})
     staged = [stage_file(warehouse, run_id, p) for p in (a, b)]
-    plan, snap = plan_night(warehouse, StagedNight(run_id, staged))
+    plan, snap = plan_night(warehouse, StagedNight(run_id, staged, kind=night_kind(warehouse, staged[0])))
     assert [(f.rows_loaded, f.rows_superseded) for f in plan.files] == [(1, 0), (2, 0)]
     assert pl.read_parquet(plan.delta).select("user_id", "item_id", "rating").rows() == [(1, 10, 5.0), (2, 11, 3.0)]
     assert snap.n_ratings == 2 and state(warehouse, "select count(*) from ratings") == [(0,)]  # nothing merged yet
@@ -94,7 +98,7 @@ def test_indices_are_append_only_across_nights(warehouse, tmp_path):
     run_id = paths.new_run_id()
     runs.start_run(warehouse, run_id, None, {}, "h", {})
     staged = stage_file(warehouse, run_id, write(tmp_path / "b.data", [(1, 60, 4, 2), (9, 50, 4, 2)]))
-    plan, snap = plan_night(warehouse, StagedNight(run_id, [staged]))
+    plan, snap = plan_night(warehouse, StagedNight(run_id, [staged], kind=night_kind(warehouse, staged)))
     assert before == [(3, 0), (5, 1)]
     assert pl.read_parquet(plan.new_users).rows() == [(1, 2), (9, 3)]
     assert pl.read_parquet(plan.new_items).rows() == [(60, 2)]
@@ -108,14 +112,15 @@ def test_a_refused_file_is_parked_until_it_changes(warehouse, tmp_path):
     bad = tmp_path / "ratings.csv"
     bad.write_text("1;10;4;100\n2;10;3;100\n")  # semicolons read as one column
     run_id = paths.new_run_id()
-    first = stage_file(warehouse, run_id, bad, delimiter=",", columns="user=0,item=1,rating=2")
+    rules = InputRules(delimiter=",", columns="user=0,item=1,rating=2")
+    first = stage_file(warehouse, run_id, bad, rules)
     assert first.refused and "failed validation" in first.refused
     parked = state(warehouse, "select path, reason from refused_files")
     assert len(parked) == 1 and "failed validation" in parked[0][1]
-    again = stage_file(warehouse, paths.new_run_id(), bad, delimiter=",", columns="user=0,item=1,rating=2")
+    again = stage_file(warehouse, paths.new_run_id(), bad, rules)
     assert again.skipped and again.refused is None  # skipped without being read
-    bad.write_text("1,11,4,100\n")  # new bytes: read again
-    assert stage_file(warehouse, paths.new_run_id(), bad, columns="user=0,item=1,rating=2").staged is not None
+    bad.write_text(f"1,11,4,{T}\n")  # new bytes: read again
+    assert stage_file(warehouse, paths.new_run_id(), bad, rules).staged is not None
 
 
 def test_a_night_whose_every_new_file_is_refused_fails_with_the_reason(warehouse, tmp_path):
@@ -125,7 +130,7 @@ def test_a_night_whose_every_new_file_is_refused_fails_with_the_reason(warehouse
     bad.write_text("userId,movieId,rating\n1,2,x\n")
     staged = stage_file(warehouse, run_id, bad)
     with pytest.raises(RatingsFileError, match="failed validation"):
-        plan_night(warehouse, StagedNight(run_id, [staged]))
+        plan_night(warehouse, StagedNight(run_id, [staged], kind=night_kind(warehouse, staged)))
 
 
 SUMMARY = {"n_ratings": 2, "n_users": 2, "n_items": 2, "device": "cpu", "data_hash": "x", "metrics": {}, "timings": {}}
@@ -150,7 +155,7 @@ def night(warehouse, tmp_path, rows, run_id, keep_runs=7, ratings=((1, 5, 4, 1),
     runs.start_run(warehouse, run_id, None, {}, "h", {})
     src = write(tmp_path / f"{run_id}.data", ratings)
     staged = stage_file(warehouse, run_id, src)
-    plan, _ = plan_night(warehouse, StagedNight(run_id, [staged]))
+    plan, _ = plan_night(warehouse, StagedNight(run_id, [staged], kind=night_kind(warehouse, staged)))
     return publish_night(warehouse, run_id, plan, lists(tmp_path, rows, run_id), SUMMARY, top_n=1, keep_runs=keep_runs)
 
 

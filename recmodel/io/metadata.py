@@ -1,15 +1,23 @@
-"""Item and user metadata files: titles and genres, sign-up features for cold start."""
+"""Item and user metadata files: titles and genres, sign-up features for cold start.
+
+Read like rating files (no links followed, regular files only, bounded) and validated row by row: a row
+whose id is not a valid id, whose field count is off, or whose numeric feature is not a finite number is
+quarantined with the file, row, column and reason; the other rows load.
+"""
 
 from __future__ import annotations
 
-import io
+import csv
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from .columns import ALIASES, find_columns
-from .errors import RatingsFileError
-from .files import PARQUET_SUFFIXES, logical_name, read_bytes
+from .columns import ALIASES, find_columns, normalise
+from .errors import RatingsFileError, sample
+from .files import PARQUET_SUFFIXES, Limits, Reader, logical_name
+from .ratings_file import QUARANTINE_SCHEMA, RAW_MAX, IdType, _shown
+from .sniff import first_lines, sniff_delimiter
 
 ML100K_GENRES = (
     "unknown",
@@ -34,110 +42,203 @@ ML100K_GENRES = (
 )
 ITEM_ALIASES = {
     "item": ALIASES["item"],
-    "title": ("title", "movie_title", "name", "item_name"),
-    "genres": ("genres", "genre", "class", "category"),
+    "title": ("title", "movie_title", "name", "item_name", "product_name", "book_title"),
+    "genres": ("genres", "genre", "class", "category", "categories", "tags"),
 }
-
-
-def read_items(path: str | Path, columns: dict[str, str | int] | None = None) -> pl.DataFrame:
-    """Item metadata as ``item_id, title, genres``: MovieLens ``u.item``, ``movies.dat``, ``movies.csv``,
-    RecBole's ``items.tsv``, or any CSV/TSV/Parquet with a header (``columns`` maps item/title/genres)."""
-    path = Path(path)
-    name = logical_name(path)
-    if name.endswith(PARQUET_SUFFIXES):
-        frame = pl.read_parquet(path, glob=False)
-    else:
-        data = read_bytes(path)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:  # the older MovieLens files are latin-1
-            text = data.decode("latin-1")
-        if name == "u.item" or name.endswith(".item"):
-            raw = pl.read_csv(io.StringIO(text), separator="|", has_header=False, quote_char=None, infer_schema=False)
-            flags = raw.columns[5 : 5 + len(ML100K_GENRES)]
-            genres = pl.concat_str(
-                [pl.when(pl.col(c) == "1").then(pl.lit(g)) for c, g in zip(flags, ML100K_GENRES)],
-                separator="|",
-                ignore_nulls=True,
-            )
-            frame = raw.select(
-                pl.col(raw.columns[0]).alias("item_id"), pl.col(raw.columns[1]).alias("title"), genres.alias("genres")
-            )
-        elif name.endswith(".dat"):
-            lines = [line.split("::") for line in text.splitlines() if line.strip()]
-            frame = pl.DataFrame(
-                {
-                    "item_id": [f[0] for f in lines],
-                    "title": [f[1] if len(f) > 1 else None for f in lines],
-                    "genres": [f[2] if len(f) > 2 else None for f in lines],
-                },
-                schema={"item_id": pl.String, "title": pl.String, "genres": pl.String},
-            )
-        else:
-            sep = "\t" if name.endswith((".tsv", ".tab")) or "\t" in text.split("\n", 1)[0] else ","
-            frame = pl.read_csv(io.StringIO(text), separator=sep, infer_schema=False, quote_char='"')
-            frame = frame.rename({c: c.split(":")[0] for c in frame.columns})  # RecBole's name:type headers
-    # positions (item=0,title=1) name the frame's columns; names stay names
-    mapping = {
-        role: frame.columns[col] if isinstance(col, int) and col < frame.width else str(col)
-        for role, col in (columns or {}).items()
-    }
-    mapping = {role: str(col) for role, col in find_columns(frame.columns, ITEM_ALIASES, mapping).items()}
-    if "item" not in mapping or "title" not in mapping:
-        raise RatingsFileError(
-            path,
-            f"cannot find the item id and title columns (columns: {frame.columns})",
-            "Pass --item-columns item=<id column>,title=<title column>[,genres=<column>]",
-        )
-    out = frame.select(
-        pl.col(mapping["item"]).cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False).alias("item_id"),
-        pl.col(mapping["title"]).cast(pl.String).str.strip_chars().alias("title"),
-        (
-            pl.col(mapping["genres"]).cast(pl.String).str.replace_all(" ", "|")
-            if "genres" in mapping
-            else pl.lit(None, pl.String)
-        ).alias("genres"),
-    )
-    bad = out.filter(pl.col("item_id").is_null()).height
-    if bad:
-        raise RatingsFileError(path, f"{bad} rows have no integer item id", "Check the file and --item-columns")
-    return out.unique("item_id", keep="last", maintain_order=True)
-
-
 USER_FILE_COLUMNS = ("user_id", "age", "gender", "occupation", "zip")  # MovieLens u.user
 
 
-def read_users(path: str | Path) -> pl.DataFrame:
-    """User metadata: ``user_id`` plus any feature columns. MovieLens ``u.user`` (``|``, no header; the
-    zip code is reduced to its first digit, a region), or a CSV/TSV/Parquet whose header names the id."""
-    path = Path(path)
-    name = logical_name(path)
-    if name.endswith(PARQUET_SUFFIXES):
-        frame = pl.read_parquet(path, glob=False)
-    else:
-        data = read_bytes(path)
-        if name == "u.user" or name.endswith(".user"):
-            frame = pl.read_csv(
-                io.BytesIO(data),
-                separator="|",
-                has_header=False,
-                new_columns=list(USER_FILE_COLUMNS),
-                infer_schema=False,
-                encoding="utf8-lossy",
+def _read_text(path: Path, limits: Limits) -> str:
+    with Reader(path, limits) as reader:
+        data = b"".join(reader.blocks())
+        reader.finish()
+    if not data.strip():
+        raise RatingsFileError(path, "is empty", "Deliver a file with at least one row")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:  # the older MovieLens files are latin-1
+        return data.decode("latin-1")
+
+
+def _read_table(
+    path: Path, limits: Limits, separator: str | None = None, header: list[str] | None = None
+) -> pl.DataFrame:
+    """Every column as text, plus ``row_number``, ``raw`` and ``fields_off`` (the row's field count differs from
+    the header's), from a CSV/TSV (any delimiter) or a Parquet file.
+
+    Delimited files are parsed a line at a time by the csv module: quotes are honoured, but a stray quote can
+    never swallow the lines after it, and a ragged row is a row with the wrong number of fields, not a crash.
+    """
+    if logical_name(path).endswith(PARQUET_SUFFIXES):
+        with Reader(path, limits) as reader:
+            for _ in reader.raw_blocks():
+                pass
+            reader.finish()
+        try:
+            frame = pl.read_parquet(path, glob=False)
+        except (pl.exceptions.PolarsError, OSError) as e:
+            raise RatingsFileError(
+                path, f"is not a readable Parquet file ({sample(str(e), 80)})", "Re-deliver the file"
+            ) from None
+        return (
+            frame.select(pl.all().cast(pl.String))
+            .with_columns(
+                pl.concat_str(pl.all().fill_null(""), separator=",").str.slice(0, RAW_MAX).alias("raw"),
+                pl.lit(False).alias("fields_off"),
             )
-            frame = frame.with_columns(pl.col("age").cast(pl.Float64, strict=False), pl.col("zip").str.slice(0, 1))
-        else:
-            sep = "\t" if name.endswith((".tsv", ".tab")) else ","
-            frame = pl.read_csv(io.BytesIO(data), separator=sep, encoding="utf8-lossy")
-    id_col = find_columns(frame.columns, {"user": ALIASES["user"]}).get("user")
+            .with_row_index("row_number", offset=1)
+            .with_columns(pl.col("row_number").cast(pl.Int64))
+        )
+    text = _read_text(path, limits)
+    lines = text.splitlines()
+    while lines and not lines[0].strip("\ufeff \t"):
+        lines.pop(0)
+    sep = separator or sniff_delimiter(first_lines(text.encode())) or ","
+    one_char = sep if len(sep) == 1 else "\x1f"
+
+    def fields(line: str) -> list[str]:
+        if one_char != sep:
+            line = line.replace(sep, one_char)
+        return [f.strip() for f in next(csv.reader([line], delimiter=one_char), [])]
+
+    if header is None:
+        header = fields(lines[0].lstrip("\ufeff")) if lines else []
+        lines = lines[1:]
+    names = [normalise(h.split(":")[0]) or f"column_{i}" for i, h in enumerate(header)]  # RecBole's name:type
+    names = [n if names.index(n) == i else f"{n}_{i}" for i, n in enumerate(names)]
+    rows = [(n, line, fields(line)) for n, line in enumerate(lines, start=1) if line.strip()]
+    width = len(names)
+    columns = {name: [r[2][i] if i < len(r[2]) else None for r in rows] for i, name in enumerate(names)}
+    return pl.DataFrame(
+        {
+            "row_number": [r[0] for r in rows],
+            **columns,
+            "raw": [r[1][:RAW_MAX] for r in rows],
+            "fields_off": [len(r[2]) != width for r in rows],
+        },
+        schema={"row_number": pl.Int64, **{n: pl.String for n in names}, "raw": pl.String, "fields_off": pl.Boolean},
+    )
+
+
+def _id_column(
+    frame: pl.DataFrame, col: str, name: str, id_type: IdType
+) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr]]]:
+    text = pl.col(col).cast(pl.String).str.strip_chars()
+    checks = [(text.is_null() | (text == ""), pl.lit(f"missing {name}"))]
+    if id_type == "str":
+        return text, checks
+    value = pl.when(text.str.contains(r"^\+?[0-9]+(\.0+)?$")).then(
+        text.str.replace(r"\.0+$", "").str.strip_prefix("+").cast(pl.Int64, strict=False)
+    )
+    checks.append((value.is_null(), pl.format(f"{name} '{{}}' is not a non-negative 64-bit integer", _shown(text))))
+    return value, checks
+
+
+def _split(
+    frame: pl.DataFrame, checks: list[tuple[pl.Expr, pl.Expr]], keep: list[pl.Expr]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    reason: Any = pl.when(checks[0][0]).then(checks[0][1])
+    for cond, text in checks[1:]:
+        reason = reason.when(cond).then(text)
+    checked = frame.with_columns(reason.otherwise(None).alias("reason"))
+    bad = checked.filter(pl.col("reason").is_not_null()).select("row_number", "reason", "raw").cast(QUARANTINE_SCHEMA)
+    return checked.filter(pl.col("reason").is_null()).select(keep), bad
+
+
+def read_items(
+    path: str | Path, columns: dict[str, str | int] | None = None, id_type: IdType = "int", limits: Limits | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(items, quarantine)``: ``item_id, title, genres`` from MovieLens ``u.item``, ``movies.dat``,
+    ``movies.csv``, RecBole's ``items.tsv``, or any CSV/TSV/Parquet with a header (``columns`` maps
+    item/title/genres, by name or position); rows that fail are quarantined."""
+    path, limits = Path(path), limits or Limits()
+    name = logical_name(path)
+    if name == "u.item" or name.endswith(".item"):
+        frame = _read_table(
+            path,
+            limits,
+            "|",
+            ["movie_id", "title", "release", "video", "url", *[f"g{i}" for i in range(len(ML100K_GENRES))]],
+        )
+        genres = pl.concat_str(
+            [pl.when(pl.col(f"g{i}") == "1").then(pl.lit(g)) for i, g in enumerate(ML100K_GENRES)],
+            separator="|",
+            ignore_nulls=True,
+        )
+        frame = frame.with_columns(genres.alias("genres"), pl.lit(False).alias("fields_off"))
+    elif name == "movies.dat" or (name.endswith(".dat") and not name.startswith("ratings")):
+        frame = _read_table(path, limits, "::", ["movie_id", "title", "genres"]).with_columns(
+            pl.lit(False).alias("fields_off")
+        )
+    else:
+        frame = _read_table(path, limits)
+    mapping = {
+        role: frame.columns[col] if isinstance(col, int) and col < frame.width else normalise(str(col))
+        for role, col in (columns or {}).items()
+    }
+    mapping = {
+        role: str(col)
+        for role, col in find_columns(
+            [c for c in frame.columns if c not in ("row_number", "raw", "fields_off")], ITEM_ALIASES, mapping
+        ).items()
+    }
+    if "item" not in mapping or "title" not in mapping or mapping["item"] not in frame.columns:
+        raise RatingsFileError(
+            path,
+            f"cannot find the item id and title columns (columns: {[sample(c, 24) for c in frame.columns[:12]]})",
+            "Pass --item-columns item=<id column>,title=<title column>[,genres=<column>]",
+        )
+    item_id, checks = _id_column(frame, mapping["item"], "item_id", id_type)
+    genres = (
+        pl.col(mapping["genres"]).str.replace_all(r"[,;]\s*", "|") if "genres" in mapping else pl.lit(None, pl.String)
+    )
+    items, bad = _split(
+        frame, checks, [item_id.alias("item_id"), pl.col(mapping["title"]).alias("title"), genres.alias("genres")]
+    )
+    return items.unique("item_id", keep="last", maintain_order=True), bad
+
+
+def read_users(
+    path: str | Path, id_type: IdType = "int", limits: Limits | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(users, quarantine)``: ``user_id`` plus feature columns, from MovieLens ``u.user`` (``|``, no header; the
+    zip code reduced to its first digit, a region) or a CSV/TSV/Parquet whose header names the user id.
+    A column is numeric when most of its values are numbers; a row whose numeric feature is not a finite
+    number, or whose field count is off, is quarantined (the file, row and column in the reason)."""
+    path, limits = Path(path), limits or Limits()
+    name = logical_name(path)
+    movielens = name == "u.user" or name.endswith(".user")
+    frame = _read_table(path, limits, "|", list(USER_FILE_COLUMNS)) if movielens else _read_table(path, limits)
+    if movielens:
+        frame = frame.with_columns(pl.col("zip").str.slice(0, 1))
+    features = [c for c in frame.columns if c not in ("row_number", "raw", "fields_off")]
+    id_col = find_columns(features, {"user": ALIASES["user"]}).get("user")
     if id_col is None:
         raise RatingsFileError(
             path,
-            f"has no user id column (columns: {frame.columns})",
+            f"has no user id column (columns: {[sample(c, 24) for c in features[:12]]})",
             "Name it user_id (or userId), or use MovieLens u.user layout",
         )
-    frame = frame.rename({str(id_col): "user_id"}).with_columns(pl.col("user_id").cast(pl.Int64, strict=False))
-    bad = frame.filter(pl.col("user_id").is_null()).height
-    if bad:
-        raise RatingsFileError(path, f"{bad} rows have no integer user id", "Fix or remove those rows")
-    return frame.unique("user_id", keep="last", maintain_order=True)
+    features = [c for c in features if c != id_col]
+    user_id, checks = _id_column(frame, str(id_col), "user_id", id_type)
+    checks.insert(0, (pl.col("fields_off"), pl.lit("the row's field count differs from the header's")))
+    keep = [user_id.alias("user_id")]
+    for col in features:
+        values = frame[col].drop_nulls().str.strip_chars()
+        values = values.filter(values != "")
+        numeric = values.cast(pl.Float64, strict=False)
+        share = numeric.is_not_null().mean() if values.len() else 0.0
+        if isinstance(share, float) and share >= 0.9:  # a numeric feature (age, income, ...)
+            number = pl.col(col).str.strip_chars().cast(pl.Float64, strict=False)
+            present = pl.col(col).is_not_null() & (pl.col(col).str.strip_chars() != "")
+            checks.append(
+                (
+                    present & (number.is_null() | ~number.is_finite()),
+                    pl.format(f"{col} '{{}}' is not a finite number", _shown(pl.col(col))),
+                )
+            )
+            keep.append(number.alias(col))
+        else:
+            keep.append(pl.col(col))
+    users, bad = _split(frame, checks, keep)
+    return users.unique("user_id", keep="last", maintain_order=True), bad

@@ -1,48 +1,496 @@
-"""Reading and validating rating files with polars.
+"""Reading and validating rating and interaction files with polars, one chunk at a time.
 
-Every row read ends in exactly one of three places, so counts always reconcile:
+Every data row read ends in exactly one of two places (blank lines are not rows), so counts reconcile:
 
-    rows_read = len(ratings) + len(quarantine) + duplicates
+    rows_read = rows_valid + rows_quarantined
 
-* ``ratings``: valid rows, one per (user_id, item_id), the latest by timestamp (ties: the later row);
-* ``quarantine``: rows that failed validation, with their 1-based data row number (header excluded),
-  a reason and the raw text;
-* ``duplicates``: valid rows superseded by a later rating of the same pair in the same file.
+* valid rows go to a Parquet file (``user_id, item_id, rating, timestamp, row_number``), in file order; the
+  latest rating of a pair (explicit feedback) or the sum of a pair's weights (implicit feedback) is taken
+  later, when the night is planned;
+* quarantined rows go to another (``row_number, reason, raw``): the 1-based data row (header excluded), a
+  reason that names the column and quotes at most a short escaped sample, and the row's text (500 chars).
 
-Ids are 64-bit integers (MovieLens and most exports use them); anything else is quarantined with a
-reason. Timestamps are integer unix seconds; a file without a timestamp column gets ``default_timestamp``
-(the ingest time), so a later file still supersedes an earlier one.
+**Feedback.** Explicit files have a rating column; implicit files (clicks, plays, purchases) have none, or a
+``weight`` column (counts, durations): then ``rating`` holds the weight (1 per event without one).
+
+**Ids** are 64-bit integers (negative ones are refused) or strings, per column: decided by the warehouse if
+it has published data, otherwise by the file (integers when at least half its ids are). ``196.0`` (a pandas
+export) is the integer 196. **Timestamps** are unix seconds, ISO-8601 times or plain dates; a file whose
+timestamps are all in milliseconds is converted (logged); a timestamp outside the plausible window
+(``timestamp_min`` .. now + 1 day) is quarantined, so a typo can never supersede later ratings forever.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from .columns import ALIASES, REQUIRED_ROLES, find_columns
-from .errors import RatingsFileError
-from .files import PARQUET_SUFFIXES, logical_name, read_bytes
-from .sniff import SourceFormat, detect_format, split_first_line
+from .columns import ALIASES, find_columns
+from .errors import RatingsFileError, sample
+from .files import PARQUET_SUFFIXES, Limits, Reader, logical_name
+from .sniff import Feedback, SourceFormat, detect_format, resolve_feedback, split_line
 
+log = logging.getLogger(__name__)
+IdType = Literal["int", "str"]
+TIMESTAMP_MIN = 788_918_400  # 1995-01-01: no recommender data set we know of is older
+RAW_MAX = 500
 _SEP_PLACEHOLDER = "\x1f"  # polars takes one-byte separators; '::' is rewritten to this first
-_RAW_MAX = 500
-
-RATINGS_SCHEMA = pl.Schema(
-    {"user_id": pl.Int64, "item_id": pl.Int64, "rating": pl.Float64, "timestamp": pl.Int64, "row_number": pl.Int64}
+_INT_ID = r"^\+?[0-9]+(\.0+)?$"
+_DATE_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%#z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+    "%Y/%m/%d",
 )
 QUARANTINE_SCHEMA = pl.Schema({"row_number": pl.Int64, "reason": pl.String, "raw": pl.String})
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read and validate one file (explicit values win over what the content suggests)."""
+
+    separator: str | None = None
+    has_header: bool | None = None
+    columns: Mapping[str, str | int] = field(default_factory=dict)
+    feedback: Feedback = "auto"
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    id_types: Mapping[str, IdType] = field(default_factory=dict)  # the warehouse's, per role ("user", "item")
+    timestamp_min: int = TIMESTAMP_MIN
+    timestamp_max: int | None = None  # None: now + 1 day
+    default_timestamp: int | None = None  # for files without timestamps; None: now
+    max_field_bytes: int = 1 << 16
+    limits: Limits = field(default_factory=Limits)
+
+    def ts_max(self) -> int:
+        return self.timestamp_max if self.timestamp_max is not None else int(time.time()) + 86_400
+
+
+@dataclass
+class StagedRatings:
+    """A file read into Parquet (valid rows, quarantined rows) and what was learnt about it."""
+
+    file_hash: str
+    feedback: Literal["explicit", "implicit"]
+    id_types: dict[str, IdType]
+    rows_read: int = 0
+    rows_valid: int = 0
+    rows_quarantined: int = 0
+    timestamps: str = "seconds"  # seconds | milliseconds (converted) | ingest time
+
+
 @dataclass
 class ParsedFile:
+    """A file read into memory (``read_ratings``): one row per pair, and the quarantine."""
+
     ratings: pl.DataFrame
     quarantine: pl.DataFrame
     rows_read: int
-    duplicates: int
+    duplicates: int  # valid rows merged into another row of the same pair
+    feedback: Literal["explicit", "implicit"] = "explicit"
+
+
+def _date(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d")
+
+
+def _text(col: str) -> pl.Expr:
+    return pl.col(col).cast(pl.String).str.strip_chars().str.strip_chars("\"'")
+
+
+def _shown(expr: pl.Expr) -> pl.Expr:
+    """A short, escaped sample of a value for a reason (the value itself may be huge or secret)."""
+    return expr.str.slice(0, 40).str.replace_all(r"[^\x20-\x7E]", "?")
+
+
+class _FileRules:
+    """Per-file decisions taken on the first chunk: id types and the timestamp unit."""
+
+    def __init__(self, opts: ReadOptions, fmt: SourceFormat, path: Path):
+        self.opts, self.fmt, self.path = opts, fmt, path
+        self.id_types: dict[str, IdType] = dict(opts.id_types)
+        self.milliseconds = False
+        self.decided = False
+
+    def decide(self, raw: pl.DataFrame) -> None:
+        for role in ("user", "item"):
+            if role in self.id_types:
+                continue
+            dtype = raw.schema[role]
+            if dtype.is_integer():
+                self.id_types[role] = "int"
+                continue
+            values = raw.select(_text(role).alias("v")).filter(pl.col("v").is_not_null() & (pl.col("v") != ""))
+            ints = values.select(pl.col("v").str.contains(_INT_ID).mean()).item() if values.height else 1.0
+            self.id_types[role] = "int" if (ints or 0.0) >= 0.5 else "str"
+        if "timestamp" in raw.columns:
+            numeric = raw.select(_text("timestamp").cast(pl.Float64, strict=False).alias("t")).drop_nulls()["t"]
+            top = self.opts.ts_max()
+            low, high = (float(numeric.min()), float(numeric.max())) if numeric.len() else (0.0, 0.0)  # type: ignore[arg-type]
+            if numeric.len() and low > top and self.opts.timestamp_min <= high / 1000 <= top:
+                self.milliseconds = True
+                log.info("%s: timestamps are in milliseconds; converted to seconds", self.path)
+        self.decided = True
+
+
+def _id_checks(role: str, kind: IdType, schema: pl.Schema) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr]]]:
+    name = f"{role}_id"
+    text = _text(role)
+    checks: list[tuple[pl.Expr, pl.Expr]] = [(text.is_null() | (text == ""), pl.lit(f"missing {name}"))]
+    if kind == "str":
+        return text, checks
+    if schema[role].is_integer():
+        value = pl.col(role).cast(pl.Int64, strict=False)
+    else:
+        digits = text.str.replace(r"\.0+$", "").str.strip_prefix("+")
+        value = pl.when(text.str.contains(_INT_ID)).then(digits.cast(pl.Int64, strict=False))
+    checks += [
+        (text.str.contains(r"^-[0-9]+(\.0+)?$") | (value < 0), pl.format(f"{name} {{}} is negative", _shown(text))),
+        (
+            value.is_null(),
+            pl.format(
+                f"{name} '{{}}' is not an integer (this warehouse's {role} ids are 64-bit integers)", _shown(text)
+            ),
+        ),
+    ]
+    return value, checks
+
+
+def _timestamp(rules: _FileRules) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr]]]:
+    opts = rules.opts
+    text = _text("timestamp")
+    number = text.cast(pl.Float64, strict=False)
+    if rules.milliseconds:
+        number = number / 1000
+    dates = pl.coalesce([text.str.to_datetime(f, strict=False, time_zone="UTC") for f in _DATE_FORMATS])
+    seconds = (
+        pl.when(number.is_not_null()).then(number.floor().cast(pl.Int64, strict=False)).otherwise(dates.dt.epoch("s"))
+    )
+    lo, hi = opts.timestamp_min, opts.ts_max()
+    checks = [
+        (text.is_null() | (text == ""), pl.lit("missing timestamp")),
+        (seconds.is_null(), pl.format("timestamp '{}' is neither unix seconds nor an ISO-8601 date", _shown(text))),
+        (
+            (seconds < lo) | (seconds > hi),
+            pl.format(
+                f"timestamp {{}} is outside the plausible window [{_date(lo)}, {_date(hi)}] (set --timestamp-min for "
+                "older data; milliseconds are converted only when all of a file's timestamps are)",
+                _shown(text),
+            ),
+        ),
+    ]
+    return seconds, checks
+
+
+def _validate(raw: pl.DataFrame, rules: _FileRules) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(valid, quarantine)`` of one chunk; blank rows were dropped before."""
+    opts, fmt = rules.opts, rules.fmt
+    checks: list[tuple[pl.Expr, pl.Expr]] = [
+        (pl.col("extra").is_not_null(), pl.lit("more fields than the first line has; check the delimiter")),
+    ]
+    values: dict[str, pl.Expr] = {}
+    for role in ("user", "item"):
+        values[f"{role}_id"], more = _id_checks(role, rules.id_types[role], raw.schema)
+        checks += more
+    if fmt.feedback == "explicit":
+        rating = _text("rating").cast(pl.Float64, strict=False)
+        checks += [
+            (_text("rating").is_null() | (_text("rating") == ""), pl.lit("missing rating")),
+            (rating.is_null(), pl.format("rating '{}' is not a number", _shown(_text("rating")))),
+            (~rating.is_finite(), pl.format("rating {} is not finite", _shown(_text("rating")))),
+            (
+                (rating < opts.rating_min) | (rating > opts.rating_max),
+                pl.format(f"rating {{}} is outside [{opts.rating_min}, {opts.rating_max}]", rating),
+            ),
+        ]
+        values["rating"] = rating
+    elif "weight" in raw.columns:
+        weight = _text("weight").cast(pl.Float64, strict=False)
+        checks += [
+            (_text("weight").is_null() | (_text("weight") == ""), pl.lit("missing weight")),
+            (weight.is_null(), pl.format("weight '{}' is not a number", _shown(_text("weight")))),
+            (
+                ~weight.is_finite() | (weight <= 0),
+                pl.format("weight {} is not a positive number", _shown(_text("weight"))),
+            ),
+        ]
+        values["rating"] = weight
+    else:
+        values["rating"] = pl.lit(1.0)
+    if "timestamp" in raw.columns:
+        values["timestamp"], more = _timestamp(rules)
+        checks += more
+    else:
+        values["timestamp"] = pl.lit(
+            opts.default_timestamp if opts.default_timestamp is not None else int(time.time()), pl.Int64
+        )
+    reason: Any = pl.when(checks[0][0]).then(checks[0][1])
+    for cond, text in checks[1:]:
+        reason = reason.when(cond).then(text)
+    parsed = raw.with_columns(reason.otherwise(None).alias("reason"), **{k: v for k, v in values.items()})
+    quarantine = (
+        parsed.filter(pl.col("reason").is_not_null())
+        .select("row_number", pl.col("reason").str.slice(0, 1000), pl.col("raw").fill_null(""))
+        .cast(QUARANTINE_SCHEMA)
+    )
+    id_dtype = {"int": pl.Int64, "str": pl.String}
+    valid = parsed.filter(pl.col("reason").is_null()).select(
+        pl.col("user_id").cast(id_dtype[rules.id_types["user"]]),
+        pl.col("item_id").cast(id_dtype[rules.id_types["item"]]),
+        pl.col("rating").cast(pl.Float64),
+        pl.col("timestamp").cast(pl.Int64),
+        pl.col("row_number").cast(pl.Int64),
+    )
+    return valid, quarantine
+
+
+def _check_fields(raw: pl.DataFrame, roles: list[str], path: Path, limit: int) -> None:
+    for role in roles:
+        if raw.schema[role] == pl.String:
+            longest = raw.select(pl.col(role).str.len_bytes().max()).item()
+            if longest is not None and longest > limit:
+                raise RatingsFileError(
+                    path,
+                    f"has a {role} field longer than max_field_bytes ({limit:,} bytes)",
+                    "Check the delimiter and the file, or raise --max-field-bytes if it is genuine",
+                )
+
+
+def _parse_chunk(
+    data: bytes, fmt: SourceFormat, n_cols: int, positions: dict[str, int], first: bool, row_offset: int, path: Path
+) -> pl.DataFrame:
+    """Every role as a raw String column, plus ``row_number``, ``raw``, ``extra`` and ``blank``."""
+    separator = fmt.separator
+    if len(separator.encode()) != 1:
+        data = data.replace(separator.encode(), _SEP_PLACEHOLDER.encode())
+        separator = _SEP_PLACEHOLDER
+    schema = {f"c{i}": pl.String for i in range(n_cols + 1)}  # one spare column catches extra fields
+    try:
+        frame = pl.read_csv(
+            io.BytesIO(data),
+            has_header=False,
+            skip_rows=1 if (first and fmt.has_header) else 0,
+            separator=separator,
+            schema=schema,
+            missing_columns="insert",
+            truncate_ragged_lines=True,
+            encoding="utf8-lossy",
+            quote_char=None,
+            raise_if_empty=False,
+            comment_prefix=None,
+        )
+    except pl.exceptions.PolarsError as e:
+        raise RatingsFileError(
+            path,
+            f"is not a readable delimited file ({sample(str(e).splitlines()[0], 80)})",
+            "Check the delimiter (--delimiter)",
+        ) from None
+    raw_text = pl.concat_str([pl.col(c).fill_null("") for c in schema], separator=fmt.separator)
+    out = frame.select(
+        *[pl.col(f"c{pos}").alias(role) for role, pos in positions.items()],
+        pl.col(f"c{n_cols}").alias("extra"),
+        pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in schema]).alias("blank"),
+        raw_text.str.strip_chars_end(fmt.separator).str.slice(0, RAW_MAX).alias("raw"),
+    )
+    return out.with_row_index("row_number", offset=row_offset + 1).with_columns(pl.col("row_number").cast(pl.Int64))
+
+
+def _skip_leading_blank_lines(data: bytes) -> bytes:
+    start = 0
+    while True:
+        end = data.find(b"\n", start)
+        line = data[start:] if end < 0 else data[start:end]
+        if end < 0 or line.removeprefix(b"\xef\xbb\xbf").strip(b" \t\r"):
+            return data[start:]
+        start = end + 1
+
+
+def _delimited_chunks(reader: Reader, path: Path, opts: ReadOptions) -> Iterator[tuple[pl.DataFrame, SourceFormat]]:
+    fmt: SourceFormat | None = None
+    n_cols, positions, offset = 0, {}, 0
+    for chunk in reader.line_chunks():
+        first = fmt is None
+        if first:
+            chunk = _skip_leading_blank_lines(chunk)
+            if not chunk.strip():
+                continue
+            fmt = detect_format(
+                path,
+                chunk,
+                separator=opts.separator,
+                has_header=opts.has_header,
+                columns=dict(opts.columns),
+                feedback=opts.feedback,
+            )
+            fields = split_line(chunk.split(b"\n", 1)[0], fmt.separator)
+            header = fields if fmt.has_header else None
+            for role, col in fmt.columns.items():
+                if isinstance(col, int):
+                    positions[role] = col
+                elif header is not None and col in header:
+                    positions[role] = header.index(col)
+                else:
+                    raise RatingsFileError(
+                        path,
+                        f"has no column {sample(str(col))!r} for the {role} (columns: "
+                        f"{[sample(f, 24) for f in (header or [])[:12]]})",
+                        "Fix --columns so each role names one of the file's columns",
+                    )
+            if fmt.feedback == "implicit":
+                positions.pop("rating", None)
+            n_cols = max(len(fields), max(positions.values()) + 1)
+        assert fmt is not None
+        frame = _parse_chunk(chunk, fmt, n_cols, positions, first, offset, path)
+        offset += frame.height
+        yield frame, fmt
+    if fmt is None:
+        raise RatingsFileError(path, "is empty", "Deliver a file with at least one rating row")
+
+
+def _parquet_chunks(path: Path, reader: Reader, opts: ReadOptions) -> Iterator[tuple[pl.DataFrame, SourceFormat]]:
+    for _ in reader.raw_blocks():  # hashed from the bytes on disk; parsed from the same descriptor below
+        pass
+    try:
+        parquet = pq.ParquetFile(os.fdopen(os.dup(reader.fd), "rb"))
+    except (pa.ArrowException, OSError) as e:
+        raise RatingsFileError(
+            path, f"is not a readable Parquet file ({sample(str(e).splitlines()[0], 80)})", "Re-deliver the file"
+        ) from None
+    names = parquet.schema_arrow.names
+    columns = find_columns(names, ALIASES, dict(opts.columns))
+    bad = [r for r in ("user", "item") if r not in columns] + [
+        f"{r}={sample(str(c))!r}" for r, c in columns.items() if not (isinstance(c, str) and c in names)
+    ]
+    if bad:
+        raise RatingsFileError(
+            path,
+            f"cannot find the columns for {', '.join(bad)} (columns: {[sample(n, 24) for n in names[:12]]})",
+            "Pass a mapping such as --columns user=uid,item=movie,rating=stars,timestamp=ts",
+        )
+    feedback = resolve_feedback(path, columns, opts.feedback)
+    if feedback == "implicit":
+        columns.pop("rating", None)
+    fmt = SourceFormat("parquet", columns=columns, feedback=feedback)
+    offset = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=1 << 20, columns=[str(c) for c in columns.values()]):
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            raw_text = pl.concat_str(
+                [pl.col(str(c)).cast(pl.String).fill_null("") for c in columns.values()], separator=","
+            )
+            out = (
+                frame.select(
+                    *[pl.col(str(col)).alias(role) for role, col in columns.items()],
+                    pl.lit(None, pl.String).alias("extra"),
+                    pl.lit(False).alias("blank"),
+                    raw_text.str.slice(0, RAW_MAX).alias("raw"),
+                )
+                .with_row_index("row_number", offset=offset + 1)
+                .with_columns(pl.col("row_number").cast(pl.Int64))
+            )
+            offset += out.height
+            yield out, fmt
+    except (pa.ArrowException, OSError) as e:
+        raise RatingsFileError(
+            path, f"is not a readable Parquet file ({sample(str(e).splitlines()[0], 80)})", "Re-deliver the file"
+        ) from None
+    if offset == 0:
+        raise RatingsFileError(path, "has no rows", "Deliver a file with at least one rating row")
+
+
+def stage_ratings(
+    path: str | Path, valid_out: str | Path, quarantine_out: str | Path, opts: ReadOptions | None = None
+) -> StagedRatings:
+    """Read, validate and write one file: valid rows to ``valid_out``, quarantined rows to ``quarantine_out``
+    (Parquet). Raises ``RatingsFileError`` when the file as a whole cannot be read (nothing is kept then)."""
+    path, opts = Path(path), opts or ReadOptions()
+    writers: dict[str, pq.ParquetWriter] = {}
+    rules: _FileRules | None = None
+    counts = [0, 0, 0]  # read, valid, quarantined
+    fmt: SourceFormat | None = None
+    try:
+        with Reader(path, opts.limits) as reader:
+            chunks = (
+                _parquet_chunks(path, reader, opts)
+                if logical_name(path).endswith(PARQUET_SUFFIXES)
+                else _delimited_chunks(reader, path, opts)
+            )
+            for raw, fmt in chunks:
+                raw = raw.filter(~pl.col("blank"))
+                if raw.height == 0:
+                    continue
+                if rules is None:
+                    rules = _FileRules(opts, fmt, path)
+                    rules.decide(raw)
+                _check_fields(raw, [r for r in fmt.columns if r in raw.columns], path, opts.max_field_bytes)
+                valid, quarantine = _validate(raw, rules)
+                for name, frame, target in (("valid", valid, valid_out), ("quarantine", quarantine, quarantine_out)):
+                    table = frame.to_arrow()
+                    if name not in writers:
+                        writers[name] = pq.ParquetWriter(str(target), table.schema)
+                    writers[name].write_table(table)
+                counts[0] += raw.height
+                counts[1] += valid.height
+                counts[2] += quarantine.height
+            digest = reader.finish()
+    except BaseException:
+        for writer in writers.values():
+            writer.close()
+        for target in (valid_out, quarantine_out):
+            Path(target).unlink(missing_ok=True)
+        raise
+    for writer in writers.values():
+        writer.close()
+    if rules is None or fmt is None:
+        raise RatingsFileError(path, "is empty", "Deliver a file with at least one rating row")
+    if "valid" not in writers:
+        pl.DataFrame(
+            schema={
+                "user_id": pl.Int64,
+                "item_id": pl.Int64,
+                "rating": pl.Float64,
+                "timestamp": pl.Int64,
+                "row_number": pl.Int64,
+            }
+        ).write_parquet(valid_out)
+    timestamps = ("milliseconds" if rules.milliseconds else "seconds") if "timestamp" in fmt.columns else "ingest time"
+    return StagedRatings(digest, fmt.feedback, rules.id_types, counts[0], counts[1], counts[2], timestamps)
+
+
+def latest_per_pair(valid: pl.DataFrame, feedback: str) -> pl.DataFrame:
+    """One row per (user, item): the latest rating (ties: the later row), or the summed weights (implicit)."""
+    if feedback == "implicit":
+        return (
+            valid.group_by("user_id", "item_id", maintain_order=True)
+            .agg(pl.col("rating").sum(), pl.col("timestamp").max(), pl.col("row_number").min())
+            .sort("row_number")
+        )
+    return (
+        valid.sort(["user_id", "item_id", "timestamp", "row_number"])
+        .unique(subset=["user_id", "item_id"], keep="last", maintain_order=True)
+        .sort("row_number")
+    )
 
 
 def read_ratings(
@@ -50,194 +498,31 @@ def read_ratings(
     *,
     separator: str | None = None,
     has_header: bool | None = None,
-    columns: dict[str, str | int] | None = None,
+    columns: Mapping[str, str | int] | None = None,
     rating_min: float = 0.5,
     rating_max: float = 5.0,
-    default_timestamp: int = 0,
+    default_timestamp: int | None = None,
+    feedback: Feedback = "auto",
+    timestamp_min: int = TIMESTAMP_MIN,
 ) -> ParsedFile:
-    """Read one file, validate every row, keep the latest rating per pair. Never raises on bad rows;
-    raises :class:`RatingsFileError` when the file as a whole cannot be read."""
-    path = Path(path)
-    if path.is_dir():
-        raise RatingsFileError(
-            path, "is a folder, not a file", "Pass the folder itself as --source to ingest every file in it."
+    """Read one whole file into memory (evaluation, benchmarks): ``stage_ratings`` then one row per pair."""
+    opts = ReadOptions(
+        separator=separator,
+        has_header=has_header,
+        columns=dict(columns or {}),
+        feedback=feedback,
+        rating_min=rating_min,
+        rating_max=rating_max,
+        default_timestamp=default_timestamp,
+        timestamp_min=timestamp_min,
+    )
+    with tempfile.TemporaryDirectory(prefix="collabflow-read-") as tmp:
+        staged = stage_ratings(path, Path(tmp) / "valid.parquet", Path(tmp) / "quarantine.parquet", opts)
+        valid = pl.read_parquet(Path(tmp) / "valid.parquet")
+        quarantine = (
+            pl.read_parquet(Path(tmp) / "quarantine.parquet")
+            if (Path(tmp) / "quarantine.parquet").exists()
+            else pl.DataFrame(schema=QUARANTINE_SCHEMA)
         )
-    if logical_name(path).endswith(PARQUET_SUFFIXES):
-        raw = _read_parquet(path, SourceFormat("parquet", columns=dict(columns or {})))
-    else:
-        data = read_bytes(path)
-        fmt = detect_format(path, data, separator=separator, has_header=has_header, columns=columns)
-        raw = _read_delimited(path, data, fmt)
-    return _validate(raw, rating_min=rating_min, rating_max=rating_max, default_timestamp=default_timestamp)
-
-
-def _read_delimited(path: Path, data: bytes, fmt: SourceFormat) -> pl.DataFrame:
-    """Every role as a raw column (any dtype), plus ``row_number``, ``raw`` and ``extra`` (text past the last
-    column)."""
-    separator = fmt.separator
-    if len(separator.encode()) != 1:
-        data = data.replace(separator.encode(), _SEP_PLACEHOLDER.encode())
-        separator = _SEP_PLACEHOLDER
-    header = split_first_line(data, fmt.separator) if fmt.has_header else None
-    n_cols = len(header) if header else len(split_first_line(data, fmt.separator))
-    positions: dict[str, int] = {}
-    for role, col in fmt.columns.items():
-        if isinstance(col, int):
-            pos = col
-        elif header is not None and col in header:
-            pos = header.index(col)
-        else:
-            raise RatingsFileError(
-                path,
-                f"has no column {col!r} for the {role} (columns: {header})",
-                "Fix --columns so each role names one of the file's columns.",
-            )
-        positions[role] = pos
-    n_cols = max(n_cols, max(positions.values()) + 1)
-    schema = {f"c{i}": pl.String for i in range(n_cols + 1)}  # one spare column catches extra fields
-    try:
-        frame = pl.read_csv(
-            io.BytesIO(data),
-            has_header=False,
-            skip_rows=1 if fmt.has_header else 0,
-            separator=separator,
-            schema=schema,
-            missing_columns="insert",
-            truncate_ragged_lines=True,
-            encoding="utf8-lossy",
-            quote_char='"',
-            raise_if_empty=False,
-        )
-    except pl.exceptions.PolarsError as e:
-        raise RatingsFileError(
-            path,
-            f"is not a readable delimited file ({str(e).splitlines()[0]})",
-            "Check the delimiter (--delimiter) and quoting.",
-        ) from None
-    raw_text = pl.concat_str([pl.col(c).fill_null("") for c in schema], separator=fmt.separator).str.strip_chars_end(
-        fmt.separator
-    )
-    out = frame.select(
-        *[pl.col(f"c{pos}").alias(role) for role, pos in positions.items()],
-        pl.col(f"c{n_cols}").alias("extra"),
-        pl.all_horizontal(pl.col(c).is_null() for c in schema).alias("blank"),
-        raw_text.str.slice(0, _RAW_MAX).alias("raw"),
-    )
-    return out.with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
-
-
-def _read_parquet(path: Path, fmt: SourceFormat) -> pl.DataFrame:
-    try:
-        frame = pl.read_parquet(path, glob=False)
-    except FileNotFoundError:
-        raise RatingsFileError(path, "disappeared before it could be read", "Re-deliver the file and rerun.") from None
-    except (pl.exceptions.PolarsError, OSError) as e:
-        raise RatingsFileError(
-            path, f"is not a readable Parquet file ({str(e).splitlines()[0]})", "Re-deliver the file."
-        ) from None
-    columns = find_columns(frame.columns, ALIASES, fmt.columns)
-    bad = [r for r in REQUIRED_ROLES if r not in columns] + [
-        f"{r}={c!r}" for r, c in columns.items() if not (isinstance(c, str) and c in frame.columns)
-    ]
-    if bad:
-        raise RatingsFileError(
-            path,
-            f"cannot find the columns for {', '.join(bad)} (columns: {frame.columns})",
-            "Pass a mapping such as --columns user=uid,item=movie,rating=stars,timestamp=ts",
-        )
-    if frame.height == 0:
-        raise RatingsFileError(path, "has no rows", "Deliver a file with at least one rating row.")
-    names = {role: str(col) for role, col in columns.items()}  # every one checked to be a column name above
-    raw_text = pl.concat_str([pl.col(c).cast(pl.String).fill_null("") for c in names.values()], separator=",")
-    return (
-        frame.select(
-            *[pl.col(col).alias(role) for role, col in names.items()],
-            pl.lit(None, pl.String).alias("extra"),
-            pl.lit(False).alias("blank"),
-            raw_text.str.slice(0, _RAW_MAX).alias("raw"),
-        )
-        .with_row_index("row_number", offset=1)
-        .with_columns(pl.col("row_number").cast(pl.Int64))
-    )
-
-
-def _as_int(frame: pl.DataFrame, role: str) -> pl.Expr:
-    dtype = frame.schema[role]
-    col = pl.col(role)
-    if dtype.is_integer():
-        return col.cast(pl.Int64, strict=False)
-    if dtype.is_float():
-        return pl.when(col.is_finite() & (col == col.floor())).then(col.cast(pl.Int64, strict=False))
-    if dtype == pl.Datetime or dtype == pl.Date:
-        return col.cast(pl.Datetime("ms")).dt.epoch("s")
-    return col.cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False)
-
-
-def _as_float(frame: pl.DataFrame, role: str) -> pl.Expr:
-    col = pl.col(role)
-    if frame.schema[role].is_numeric():
-        return col.cast(pl.Float64)
-    return col.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
-
-
-def _is_empty(role: str) -> pl.Expr:
-    col = pl.col(role)
-    return col.is_null() | (col.cast(pl.String).str.strip_chars() == "")
-
-
-def _validate(raw: pl.DataFrame, *, rating_min: float, rating_max: float, default_timestamp: int) -> ParsedFile:
-    has_ts = "timestamp" in raw.columns
-    parsed = raw.with_columns(
-        _as_int(raw, "user").alias("user_id"),
-        _as_int(raw, "item").alias("item_id"),
-        _as_float(raw, "rating").alias("rating_value"),
-        (_as_int(raw, "timestamp") if has_ts else pl.lit(default_timestamp, pl.Int64)).alias("ts"),
-    )
-    rating = pl.col("rating_value")
-    checks: list[tuple[pl.Expr, pl.Expr]] = [(pl.col("blank"), pl.lit("blank line"))]
-    checks.append((pl.col("extra").is_not_null(), pl.lit("more fields than the first line has; check the delimiter")))
-    for role, name in (("user", "user_id"), ("item", "item_id")):
-        checks += [
-            (_is_empty(role), pl.lit(f"missing {name}")),
-            (pl.col(name).is_null(), pl.format(f"{name} '{{}}' is not a 64-bit integer", pl.col(role).cast(pl.String))),
-            (pl.col(name) < 0, pl.format(f"{name} {{}} is negative", pl.col(name))),
-        ]
-    checks += [
-        (_is_empty("rating"), pl.lit("missing rating")),
-        (rating.is_null(), pl.format("rating '{}' is not a number", pl.col("rating").cast(pl.String))),
-        (~rating.is_finite(), pl.format("rating {} is not finite", rating)),
-        (
-            (rating < rating_min) | (rating > rating_max),
-            pl.format(f"rating {{}} is outside [{rating_min}, {rating_max}]", rating),
-        ),
-    ]
-    if has_ts:
-        checks += [
-            (_is_empty("timestamp"), pl.lit("missing timestamp")),
-            (
-                pl.col("ts").is_null(),
-                pl.format("timestamp '{}' is not integer unix seconds", pl.col("timestamp").cast(pl.String)),
-            ),
-        ]
-    reason: Any = pl.when(checks[0][0]).then(checks[0][1])
-    for cond, text in checks[1:]:
-        reason = reason.when(cond).then(text)
-    parsed = parsed.with_columns(reason.otherwise(None).alias("reason"))
-
-    quarantine = parsed.filter(pl.col("reason").is_not_null()).select(
-        "row_number", "reason", pl.col("raw").fill_null("")
-    )
-    valid = parsed.filter(pl.col("reason").is_null()).select(
-        "user_id", "item_id", pl.col("rating_value").alias("rating"), pl.col("ts").alias("timestamp"), "row_number"
-    )
-    latest = (
-        valid.sort(["user_id", "item_id", "timestamp", "row_number"])
-        .unique(subset=["user_id", "item_id"], keep="last", maintain_order=True)
-        .sort("row_number")
-    )
-    return ParsedFile(
-        ratings=latest.cast(RATINGS_SCHEMA),
-        quarantine=quarantine.cast(QUARANTINE_SCHEMA),
-        rows_read=parsed.height,
-        duplicates=valid.height - latest.height,
-    )
+    ratings = latest_per_pair(valid, staged.feedback)
+    return ParsedFile(ratings, quarantine, staged.rows_read, valid.height - ratings.height, staged.feedback)

@@ -1,13 +1,23 @@
-"""How to read a delimited file: delimiter, header, which column plays which role."""
+"""How to read a delimited file: delimiter, header, which column plays which role, what kind of feedback.
+
+Everything is decided from the content (the first lines), whatever the file is called: the delimiter is
+the one of tab, ``::``, comma, semicolon and pipe that splits the first lines into the same number of
+fields (more than one); a first line is a header when it names a known column, or when it alone has no
+number in it. Explicit settings (``--delimiter``, ``--columns``) always win.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from .columns import ALIASES, REQUIRED_ROLES, find_columns
-from .errors import RatingsFileError
-from .files import PARQUET_SUFFIXES, logical_name, read_bytes
+from .columns import ALIASES, find_columns
+from .errors import RatingsFileError, sample
+
+Feedback = Literal["auto", "explicit", "implicit"]
+DELIMITERS = ("\t", "::", ",", ";", "|")
+SNIFF_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -18,11 +28,16 @@ class SourceFormat:
     separator: str = ","
     has_header: bool = True
     columns: dict[str, str | int] = field(default_factory=dict)
+    feedback: Literal["explicit", "implicit"] = "explicit"
+
+
+def split_line(line: bytes | str, separator: str) -> list[str]:
+    text = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
+    return [f.strip().strip('"').strip("'") for f in text.strip("\r\ufeff").split(separator)]
 
 
 def split_first_line(data: bytes, separator: str) -> list[str]:
-    first = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip("\r\ufeff")
-    return [f.strip().strip('"') for f in first.split(separator)]
+    return split_line(data.split(b"\n", 1)[0], separator)
 
 
 def looks_numeric(text: str) -> bool:
@@ -33,45 +48,103 @@ def looks_numeric(text: str) -> bool:
         return False
 
 
+def first_lines(data: bytes, n: int = SNIFF_LINES) -> list[bytes]:
+    """The first ``n`` non-blank lines."""
+    lines = []
+    for line in data.split(b"\n", 4 * n)[: 4 * n]:
+        if line.removeprefix(b"\xef\xbb\xbf").strip(b" \t\r"):
+            lines.append(line.rstrip(b"\r"))
+            if len(lines) == n:
+                break
+    return lines
+
+
+def sniff_delimiter(lines: list[bytes]) -> str | None:
+    """The delimiter that splits the sample lines into the same number (> 1) of fields, most lines agreeing."""
+    best: tuple[float, int, str] | None = None
+    for rank, sep in enumerate(DELIMITERS):
+        counts = [len(line.split(sep.encode())) for line in lines]
+        if not counts or max(counts) < 2:
+            continue
+        typical = max(set(counts), key=counts.count)
+        agreement = counts.count(typical) / len(counts)
+        if typical < 2:
+            continue
+        key = (agreement, -rank, sep)
+        if best is None or key > best:
+            best = key
+    return best[2] if best else None
+
+
+def is_header(lines: list[bytes], separator: str) -> bool:
+    """A first line that names a known column, or that alone has no number in it."""
+    first = split_line(lines[0], separator)
+    if len(find_columns(first, {"user": ALIASES["user"], "item": ALIASES["item"]})) == 2:
+        return True
+    if any(looks_numeric(f) for f in first if f):
+        return False
+    rest = [split_line(line, separator) for line in lines[1:6]]
+    return any(any(looks_numeric(f) for f in fields if f) for fields in rest)
+
+
 def detect_format(
     path: str | Path,
-    data: bytes | None = None,
+    data: bytes,
     *,
     separator: str | None = None,
     has_header: bool | None = None,
     columns: dict[str, str | int] | None = None,
+    feedback: Feedback = "auto",
 ) -> SourceFormat:
-    """Work out how to read ``path``; explicit arguments win over what the name and first line suggest."""
-    path = Path(path)
-    name = logical_name(path)
-    columns = dict(columns or {})
-    if name.endswith(PARQUET_SUFFIXES):
-        return SourceFormat("parquet", columns=columns)
-    if data is None:
-        data = read_bytes(path)
+    """Work out how to read ``path`` from its first bytes; explicit arguments win over what the content says."""
+    lines = first_lines(data)
+    if not lines:
+        raise RatingsFileError(path, "is empty", "Deliver a file with at least one rating row")
     if separator is None:
-        if name == "u.data" or name.endswith(".data") or name.endswith((".tsv", ".tab")):
-            separator = "\t"
-        elif name.endswith(".dat"):
-            separator = "::"
-        else:
-            first = data.split(b"\n", 1)[0]
-            separator = next((s for s in ("::", "\t", ",", ";", "|") if s.encode() in first), ",")
-    fields = split_first_line(data, separator)
-    if has_header is None:  # MovieLens .data/.dat files never have one; elsewhere a header has no numeric field
-        movielens = name.endswith((".data", ".dat"))
-        has_header = not movielens and not any(looks_numeric(f) for f in fields if f)
+        separator = sniff_delimiter(lines)
+        if separator is None:
+            raise RatingsFileError(
+                path,
+                f"has one field per line (first line starts {sample(lines[0])!r}): no tab, '::', comma, "
+                "semicolon or pipe separates user and item",
+                "Pass --delimiter",
+            )
+    fields = split_line(lines[0], separator)
+    if has_header is None:
+        has_header = is_header(lines, separator) or any(isinstance(c, str) for c in (columns or {}).values())
+    columns = dict(columns or {})
     if has_header:
         columns = find_columns(fields, ALIASES, columns)
-    elif not columns:  # MovieLens order: user, item, rating[, timestamp]
-        columns = {"user": 0, "item": 1, "rating": 2}
-        if len(fields) >= 4:
+    elif not columns:  # MovieLens order: user, item, rating[, timestamp]; two fields: interactions
+        columns = {"user": 0, "item": 1}
+        if len(fields) >= 3 and feedback != "implicit":
+            columns["rating"] = 2
+        if len(fields) >= 4 and feedback != "implicit":
             columns["timestamp"] = 3
-    missing = [r for r in REQUIRED_ROLES if r not in columns]
+    missing = [r for r in ("user", "item") if r not in columns]
     if missing:
+        shown = [sample(f, 24) for f in fields[:8]]
         raise RatingsFileError(
             path,
-            f"cannot tell which column holds the {', '.join(missing)} (first line: {fields[:8]})",
-            "Pass a mapping such as --columns user=uid,item=movie,rating=stars,timestamp=ts",
+            f"cannot tell which column holds the {' and the '.join(missing)} (columns: {shown})",
+            "Pass a mapping such as --columns user=uid,item=movie,rating=stars,timestamp=ts "
+            "(or weight=plays for counts, or nothing but user and item for interactions)",
         )
-    return SourceFormat("delimited", separator=separator, has_header=has_header, columns=columns)
+    return SourceFormat("delimited", separator, has_header, columns, resolve_feedback(path, columns, feedback))
+
+
+def resolve_feedback(
+    path: str | Path, columns: dict[str, str | int], feedback: Feedback
+) -> Literal["explicit", "implicit"]:
+    """``auto``: explicit when a rating column is found or mapped and no weight is, implicit otherwise."""
+    if feedback == "explicit":
+        if "rating" not in columns:
+            raise RatingsFileError(
+                path,
+                "has no rating column, but feedback=explicit",
+                "Map one with --columns rating=<column>, or use --feedback implicit",
+            )
+        return "explicit"
+    if feedback == "implicit" or "weight" in columns or "rating" not in columns:
+        return "implicit"
+    return "explicit"

@@ -1,0 +1,385 @@
+"""Choose the ranker, the rating model and their key hyperparameters per dataset, in a time budget.
+
+Everything is measured on the run's own validation part (``fit_night`` hands it over; an evaluation's
+test part is never seen). The search is a coordinate climb from the configured values: for one setting
+at a time, step it by a factor while the validation score improves, then go on to the next setting.
+
+* Rankers (score: NDCG@k, higher is better): the configured one and EASE or iALS beside it; then the
+  leader's settings: iALS unobserved weight, regularisation, factors and (implicit data with weights)
+  the confidence alpha; EASE's lambda.
+* Rating models (explicit data; score: RMSE, lower is better): weight decay, epochs, factors, and the
+  neural model as a challenger.
+
+**Deterministic.** The budget (``tune_budget`` seconds) is spent by plan, not by the clock: each trial's
+cost is predicted from the data's size with a cost model of this code on two CPU cores, so the same data,
+settings and seed choose the same values on any machine (the measured seconds are logged beside the
+predicted ones). A trial predicted to overrun the remaining budget is not started.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import RankConfig, RunConfig, TrainConfig
+from .evaluation import ranking_report
+from .models import RatingModule
+from .rankers import EASE_MAX_ITEMS, Ranker, fit_ranker
+from .ratings import Ratings
+from .train import FitResult, effective_batch_size, fit_rater
+
+log = logging.getLogger(__name__)
+
+# Seconds per unit of work on two CPU cores (bench/any_data.py prints predicted next to measured).
+IALS_SECONDS = 6e-10  # per (interaction x factor + row x factor^2) x pass
+EASE_SECONDS = 1.4e-10  # per item^3 (the inverse) and per interaction x item (the Gram matrix, dense chunks)
+RATER_SECONDS = 1.2e-6  # per training rating x epoch (small factors; grows with them)
+STEP_SECONDS = 4e-4  # per optimizer step (fixed costs that dominate on small data)
+MAX_TRIALS = 16  # per phase
+
+
+@dataclass
+class Trial:
+    """One fitted candidate: which model, the settings that differ from the configured ones, its score."""
+
+    model: str
+    params: dict[str, Any]
+    score: float
+    predicted_s: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "params": self.params,
+            "score": round(self.score, 6),
+            "predicted_s": round(self.predicted_s, 3),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class Tuned:
+    """The chosen settings and the models fitted with them on the training part (reused, not refitted)."""
+
+    cfg: RunConfig
+    ranker: Ranker | None
+    rater: RatingModule | None
+    result: FitResult | None
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+class _Plan:
+    """The budget, spent by predicted cost, and the log of trials."""
+
+    def __init__(self, budget_s: float):
+        self.left = budget_s
+        self.trials: list[Trial] = []
+        self.phase_trials = 0  # trials of the current phase (rankers, then rating models)
+
+    def phase(self, budget_s: float) -> None:
+        self.left += budget_s
+        self.phase_trials = 0
+
+    def affords(self, predicted_s: float) -> bool:
+        return self.phase_trials < MAX_TRIALS and predicted_s <= self.left
+
+    def record(self, trial: Trial, charged: bool = True) -> None:
+        if charged:
+            self.left -= trial.predicted_s
+        self.trials.append(trial)
+        self.phase_trials += 1
+        log.info(
+            "tuning: %s %s -> %.4f (%.2fs, predicted %.2fs)",
+            trial.model,
+            trial.params or "(configured)",
+            trial.score,
+            trial.seconds,
+            trial.predicted_s,
+        )
+
+
+def ials_cost(data: Ratings, cfg: RankConfig) -> float:
+    f = cfg.rank_factors
+    per_pass = len(data) * f * cfg.rank_cg_steps + (data.n_users + data.n_items) * f * f
+    return IALS_SECONDS * per_pass * cfg.rank_iterations
+
+
+def ease_cost(data: Ratings) -> float:
+    if data.n_items > EASE_MAX_ITEMS:
+        return math.inf
+    return EASE_SECONDS * (data.n_items**3 + data.n_users * data.n_items * data.n_items / 64)
+
+
+def rater_cost(data: Ratings, cfg: TrainConfig) -> float:
+    cfg = cfg.for_model()
+    width = 1.0 + cfg.n_factors / 100 + (cfg.nn_hidden / 15 if cfg.rating_model == "neural" else 0.0)
+    steps = len(data) / effective_batch_size(len(data), cfg.batch_size, cfg.max_steps_per_epoch)
+    return (RATER_SECONDS * len(data) * width + STEP_SECONDS * steps) * cfg.epochs
+
+
+# ---------------------------------------------------------------- rankers
+
+
+_RANK_STEPS: dict[str, tuple[tuple[str, float], ...]] = {
+    # setting, factor per step (tried up first, then down when up does not help)
+    "ials": (("rank_unobserved_weight", 3.0), ("rank_reg", 4.0), ("rank_factors", 2.0), ("implicit_alpha", 4.0)),
+    "ease": (("ease_lambda", 2.0),),
+}
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "rank_unobserved_weight": (1e-3, 10.0),
+    "rank_reg": (1e-4, 10.0),
+    "rank_factors": (16, 512),
+    "implicit_alpha": (0.0, 40.0),
+    "ease_lambda": (1.0, 1e5),
+    "wd": (1e-3, 10.0),
+    "epochs": (2, 40),
+    "n_factors": (8, 400),
+    "nn_wd": (1e-3, 10.0),
+    "nn_epochs": (2, 40),
+}
+_INTS = {"rank_factors", "epochs", "n_factors", "nn_epochs"}
+
+
+def _step(name: str, value: float, factor: float) -> float | None:
+    lo, hi = _BOUNDS[name]
+    if name == "implicit_alpha" and value == 0:
+        new = 1.0 if factor > 1 else None
+    else:
+        new = value * factor
+    if new is None:
+        return None
+    if name == "implicit_alpha" and factor < 1 and new < 0.1:
+        new = 0.0  # every interaction counts the same
+    new = min(max(new, lo), hi)
+    new = int(round(new)) if name in _INTS else float(f"{new:.4g}")
+    return None if new == value else new
+
+
+def _climb(
+    plan: _Plan,
+    model: str,
+    start: dict[str, Any],
+    best_score: float,
+    best_fit: Any,
+    steps: tuple[tuple[str, float], ...],
+    trial: Callable[[dict[str, Any]], tuple[float, Any, float]],
+    higher_is_better: bool,
+) -> tuple[dict[str, Any], float, Any]:
+    """Coordinate climb: each setting in turn, stepped while the score improves."""
+    best = dict(start)
+
+    def better(a: float, b: float) -> bool:
+        return a > b if higher_is_better else a < b
+
+    for name, factor in steps:
+        if name not in best:
+            continue
+        for direction in (factor, 1 / factor):
+            improved = False
+            while (value := _step(name, best[name], direction)) is not None:
+                candidate = {**best, name: value}
+                score, fitted, predicted = trial(candidate)
+                if math.isnan(score):
+                    break
+                if not better(score, best_score):
+                    break
+                best, best_score, best_fit, improved = candidate, score, fitted, True
+            if improved or not plan.affords(0):
+                break
+    return best, best_score, best_fit
+
+
+def _rank_settings(model: str, cfg: RankConfig, data: Ratings) -> dict[str, Any]:
+    if model == "ease":
+        return {"ease_lambda": cfg.ease_lambda}
+    keys = ["rank_unobserved_weight", "rank_reg", "rank_factors"]
+    if data.implicit and np.ptp(data.ratings) > 0:  # weights that differ: how much they count is worth tuning
+        keys.append("implicit_alpha")
+    return {k: getattr(cfg, k) for k in keys}
+
+
+def tune_ranker(
+    train: Ratings, valid: Ratings, cfg: RunConfig, device: torch.device, plan: _Plan
+) -> tuple[RankConfig, Ranker | None]:
+    """The best ranker and settings on the validation part (the configured ones when nothing beats them)."""
+    k, memory = cfg.metric_k, cfg.score_memory_mb
+    threshold = float("-inf") if train.implicit else cfg.rank.relevance_threshold
+    key = f"ndcg_at_{k}"
+
+    def fit_and_score(model: str, settings: dict[str, Any], charged: bool = True) -> tuple[float, Any, float]:
+        rank_cfg = cfg.rank.model_copy(update={"ranker": model, **settings})
+        predicted = ease_cost(train) if model == "ease" else ials_cost(train, rank_cfg)
+        if charged and not plan.affords(predicted):
+            return math.nan, None, predicted
+        t = time.perf_counter()
+        ranker = fit_ranker(train, rank_cfg, device, cfg.train.seed)
+        score = ranking_report(ranker, train, valid, k, threshold, memory_mb=memory, device=device)[key]
+        changed = {n: v for n, v in settings.items() if getattr(cfg.rank, n) != v}
+        plan.record(Trial(model, changed, score, predicted, time.perf_counter() - t), charged)
+        return score, ranker, predicted
+
+    configured = cfg.rank.ranker
+    if configured not in _RANK_STEPS:  # popularity or the rating model: nothing to tune
+        return cfg.rank, None
+    leaders: list[tuple[float, str, dict[str, Any], Any]] = []
+    for model in (configured, *(m for m in _RANK_STEPS if m != configured)):
+        settings = _rank_settings(model, cfg.rank, train)
+        if model == "ease" and train.n_items > EASE_MAX_ITEMS:
+            continue
+        score, fitted, _ = fit_and_score(model, settings, charged=model != configured)  # the configured one is due
+        if not math.isnan(score):
+            leaders.append((score, model, settings, fitted))
+    leaders.sort(key=lambda t: -t[0])  # climb the leader first, the others while the budget lasts
+    best: tuple[float, str, dict[str, Any], Any] = leaders[0]
+    for score, model, settings, fitted in leaders:
+        settings, score, fitted = _climb(
+            plan,
+            model,
+            settings,
+            score,
+            fitted,
+            _RANK_STEPS[model],
+            lambda s, m=model: fit_and_score(m, s),  # type: ignore[misc]
+            higher_is_better=True,
+        )
+        if score > best[0]:
+            best = (score, model, settings, fitted)
+    _, model, settings, fitted = best
+    return cfg.rank.model_copy(update={"ranker": model, **settings}), fitted
+
+
+# ---------------------------------------------------------------- rating models
+
+
+_RATER_STEPS: dict[str, tuple[tuple[str, float], ...]] = {
+    "dot": (("wd", 2.0), ("epochs", 1.6), ("n_factors", 2.0)),
+    "neural": (("nn_wd", 2.0), ("nn_epochs", 1.6)),
+}
+
+
+def tune_rater(
+    train: Ratings, valid: Ratings, cfg: RunConfig, device: torch.device, plan: _Plan
+) -> tuple[TrainConfig, RatingModule, FitResult]:
+    """The rating model and settings with the lowest validation RMSE (the configured one first)."""
+
+    def fit_and_score(model: str, settings: dict[str, Any], charged: bool = True) -> tuple[float, Any, float]:
+        train_cfg = cfg.train.model_copy(update={"rating_model": model, **settings})
+        predicted = rater_cost(train, train_cfg)
+        if charged and not plan.affords(predicted):
+            return math.nan, None, predicted
+        t = time.perf_counter()
+        rater, result = fit_rater(train, train_cfg, device, valid)
+        changed = {n: v for n, v in settings.items() if getattr(cfg.train, n) != v}
+        rmse = math.nan if result.final.valid_rmse is None else result.final.valid_rmse
+        plan.record(Trial(model, changed, rmse, predicted, time.perf_counter() - t), charged)
+        return rmse, (rater, result), predicted
+
+    def settings_of(model: str) -> dict[str, Any]:
+        return {name: getattr(cfg.train, name) for name, _ in _RATER_STEPS[model]}
+
+    configured = cfg.train.rating_model
+    score, fitted, _ = fit_and_score(configured, settings_of(configured), charged=False)
+    settings, score, fitted = _climb(
+        plan,
+        configured,
+        settings_of(configured),
+        score,
+        fitted,
+        _RATER_STEPS[configured],
+        lambda s: fit_and_score(configured, s),
+        higher_is_better=False,
+    )
+    model: str = configured
+    other = "neural" if configured == "dot" else "dot"
+    challenger, challenger_fit, _ = fit_and_score(other, settings_of(other))
+    if not math.isnan(challenger) and challenger < score:
+        model, score, fitted = other, challenger, challenger_fit
+        settings, score, fitted = _climb(
+            plan,
+            other,
+            settings_of(other),
+            score,
+            fitted,
+            _RATER_STEPS[other],
+            lambda s: fit_and_score(other, s),
+            higher_is_better=False,
+        )
+    rater, result = fitted
+    return cfg.train.model_copy(update={"rating_model": model, **settings}), rater, result
+
+
+# ---------------------------------------------------------------- the night's search
+
+
+def tuned_values(cfg: RunConfig) -> dict[str, Any]:
+    """The settings the search may change, as flat parameter names and values."""
+    rank = {n: getattr(cfg.rank, n) for n in ("ranker", "rank_unobserved_weight", "rank_reg", "rank_factors")}
+    rank.update(implicit_alpha=cfg.rank.implicit_alpha, ease_lambda=cfg.rank.ease_lambda)
+    train = {n: getattr(cfg.train, n) for n in ("rating_model", "wd", "epochs", "n_factors", "nn_wd", "nn_epochs")}
+    return {**rank, **train}
+
+
+def apply_values(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
+    """``cfg`` with the given tuned values (e.g. last night's) in place of its own."""
+    rank = {k: v for k, v in values.items() if k in RankConfig.model_fields}
+    train = {k: v for k, v in values.items() if k in TrainConfig.model_fields}
+    return cfg.model_copy(
+        update={"rank": cfg.rank.model_copy(update=rank), "train": cfg.train.model_copy(update=train)}
+    )
+
+
+def reusable(previous: dict[str, Any] | None, cfg: RunConfig, n_ratings: int) -> bool:
+    """Last night's tuned values still hold: same settings asked for, and the data grew by less than
+    ``tune_regrowth``."""
+    if not previous or "chosen" not in previous or previous.get("base") != cfg.config_hash():
+        return False
+    return n_ratings < previous.get("n_ratings", 0) * (1 + cfg.tune_regrowth)
+
+
+def tune(
+    train: Ratings,
+    valid: Ratings,
+    cfg: RunConfig,
+    device: torch.device,
+    n_ratings: int,
+) -> Tuned:
+    """Search within ``cfg.tune_budget`` seconds (by plan); the chosen config and the models it fitted."""
+    t0 = time.perf_counter()
+    plan = _Plan(0.0)
+    rank_share = 1.0 if train.implicit else 0.5  # lists first: half the budget, plus what they leave
+    plan.phase(cfg.tune_budget * rank_share)
+    rank_cfg, ranker = tune_ranker(train, valid, cfg, device, plan)
+    chosen = cfg.model_copy(update={"rank": rank_cfg})
+    rater = result = None
+    if not train.implicit:
+        plan.phase(cfg.tune_budget * (1 - rank_share))
+        train_cfg, rater, result = tune_rater(train, valid, cfg, device, plan)
+        chosen = chosen.model_copy(update={"train": train_cfg})
+    before, after = tuned_values(cfg), tuned_values(chosen)
+    record = {
+        "base": cfg.config_hash(),
+        "n_ratings": n_ratings,
+        "budget_s": cfg.tune_budget,
+        "planned_s": round(cfg.tune_budget - plan.left, 3),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "metric": {"ranker": f"ndcg_at_{cfg.metric_k}", "rating_model": "rmse"},
+        "trials": [t.as_dict() for t in plan.trials],
+        "chosen": after,
+        "changed": {k: v for k, v in after.items() if before[k] != v},
+    }
+    log.info(
+        "tuning: %d trials in %.1fs (budget %.0fs by plan); chosen: %s",
+        len(plan.trials),
+        record["seconds"],
+        cfg.tune_budget,
+        record["changed"] or "the configured settings",
+    )
+    return Tuned(chosen, ranker, rater, result, record)

@@ -1,0 +1,147 @@
+"""Tuning (issue 12): the models and settings chosen per dataset on the run's own validation part."""
+
+import json
+
+import duckdb
+import pytest
+import torch
+
+from recmodel import synth
+from recmodel.config import RunConfig
+from recmodel.ratings import index_frames
+from recmodel.splits import split_random
+from recmodel.tuning import apply_values, reusable, tune, tuned_values
+
+CPU = torch.device("cpu")
+
+
+def parts(frame, feedback="explicit", seed=1):
+    (everything,), _, _ = index_frames(frame, feedback=feedback)
+    train, valid = split_random(everything, 0.2, seed)
+    return everything, train, valid
+
+
+@pytest.fixture(scope="module")
+def implicit_parts():
+    shape = synth.custom_shape(300, 200, 9_000)
+    frame = synth.generate_implicit(shape, seed=2).rename({"weight": "rating"})
+    return parts(frame, "implicit")
+
+
+@pytest.fixture(scope="module")
+def implicit_tuned(implicit_parts):
+    everything, train, valid = implicit_parts
+    cfg = RunConfig.from_flat(tune_budget=20, rank_iterations=4, seed=3)
+    return cfg, tune(train, valid, cfg, CPU, len(everything))
+
+
+def test_the_choice_is_at_least_as_good_as_the_configured_models(implicit_tuned):
+    cfg, tuned = implicit_tuned
+    trials = tuned.record["trials"]
+    configured = next(t for t in trials if t["model"] == cfg.rank.ranker and not t["params"])
+    best = max(t["score"] for t in trials)
+    assert best >= configured["score"]
+    # the chosen settings are those of the best trial, and the fitted ranker handed over is that trial's
+    winner = max(trials, key=lambda t: t["score"])
+    assert tuned.cfg.rank.ranker == winner["model"]
+    for name, value in winner["params"].items():
+        assert tuned.record["chosen"][name] == value
+    assert tuned.ranker is not None and tuned.rater is None  # implicit data: no rating model
+
+
+def test_the_search_moves_off_poor_defaults(implicit_parts):
+    """Deliberately poor starting values (a huge EASE lambda): the climb brings the score up."""
+    everything, train, valid = implicit_parts
+    cfg = RunConfig.from_flat(tune_budget=20, ranker="ease", ease_lambda=50_000.0, rank_iterations=4, seed=3)
+    tuned = tune(train, valid, cfg, CPU, len(everything))
+    first = tuned.record["trials"][0]
+    assert first["model"] == "ease" and not first["params"]
+    assert max(t["score"] for t in tuned.record["trials"]) > first["score"]
+    assert tuned.record["changed"]
+
+
+def test_same_data_and_seed_choose_the_same_values(implicit_parts, implicit_tuned):
+    everything, train, valid = implicit_parts
+    cfg, first = implicit_tuned
+    again = tune(train, valid, cfg, CPU, len(everything))
+    assert again.record["chosen"] == first.record["chosen"]
+    assert [(t["model"], t["params"]) for t in again.record["trials"]] == [
+        (t["model"], t["params"]) for t in first.record["trials"]
+    ]
+
+
+def test_the_budget_is_spent_by_plan(implicit_parts):
+    everything, train, valid = implicit_parts
+    cfg = RunConfig.from_flat(tune_budget=0.05, rank_iterations=4, seed=3)
+    tuned = tune(train, valid, cfg, CPU, len(everything))
+    assert tuned.record["planned_s"] <= 0.05
+    # the configured ranker is fitted anyway (the night needs it): it is the only trial a tiny budget allows
+    # beside those predicted to fit in it
+    charged = [t for t in tuned.record["trials"][1:]]
+    assert sum(t["predicted_s"] for t in charged) <= 0.05 + 1e-9
+
+
+def test_explicit_data_tunes_the_rating_model_too():
+    everything, train, valid = parts(synth.taste_groups(150, 120, 25, seed=4))
+    cfg = RunConfig.from_flat(tune_budget=10, epochs=3, n_factors=8, rank_iterations=4, rating_min=1, rating_max=5)
+    tuned = tune(train, valid, cfg, CPU, len(everything))
+    raters = [t for t in tuned.record["trials"] if t["model"] in ("dot", "neural")]
+    assert raters and tuned.rater is not None and tuned.result is not None
+    assert tuned.result.final.valid_rmse == pytest.approx(min(t["score"] for t in raters), abs=1e-6)
+    assert tuned.cfg.train.rating_model == min(raters, key=lambda t: t["score"])["model"]
+
+
+def test_tuned_values_round_trip_and_reuse_rule():
+    cfg = RunConfig.from_flat(tune_budget=10)
+    values = {**tuned_values(cfg), "ranker": "ease", "ease_lambda": 123.0, "wd": 0.2}
+    applied = apply_values(cfg, values)
+    assert tuned_values(applied) == values
+    record = {"chosen": values, "base": cfg.config_hash(), "n_ratings": 1000}
+    assert reusable(record, cfg, 1200)  # grew 20% < 25%
+    assert not reusable(record, cfg, 1300)  # grew 30%
+    assert not reusable(record, RunConfig.from_flat(tune_budget=10, seed=1), 1000)  # other settings asked for
+
+
+def runs_config(warehouse):
+    from store.paths import db_path
+
+    with duckdb.connect(str(db_path(warehouse)), read_only=True) as con:
+        rows = con.execute("select config, metrics from runs order by seq").fetchall()
+    return [(json.loads(c), json.loads(m)) for c, m in rows]
+
+
+def test_nights_record_reuse_and_retune(prefect_harness, tmp_path):
+    """Night 1 tunes and records what it trained with; night 2 (a few more ratings) reuses those values;
+    night 3 (the data grew by more than tune_regrowth) searches again."""
+    from flows.nightly import nightly
+
+    frame = synth.taste_groups(200, 150, 30, seed=7)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    n = frame.height
+    params = dict(
+        epochs=3,
+        n_factors=8,
+        rank_iterations=4,
+        top_n=5,
+        rating_min=1,
+        rating_max=5,
+        seed=3,
+        tune_budget=5,
+        settle_seconds=0,
+        gate_tolerance=None,
+    )
+    warehouse = str(tmp_path / "wh")
+    frame.head(int(n * 0.7)).write_csv(inbox / "a.csv")
+    nightly(source=str(inbox), warehouse=warehouse, **params)
+    frame.slice(int(n * 0.7), int(n * 0.05)).write_csv(inbox / "b.csv")
+    nightly(source=str(inbox), warehouse=warehouse, **params)
+    frame.slice(int(n * 0.75)).write_csv(inbox / "c.csv")
+    nightly(source=str(inbox), warehouse=warehouse, **params)
+    (c1, m1), (c2, m2), (c3, m3) = runs_config(warehouse)
+    assert m1["tuning"]["trials"] and "reused_from" not in m1["tuning"]
+    assert c1["trained"] == m1["tuning"]["chosen"]
+    assert m2["tuning"]["reused_from"] and "trials" not in m2["tuning"]
+    assert c2["trained"] == c1["trained"]
+    assert m3["tuning"]["trials"] and "reused_from" not in m3["tuning"]
+    assert m1["ranker"] == c1["trained"]["ranker"] or "fallback" in m1
