@@ -22,13 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from recmodel.io import list_rating_files  # noqa: E402
 from store.ingest import InputRules, StagedNight, ledger, stage_file, warehouse_kind  # noqa: E402
 from store.night import plan_night  # noqa: E402
 from store.paths import new_run_id  # noqa: E402
 from store.publish import load_night_data  # noqa: E402
 from store.runs import start_run  # noqa: E402
 from store.state import open_warehouse  # noqa: E402
-from recmodel.io import list_rating_files  # noqa: E402
 
 
 def make_inbox(folder: Path, n_files: int) -> None:
