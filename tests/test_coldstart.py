@@ -64,7 +64,8 @@ def test_flow_publishes_cold_start_rows_with_their_source(small_ratings, tmp_pat
 
     users = tmp_path / "users.csv"
     ids = list(range(1, 201)) + [5001, 5002]  # the synthetic data has users 1..200
-    pl.DataFrame({"user_id": ids, "group": [f"g{u % 3}" for u in ids]}).write_csv(users)
+    rows = [f"{u},g{u % 3},{20 + u % 40}" for u in ids] + ["5003,g1,inf"]  # one age that is no finite number
+    users.write_text("\n".join(["user_id,group,age", *rows]) + "\n")
     summary = nightly(
         source=str(small_ratings),
         warehouse=str(tmp_path / "wh"),
@@ -80,5 +81,14 @@ def test_flow_publishes_cold_start_rows_with_their_source(small_ratings, tmp_pat
         rows = con.execute(
             "select source, count(distinct user_id), count(*) from latest_recommendations group by 1 order by 1"
         ).fetchall()
+        quarantined = con.execute("select row_number, reason from quarantine").fetchall()
     assert rows == [("metadata", 2, 10), ("model", 200, 1000)]
     assert summary["n_recommendations"] == 1010
+    assert quarantined == [(203, "age 'inf' is not a finite number")]  # the user the bad value belongs to only
+
+    # metadata belongs to the night that read it: without --users, no cold-start rows from last night's file
+    nightly(source=str(small_ratings), warehouse=str(tmp_path / "wh"), top_n=5, rating_min=1, epochs=3, tune_budget=0)
+    with duckdb.connect(str(tmp_path / "wh" / "collabflow.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from users_meta").fetchone() == (0,)
+        sources = con.execute("select distinct source from latest_recommendations").fetchall()
+    assert sources == [("model",)]

@@ -46,11 +46,12 @@ ITEM_ALIASES = {
     "genres": ("genres", "genre", "class", "category", "categories", "tags"),
 }
 USER_FILE_COLUMNS = ("user_id", "age", "gender", "occupation", "zip")  # MovieLens u.user
+USER_FILE_CATEGORIES = ("gender", "occupation", "zip")  # its categorical features (a zip region is no number)
 
 
 def _read_text(path: Path, limits: Limits) -> str:
     with Reader(path, limits) as reader:
-        data = b"".join(reader.blocks())
+        data = b"".join(reader.line_chunks())  # every line checked against max_line_bytes
         reader.finish()
     if not data.strip():
         raise RatingsFileError(path, "is empty", "Deliver a file with at least one row")
@@ -223,12 +224,17 @@ def read_users(
     user_id, checks = _id_column(frame, str(id_col), "user_id", id_type)
     checks.insert(0, (pl.col("fields_off"), pl.lit("the row's field count differs from the header's")))
     keep = [user_id.alias("user_id")]
+    well_formed = frame.filter(~pl.col("fields_off"))  # a ragged row's fields are shifted: they decide nothing
     for col in features:
-        values = frame[col].drop_nulls().str.strip_chars()
+        values = well_formed[col].drop_nulls().str.strip_chars()
         values = values.filter(values != "")
         numeric = values.cast(pl.Float64, strict=False)
         share = numeric.is_not_null().mean() if values.len() else 0.0
-        if isinstance(share, float) and share >= 0.9:  # a numeric feature (age, income, ...)
+        if movielens:  # its layout says which features are numbers
+            is_number = col not in USER_FILE_CATEGORIES
+        else:  # a numeric feature (age, income, ...) is one whose values are (nearly all) numbers
+            is_number = isinstance(share, float) and share >= 0.9
+        if is_number:
             number = pl.col(col).str.strip_chars().cast(pl.Float64, strict=False)
             present = pl.col(col).is_not_null() & (pl.col(col).str.strip_chars() != "")
             checks.append(
