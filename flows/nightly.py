@@ -296,7 +296,12 @@ def nightly(**params: Any) -> dict[str, Any]:
             run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": dev})})
             previous = runs.last_published(warehouse)
             warm = (
-                WarmSource(previous["run_id"], previous["run_dir"], previous["metrics"].get("tuning"))
+                WarmSource(
+                    previous["run_id"],
+                    previous["run_dir"],
+                    previous["metrics"].get("tuning"),
+                    previous["metrics"].get("model_files"),
+                )
                 if previous
                 else None
             )

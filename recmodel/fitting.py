@@ -28,7 +28,7 @@ from .config import RunConfig
 from .device import resolve_device
 from .evaluation import baseline_reports, ranking_report
 from .models import BiasOnly, RatingModule
-from .persist import load_model, load_ranker, save_model, save_ranker
+from .persist import checksum, load_model, load_ranker, save_model, save_ranker
 from .rankers import Ranker, fit_popularity, fit_random, fit_ranker
 from .ratings import Ratings
 from .snapshot import Snapshot
@@ -47,6 +47,7 @@ class WarmSource:
     run_id: str
     run_dir: str
     tuning: dict[str, Any] | None = None  # its tuning record (metrics["tuning"]): values reused while they hold
+    model_files: dict[str, str] | None = None  # file name -> sha256, as its run record has them
 
 
 @dataclass
@@ -76,19 +77,28 @@ def relevance(data: Ratings, cfg: RunConfig) -> float:
 
 
 def _load_warm(previous: WarmSource, cfg: RunConfig, device: torch.device, implicit: bool) -> _Warm | None:
-    """Yesterday's models; a missing or damaged file means training from scratch, with a warning naming it."""
+    """Yesterday's models; a missing or damaged file (unreadable, or not the bytes the run recorded) means
+    training from scratch, with a warning naming it."""
     run_dir = Path(previous.run_dir)
+    recorded = previous.model_files or {}
+    path = run_dir / "rater.safetensors"
     try:
-        rater = None if implicit else load_model(run_dir / "rater.safetensors", device).model
-        ranker = load_ranker(run_dir / "ranker.safetensors", device)
+        rater = None
+        if not implicit:
+            _verify(path, recorded.get(path.name), previous.run_id)
+            rater = load_model(path, device).model
+        path = run_dir / "ranker.safetensors"
+        _verify(path, recorded.get(path.name), previous.run_id)
+        ranker = load_ranker(path, device)
     except (OSError, ValueError, RuntimeError) as e:  # safetensors raises these for a damaged file
-        log.warning(
-            "warm start: the model files of run %s cannot be used (%s); training from scratch",
-            previous.run_id,
-            " ".join(str(e).split())[:300],
-        )
+        log.warning("warm start: %s cannot be used (%s); training from scratch", path, " ".join(str(e).split())[:300])
         return None
     return _Warm(rater, ranker, cfg.warm_epochs, cfg.warm_rank_iterations)
+
+
+def _verify(path: Path, expected: str | None, run_id: str) -> None:
+    if expected is not None and checksum(path) != expected:
+        raise ValueError(f"its bytes differ from the checksum run {run_id} recorded: the file is damaged")
 
 
 def _split(
@@ -364,6 +374,7 @@ def fit_night(
             )
         )
     save_ranker(ranker_path, ranker, metadata={"ranker": metrics["ranker"]})
+    metrics["model_files"] = {Path(p).name: checksum(p) for p in (saved_rater, ranker_path) if p is not None}
     history = [vars(h) for h in result.history] if result is not None else []
     fell_back = choice.ranker == "popularity" and cfg.rank.ranker != "popularity"
     return FitOutcome(

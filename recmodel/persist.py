@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -28,6 +29,15 @@ class SavedModel:
     item_ids: np.ndarray | None
     config: TrainConfig
     metadata: dict[str, Any]
+
+
+def checksum(path: str | Path) -> str:
+    """The sha256 of a model file: the run record keeps it, and warm start checks it before loading."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _write(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:

@@ -127,7 +127,7 @@ def test_default_run_generates_synthetic_data(prefect_harness, tmp_path):
     from flows.nightly import nightly
 
     warehouse = tmp_path / "wh"
-    summary = nightly(warehouse=str(warehouse), epochs=1, top_n=TOP_N)
+    summary = nightly(warehouse=str(warehouse), epochs=1, top_n=TOP_N, tune_budget=0)
     assert (warehouse / "synthetic" / "ml-100k-seed42" / "ratings.parquet").exists()
     n_users = q(warehouse, "select count(distinct user_id) from ratings")[0][0]
     assert n_users == 943 and summary["n_recommendations"] == 943 * TOP_N
@@ -163,6 +163,14 @@ def test_warm_start_validates_on_the_new_nights_ratings(prefect_harness, tmp_pat
     n_new = second["files"][1]["rows_loaded"]
     assert [f["skipped"] for f in second["files"]] == [True, False] and second["metrics"]["n_valid"] == n_new
     assert second["metrics"]["valid_rmse"] is not None and second["n_recommendations"] > 0
+
+    # a damaged model file of the last published night: warm start falls back to training from scratch
+    from store.paths import run_dir
+
+    ranker_file = run_dir(warehouse, second["run_id"]) / "ranker.safetensors"
+    ranker_file.write_bytes(ranker_file.read_bytes()[:100])
+    third = nightly(source=str(inbox), warehouse=warehouse, warm_start=True, **FAST)
+    assert third["metrics"]["validation"] == "random" and third["n_recommendations"] > 0
 
 
 def test_similar_items_are_published(two_runs):
