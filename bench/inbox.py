@@ -47,6 +47,7 @@ def night(warehouse: Path, inbox: Path, rules: InputRules) -> tuple[float, int, 
     t = time.perf_counter()
     kind, known = warehouse_kind(warehouse), ledger(warehouse)
     staged = [stage_file(warehouse, run_id, p, rules, kind, known) for p in list_rating_files(inbox)]
+    known.flush(warehouse)
     seconds = time.perf_counter() - t
     new = [s for s in staged if s.staged is not None]
     if new:

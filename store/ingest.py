@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -124,8 +124,41 @@ class Known:
     status: str  # ingested | parked | seen
 
 
-def ledger(warehouse: str | Path) -> dict[str, Known]:
-    """Every path the inbox ledger knows, loaded once a night (10,000 files skip in milliseconds)."""
+@dataclass
+class Ledger:
+    """What a night knows about the inbox before reading anything, loaded once (10,000 files skip in
+    milliseconds): every path read before, and the content hashes ingested or parked. What the night learns
+    is kept in ``pending`` and written in one statement by ``flush`` (a connection a file cost 20 ms each)."""
+
+    paths: dict[str, Known]
+    ingested: dict[str, tuple[str, Any]]  # file hash -> (path, ingested_at)
+    parked: dict[str, str]  # file hash -> reason
+    pending: list[list[Any]] = field(default_factory=list)
+
+    def remember(self, path: Path, st: os.stat_result, digest: str) -> None:
+        self.pending.append([str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ino, digest, now()])
+
+    def flush(self, warehouse: str | Path) -> None:
+        if self.pending:
+            with connect_state(warehouse) as con:
+                con.executemany("insert or replace into inbox_ledger values (?, ?, ?, ?, ?, ?)", self.pending)
+            self.pending = []
+
+    def status(self, digest: str) -> str | None:
+        """Why these bytes are skipped: ingested before, or parked after a refusal; None if new."""
+        if digest in self.ingested:
+            path, at = self.ingested[digest]
+            return f"same bytes already ingested from {path} at {at}"
+        if digest in self.parked:
+            return (
+                f"parked since it was refused ({self.parked[digest][:300]}); "
+                "fix or replace the file to have it read again"
+            )
+        return None
+
+
+def ledger(warehouse: str | Path) -> Ledger:
+    """The inbox ledger, loaded once a night."""
     with connect_state(warehouse) as con:
         rows = con.execute(
             "select l.path, l.size, l.mtime_ns, l.inode, l.file_hash, "
@@ -133,27 +166,13 @@ def ledger(warehouse: str | Path) -> dict[str, Known]:
             "else 'seen' end from inbox_ledger as l left join ingested_files as f using (file_hash) "
             "left join refused_files as r using (file_hash)"
         ).fetchall()
-    return {path: Known(size, mtime, inode, digest, status) for path, size, mtime, inode, digest, status in rows}
-
-
-def _remember(warehouse: str | Path, path: Path, st: os.stat_result, digest: str) -> None:
-    with connect_state(warehouse) as con:
-        con.execute(
-            "insert or replace into inbox_ledger values (?, ?, ?, ?, ?, ?)",
-            [str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ino, digest, now()],
-        )
-
-
-def _status(warehouse: str | Path, digest: str) -> str | None:
-    """Why these bytes are skipped: ingested before, or parked after a refusal; None if new."""
-    with connect_state(warehouse) as con:
-        seen = con.execute("select path, ingested_at from ingested_files where file_hash = ?", [digest]).fetchone()
-        if seen is not None:
-            return f"same bytes already ingested from {seen[0]} at {seen[1]}"
-        parked = con.execute("select reason from refused_files where file_hash = ?", [digest]).fetchone()
-    if parked is not None:
-        return f"parked since it was refused ({parked[0][:300]}); fix or replace the file to have it read again"
-    return None
+        ingested = con.execute("select file_hash, path, ingested_at from ingested_files").fetchall()
+        parked = con.execute("select file_hash, reason from refused_files").fetchall()
+    return Ledger(
+        {path: Known(size, mtime, inode, digest, status) for path, size, mtime, inode, digest, status in rows},
+        {digest: (path, at) for digest, path, at in ingested},
+        dict(parked),
+    )
 
 
 def park(warehouse: str | Path, run_id: str, path: Path, digest: str, reason: str) -> None:
@@ -181,16 +200,24 @@ def stage_file(
     path: Path,
     rules: InputRules | None = None,
     kind: WarehouseKind | None = None,
-    known: dict[str, Known] | None = None,
+    known: Ledger | None = None,
 ) -> StagedFile:
-    """Validate one file into the night's staging folder, unless it is known, unstable or refused."""
+    """Validate one file into the night's staging folder, unless it is known, unstable or refused.
+
+    With ``known`` (the night's ledger, for many files) the caller flushes it once after the last file."""
+    if known is None:
+        known = ledger(warehouse)
+        try:
+            return stage_file(warehouse, run_id, path, rules, kind, known)
+        finally:
+            known.flush(warehouse)
     rules = rules or InputRules()
     kind = kind if kind is not None else warehouse_kind(warehouse)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         raise RatingsFileError(path, "disappeared before it could be read", "Re-deliver the file and rerun") from None
-    seen = (known if known is not None else ledger(warehouse)).get(str(path.absolute()))
+    seen = known.paths.get(str(path.absolute()))
     if (
         seen is not None
         and seen.status != "seen"
@@ -237,14 +264,15 @@ def stage_file(
             ).hexdigest()
         )
         park(warehouse, run_id, path, digest, str(e))
-        _remember(warehouse, path, st, digest)
+        known.parked[digest] = str(e)
+        known.remember(path, st, digest)
         log.warning("%s: refused and parked until its bytes change: %s", path, e)
         return StagedFile(str(path), digest, refused=str(e))
-    why = _status(warehouse, staged.file_hash)
+    why = known.status(staged.file_hash)
     if why is not None:  # the same bytes under another name or date: nothing new
         valid.unlink(missing_ok=True)
         quarantine.unlink(missing_ok=True)
-        _remember(warehouse, path, st, staged.file_hash)
+        known.remember(path, st, staged.file_hash)
         log.info("%s: %s; skipped", path, why)
         return StagedFile(str(path), staged.file_hash, skipped=why)
     problem = None
@@ -261,10 +289,11 @@ def stage_file(
             "Nothing was loaded from it. Check the delimiter (--delimiter), the column mapping (--columns) "
             "and the rating range (--rating-min/--rating-max)",
         )
-    _remember(warehouse, path, st, staged.file_hash)
+    known.remember(path, st, staged.file_hash)
     if problem is not None:
         error = RatingsFileError(path, *problem)
         park(warehouse, run_id, path, staged.file_hash, str(error))
+        known.parked[staged.file_hash] = str(error)
         valid.unlink(missing_ok=True)
         quarantine.unlink(missing_ok=True)
         log.warning("%s: refused and parked until its bytes change: %s", path, error)

@@ -25,11 +25,14 @@ def ingest_ratings(
     parked and skipped until it changes. The warehouse's kind (feedback, id types) is its first night's."""
     kind, known = warehouse_kind(warehouse), ledger(warehouse)
     files = []
-    for path in list_rating_files(source):
-        staged = stage_file(warehouse, run_id, path, rules, kind, known)
-        if staged.staged is not None and kind.feedback is None:  # a new warehouse: the first file decides
-            kind = WarehouseKind(staged.feedback, dict(staged.id_types))
-        files.append(staged)
+    try:
+        for path in list_rating_files(source):
+            staged = stage_file(warehouse, run_id, path, rules, kind, known)
+            if staged.staged is not None and kind.feedback is None:  # a new warehouse: the first file decides
+                kind = WarehouseKind(staged.feedback, dict(staged.id_types))
+            files.append(staged)
+    finally:
+        known.flush(warehouse)  # what was read stays known even if a later file stops the night
     return files, kind
 
 
