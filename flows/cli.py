@@ -143,10 +143,10 @@ def run(
     dask_workers: int = DASK_WORKERS_OPTION,
 ) -> None:
     """Run the nightly flow once: ingest, train, score every user, publish to DuckDB."""
+    params = _validated("run", params)  # a bad option is refused before the flow's heavy imports (~7 s)
     from flows.nightly import nightly
     from flows.scaleout import nightly_on_dask
 
-    params = _validated("run", params)
     try:
         flow = nightly_on_dask(dask_address, dask_workers) if dask_address or dask_workers else nightly
     except RuntimeError as e:
@@ -200,9 +200,9 @@ def serve(
     Needs a Prefect server (PREFECT_API_URL). Stopping `serve` leaves the schedule active, two nights
     never overlap, and after downtime the missed night runs once.
     """
+    params = _validated("serve", params)
     from flows.deploy import serve_nightly
 
-    params = _validated("serve", params)
     try:
         serve_nightly(params, cron=cron, timezone=timezone, name=name)
     except (ValueError, RuntimeError) as e:
@@ -254,8 +254,6 @@ def evaluate(
     """Compare every model with the baselines (global mean, bias-only, popularity) on one split."""
     from pydantic import ValidationError
 
-    from flows.artifacts import metric_columns
-    from flows.evaluate import evaluate as evaluate_flow
     from recmodel.config import RunConfig
 
     config = dict(
@@ -277,6 +275,9 @@ def evaluate(
     for path in (source, train, test):
         if path is not None and not path.exists():
             fail("evaluate", f"{path} does not exist", 2)
+    from flows.artifacts import metric_columns  # the flow's heavy imports, once the options are known good
+    from flows.evaluate import evaluate as evaluate_flow
+
     last_words = _last_words("evaluate")
     state = evaluate_flow(
         source=str(source) if source else None,
