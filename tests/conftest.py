@@ -90,9 +90,10 @@ def wait_for(what, check, timeout=120, every=1.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    """A real `prefect server start` on a free port, for the module; yields (api url, environment)."""
+    """A real `prefect server start` on a free port, shared by the modules that need one (each uses its own
+    warehouse and flow runs; a start costs ~25 s on 2 cores); yields (api url, environment)."""
     tmp_path = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}

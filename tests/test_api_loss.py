@@ -58,6 +58,8 @@ def test_losing_the_api_after_the_publish_exits_zero_with_a_warning(doomed_serve
             str(tmp_path / "wh"),
             "--epochs",
             "2",
+            "--tune-budget",
+            "0",
             "--rating-min",
             "1",
             "--top-n",

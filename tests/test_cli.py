@@ -29,13 +29,19 @@ def cli(*args, check=False, env=None, stdin=None):
     return proc
 
 
+def on(server) -> dict[str, str]:
+    """The environment of a command that talks to the suite's Prefect server (instead of starting a temporary
+    one, ~15 s a night on 2 cores). The ``ran`` night below starts its own, as a first run does."""
+    return {"PREFECT_API_URL": server[0]}
+
+
 @pytest.fixture(scope="module")
 def ran(small_ratings, tmp_path_factory):
     """One CLI run whose settings come from all three layers: file (top_n), environment (seed), flag (epochs)."""
     tmp = tmp_path_factory.mktemp("cli")
-    warehouse = tmp / "wh"
+    warehouse = tmp / "wh[prod]"  # a path is a path, never a glob pattern
     config = tmp / "collabflow.toml"
-    config.write_text("top_n = 3\nepochs = 1\nrating_min = 1\nseed = 1\n")
+    config.write_text("top_n = 3\nepochs = 1\nrating_min = 1\nseed = 1\ntune_budget = 0\n")
     proc = cli(
         "run",
         "--source",
@@ -115,7 +121,7 @@ def test_sql_is_read_only_and_says_why(ran, statement, reason, tmp_path):
     assert cli("sql", "--warehouse", warehouse, "select count(*) from runs", check=True).stdout  # still readable
 
 
-def test_rollback_and_status(ran, small_ratings):
+def test_rollback_and_status(ran, small_ratings, server):
     warehouse, summary = ran
     second = json.loads(
         cli(
@@ -131,7 +137,10 @@ def test_rollback_and_status(ran, small_ratings):
             1,
             "--top-n",
             3,
+            "--tune-budget",
+            0,
             check=True,
+            env=on(server),
         ).stdout
     )
     assert second["version"] == summary["version"] + 1
@@ -190,15 +199,16 @@ def test_bad_option_is_rejected_before_running(tmp_path):
     assert not (tmp_path / "wh").exists()
 
 
-def test_failed_run_exits_non_zero_with_one_line_reason(tmp_path):
+def test_failed_run_exits_non_zero_with_one_line_reason(tmp_path, server):
     bad = tmp_path / "ratings.csv"
     bad.write_text("userId,movieId,rating,timestamp\n1,2,x,3\n")
-    proc = cli("run", "--source", bad, "--warehouse", tmp_path / "wh", "--epochs", 1)
+    proc = cli("run", "--source", bad, "--warehouse", tmp_path / "wh", "--epochs", 1, env=on(server))
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert (
         last.startswith("collabflow run: error: RatingsFileError:") and str(bad) in last and "failed validation" in last
     )
+    assert "Traceback" not in proc.stderr  # a refused file is the user's to fix, not a crash
 
 
 def test_help_explains_every_option():
@@ -208,7 +218,7 @@ def test_help_explains_every_option():
     assert "Usage" in cli("--help", check=True).stdout
 
 
-def test_evaluate_json_interface(small_ratings, tmp_path):
+def test_evaluate_json_interface(small_ratings, tmp_path, server):
     import polars as pl
 
     frame = pl.read_csv(small_ratings, separator="\t", has_header=False)
@@ -226,8 +236,11 @@ def test_evaluate_json_interface(small_ratings, tmp_path):
         1,
         "--warehouse",
         tmp_path / "wh",
+        "--tune-budget",
+        0,
         "--json",
         check=True,
+        env=on(server),
     )
     out = json.loads(proc.stdout)  # stdout holds exactly one JSON object
     for key in ("rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "coverage_at_10"):
@@ -245,3 +258,59 @@ def test_evaluate_json_interface(small_ratings, tmp_path):
 def test_evaluate_needs_source_or_both_files(tmp_path):
     proc = cli("evaluate", "--train", tmp_path / "x.data")
     assert proc.returncode == 2 and "either --source" in proc.stderr
+
+
+def test_a_hostile_inbox_publishes_the_good_files_and_parks_the_rest(small_ratings, tmp_path, server):
+    """One night over an inbox an attacker (or an unlucky export) has written to, through the real CLI; then
+    a warm-start night whose last model file is damaged."""
+    import gzip
+
+    import polars as pl
+
+    secret = tmp_path / "credentials"
+    secret.write_text("AKIA-SECRET-KEY\thunter2\t5\t881250949\n")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.data").write_bytes(small_ratings.read_bytes())
+    (inbox / "b.data").symlink_to(secret)
+    os.mkfifo(inbox / "c.data")  # nobody ever writes to it: opening it must not hang the night
+    (inbox / "d.data.gz").write_bytes(gzip.compress(b"1\t" + b"9" * (4 << 20) + b"\t4\t881250949\n"))  # 4 MB field
+    (inbox / "e.data").write_text("1\t1\t5\t881250949\n2\t1\t5\t1700000000000\n")  # one millisecond timestamp
+    pl.DataFrame(
+        {"user_id": [9001, 9001], "item_id": [1, 2], "rating": [5.0, 4.0], "timestamp": [881250949] * 2}
+    ).write_parquet(inbox / "ratings[1].parquet")
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,age\n1,30\n2,inf\n3,41,extra\n")
+    warehouse = tmp_path / "wh[prod]"
+    common = ("--warehouse", warehouse, "--epochs", 1, "--rating-min", 1, "--tune-budget", 0, "--settle-seconds", 0)
+    proc = cli("run", "--source", inbox, "--users", users, *common, env=on(server))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "SECRET" not in proc.stderr + proc.stdout
+    with duckdb.connect(str(warehouse / "collabflow.duckdb"), read_only=True) as con:
+        refused = dict(con.execute("select regexp_extract(path, '[^/]+$'), reason from refused_files").fetchall())
+        quarantined = con.execute(
+            "select regexp_extract(path, '[^/]+$'), row_number, reason from quarantine"
+        ).fetchall()
+        loaded = con.execute("select count(*) from ratings where user_id = 9001").fetchall()
+        run_id, metrics = con.execute("select run_id, metrics from runs join latest_run using (run_id)").fetchall()[0]
+        everything = " ".join(
+            str(r) for t in ("runs", "refused_files", "quarantine") for r in con.sql(f"from {t}").fetchall()
+        )
+    assert sorted(refused) == ["b.data", "c.data", "d.data.gz"]
+    assert "symbolic link" in refused["b.data"] and "not a regular file" in refused["c.data"]
+    assert "longer than" in refused["d.data.gz"]
+    assert any(f == "e.data" and n == 2 and "timestamp" in r for f, n, r in quarantined), quarantined
+    assert any(f == "users.csv" and n == 2 and "age 'inf'" in r for f, n, r in quarantined), quarantined
+    assert loaded == [(2,)]  # ratings[1].parquet is itself, not a pattern matching ratings1.parquet
+    assert "SECRET" not in everything and "hunter2" not in everything
+    checksums = json.loads(metrics)["model_files"]
+    assert set(checksums) == {"rater.safetensors", "ranker.safetensors"}
+
+    # the last night's ranker is damaged (same size, other bytes): warm start names it and trains from scratch
+    ranker = warehouse / "runs" / run_id / "ranker.safetensors"
+    data = bytearray(ranker.read_bytes())
+    data[-8:] = bytes(8)
+    ranker.write_bytes(bytes(data))
+    again = cli("run", "--source", inbox, "--warm-start", *common, env=on(server))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "ranker.safetensors" in again.stderr and "training from scratch" in again.stderr

@@ -116,8 +116,8 @@ def test_a_crash_between_the_two_renames_is_recovered(night, tmp_path):
 
 
 READER = """
-import duckdb, json, sys, time
-path, seconds = sys.argv[1], float(sys.argv[2])
+import duckdb, json, os, sys, time
+path, seconds, stop = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 con = duckdb.connect(path, read_only=True)
 deadline = time.time() + seconds
 while True:
@@ -127,16 +127,18 @@ while True:
     seen = con.execute("select count(*) from latest_recommendations join ratings using (user_id, item_id)")
     seen = seen.fetchall()[0][0]
     print(json.dumps({"run_ids": [r for (r,) in run_ids], "n": n, "expected": expected, "seen": seen}), flush=True)
-    if time.time() > deadline:
+    if time.time() > deadline or os.path.exists(stop):
         break
     time.sleep(0.5)
 con.close()
 """
 
 
-def reader(warehouse, seconds):
+def reader(warehouse, seconds, stop="/nonexistent"):
+    """A process that queries the served snapshot every half second for ``seconds`` (or until ``stop`` exists)
+    on one connection, printing what each query saw."""
     return subprocess.Popen(
-        [sys.executable, "-c", READER, str(warehouse / "collabflow.duckdb"), str(seconds)],
+        [sys.executable, "-c", READER, str(warehouse / "collabflow.duckdb"), str(seconds), str(stop)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -156,11 +158,13 @@ def test_a_reader_holding_the_snapshot_never_blocks_the_night(night, tmp_path):
     warehouse, inbox, later, env = night
     synth.write(later.with_columns(later["rating"].clip(1, 4)), tmp_path, "udata").rename(inbox / "night3.data")
     before = q(warehouse, "select run_id from latest_run")[0][0]
-    hold = reader(warehouse, 40)  # open before the night, queries every half second, closes after it
+    stop = tmp_path / "stop"
+    hold = reader(warehouse, 40, stop)  # open before the night, queries every half second, closes after it
     assert hold.stdout.readline()  # connected and answering
     started = time.time()
     proc = run(warehouse, inbox, env, *NO_GATE)
     took = time.time() - started
+    stop.touch()
     out, err = hold.communicate(timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert whole_nights(out.splitlines()) == {before}  # the open connection kept its snapshot throughout
