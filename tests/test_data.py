@@ -7,7 +7,16 @@ import os
 import polars as pl
 import pytest
 
-from recmodel.io import Limits, RatingsFileError, ReadOptions, list_rating_files, parse_column_mapping, read_ratings
+from recmodel.io import (
+    Limits,
+    RatingsFileError,
+    ReadOptions,
+    list_rating_files,
+    parse_column_mapping,
+    read_items,
+    read_ratings,
+    read_users,
+)
 from recmodel.io.ratings_file import stage_ratings
 
 T = 874_724_710  # a plausible timestamp (1997): the reader quarantines anything before 1995 or after tomorrow
@@ -218,18 +227,19 @@ def test_folder_lists_rating_files_only(tmp_path):
 # ---------------------------------------------------------------- hostile input (issue 13)
 
 
-def test_links_are_never_followed_and_nothing_leaks(tmp_path):
+@pytest.mark.parametrize("read", [read_ratings, read_users, read_items], ids=["ratings", "users", "items"])
+def test_links_are_never_followed_and_nothing_leaks(tmp_path, read):
     secret = tmp_path / "credentials"
-    secret.write_text("AWS_SECRET_ACCESS_KEY=abcd1234,x\n")
+    secret.write_text("user_id,AWS_SECRET_ACCESS_KEY=abcd1234\n1,x\n")
     link = tmp_path / "ratings.csv"
     link.symlink_to(secret)
     with pytest.raises(RatingsFileError) as err:
-        read_ratings(link)
+        read(link)
     assert "symbolic link" in str(err.value) and "abcd1234" not in str(err.value)
     environ = tmp_path / "environ.csv"
     environ.symlink_to("/proc/self/environ")
     with pytest.raises(RatingsFileError, match="symbolic link"):
-        read_ratings(environ)
+        read(environ)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
