@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from recmodel.io import RatingsFileError
+from recmodel.io import RatingsFileError, UserError
 from recmodel.snapshot import Snapshot
 
 from . import durable, faults
@@ -178,7 +178,14 @@ def plan_night(warehouse: str | Path, night: StagedNight) -> tuple[NightPlan, Sn
         first = refused[0]
         raise RatingsFileError(first.path, (first.refused or "").removeprefix(f"{first.path}: "))
     if n_ratings == 0:
-        raise ValueError("the warehouse holds no ratings; ingest a file with --source first")
+        skipped = [(f.path, f.skipped) for f in night.files if f.skipped]
+        if skipped:  # e.g. files parked by an earlier night: say which, and why
+            raise RatingsFileError(
+                skipped[0][0],
+                f"was skipped ({skipped[0][1]}), and the warehouse holds no ratings yet",
+                "Deliver a readable rating file to --source",
+            )
+        raise UserError("the warehouse holds no ratings; ingest a file with --source first")
     snapshot = Snapshot(
         paths["interactions"],
         paths["users"],

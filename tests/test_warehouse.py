@@ -131,6 +131,13 @@ def test_a_night_whose_every_new_file_is_refused_fails_with_the_reason(warehouse
     staged = stage_file(warehouse, run_id, bad)
     with pytest.raises(RatingsFileError, match="failed validation"):
         plan_night(warehouse, StagedNight(run_id, [staged], kind=night_kind(warehouse, staged)))
+    # the next night skips the parked file; with nothing else to train on it says so, naming the file
+    run_id = paths.new_run_id()
+    runs.start_run(warehouse, run_id, None, {}, "h", {})
+    again = stage_file(warehouse, run_id, bad)
+    assert again.skipped == "unchanged since it was parked"
+    with pytest.raises(RatingsFileError, match="was skipped .unchanged since it was parked., and the warehouse holds"):
+        plan_night(warehouse, StagedNight(run_id, [again], kind=night_kind(warehouse, staged)))
 
 
 SUMMARY = {"n_ratings": 2, "n_users": 2, "n_items": 2, "device": "cpu", "data_hash": "x", "metrics": {}, "timings": {}}
