@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .baselines import fit_bias_only, fit_global_mean
+from .baselines import BiasOnly, fit_bias_only, fit_global_mean
 from .config import RunConfig
 from .metrics import mae, ranking_metrics, rmse
 from .rankers import EASE_MAX_ITEMS, Ranker, fit_random, fit_ranker
@@ -47,16 +47,21 @@ def rating_report(pred: np.ndarray, test: Ratings) -> dict[str, float]:
     return {"rmse": rmse(pred, test.ratings), "mae": mae(pred, test.ratings)}
 
 
-def baseline_reports(train: Ratings, test: Ratings, cfg: RunConfig) -> dict[str, dict[str, float]]:
-    """The rating baselines every model is compared with: global mean and bias-only."""
-    bias = fit_bias_only(
-        train.users,
-        train.items,
-        train.ratings.astype(np.float64),
-        train.n_users,
-        train.n_items,
+def fit_bias(data: Ratings, cfg: RunConfig) -> BiasOnly:
+    """Bias-only (``mu + b_u + b_i``) on ``data``, clipped to the rating range: the floor of every rating model."""
+    return fit_bias_only(
+        data.users,
+        data.items,
+        data.ratings.astype(np.float64),
+        data.n_users,
+        data.n_items,
         rating_range=(cfg.rating_min, cfg.rating_max),
     )
+
+
+def baseline_reports(train: Ratings, test: Ratings, cfg: RunConfig) -> dict[str, dict[str, float]]:
+    """The rating baselines every model is compared with: global mean and bias-only."""
+    bias = fit_bias(train, cfg)
     return {
         "global_mean": rating_report(fit_global_mean(train.ratings).predict(test.users, test.items), test),
         "bias_only": rating_report(bias.predict(test.users, test.items), test),

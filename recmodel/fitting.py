@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .baselines import fit_bias_only
 from .config import RunConfig
 from .device import resolve_device
-from .evaluation import baseline_reports, ranking_report
+from .evaluation import baseline_reports, fit_bias, ranking_report
 from .models import BiasOnly, RatingModule
 from .persist import checksum, load_model, load_ranker, save_model, save_ranker
 from .rankers import Ranker, fit_popularity, fit_random, fit_ranker
@@ -99,6 +98,21 @@ def _load_warm(previous: WarmSource, cfg: RunConfig, device: torch.device, impli
 def _verify(path: Path, expected: str | None, run_id: str) -> None:
     if expected is not None and checksum(path) != expected:
         raise ValueError(f"its bytes differ from the checksum run {run_id} recorded: the file is damaged")
+
+
+def _fit_ranker(
+    data: Ratings, cfg: RunConfig, device: torch.device, rater: RatingModule | None, warm: _Warm | None
+) -> Ranker:
+    """The configured ranker on ``data``; with ``warm``, continued from that ranker for its few iterations."""
+    return fit_ranker(
+        data,
+        cfg.rank,
+        device,
+        cfg.train.seed,
+        rater,
+        init=warm.ranker if warm else None,
+        iterations=warm.iterations if warm else None,
+    )
 
 
 def _split(
@@ -210,14 +224,7 @@ def _floors(metrics: dict[str, Any], cfg: RunConfig, implicit: bool) -> _Choice:
 
 
 def _bias_rater(data: Ratings, cfg: RunConfig) -> BiasOnly:
-    fitted = fit_bias_only(
-        data.users,
-        data.items,
-        data.ratings.astype(np.float64),
-        data.n_users,
-        data.n_items,
-        rating_range=(cfg.rating_min, cfg.rating_max),
-    )
+    fitted = fit_bias(data, cfg)
     return BiasOnly.fitted(fitted.mu, fitted.user_bias, fitted.item_bias, cfg.rating_min, cfg.rating_max)
 
 
@@ -242,15 +249,7 @@ def _published(
     if choice.ranker == "popularity" and cfg.rank.ranker != "popularity":
         ranker = fit_popularity(data.items, data.n_items, data.n_users, device)
     elif refit:
-        ranker = fit_ranker(
-            data,
-            cfg.rank,
-            device,
-            cfg.train.seed,
-            rater,
-            init=warm.ranker if warm else None,
-            iterations=warm.iterations if warm else None,
-        )
+        ranker = _fit_ranker(data, cfg, device, rater, warm)
     return rater, ranker
 
 
@@ -314,15 +313,7 @@ def fit_night(
     if tuned is not None and tuned.ranker is not None:
         ranker = tuned.ranker
     else:
-        ranker = fit_ranker(
-            train,
-            cfg.rank,
-            device,
-            cfg.train.seed,
-            rater,
-            init=warm.ranker if warm else None,
-            iterations=warm.iterations if warm else None,
-        )
+        ranker = _fit_ranker(train, cfg, device, rater, warm)
     epochs = warm.epochs if warm else cfg.train.for_model().epochs
     metrics: dict[str, Any] = {
         "feedback": everything.feedback,
