@@ -13,6 +13,7 @@ os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 os.environ.pop("PREFECT_API_URL", None)  # never talk to a real server from tests
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -20,6 +21,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -90,13 +92,12 @@ def wait_for(what, check, timeout=120, every=1.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """A real `prefect server start` on a free port, shared by the modules that need one (each uses its own
-    warehouse and flow runs; a start costs ~25 s on 2 cores); yields (api url, environment)."""
-    tmp_path = tmp_path_factory.mktemp("prefect-server")
+@contextlib.contextmanager
+def prefect_server(home: Path) -> Iterator[tuple[str, dict[str, str], subprocess.Popen]]:
+    """A real `prefect server start` on a free port with its own PREFECT_HOME, up and answering;
+    yields (api url, environment, process) and ends the process (by its handle) afterwards."""
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -105,10 +106,17 @@ def server(tmp_path_factory):
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/api"
-
     try:
         wait_for("the Prefect server", lambda: api(url, "/health"), timeout=180)
-        yield url, env
+        yield url, env, proc
     finally:
-        proc.terminate()
+        proc.terminate()  # lets it stop its own workers; a no-op when a test has killed it already
         proc.wait(30)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """One server shared by the modules that need one (each uses its own warehouse and flow runs; a start
+    costs ~25 s on 2 cores); yields (api url, environment)."""
+    with prefect_server(tmp_path_factory.mktemp("prefect-server") / "prefect") as (url, env, _):
+        yield url, env

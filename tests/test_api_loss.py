@@ -4,7 +4,6 @@ A real `prefect server start` for this module alone (the test kills it), the rea
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import api, free_port, wait_for
+from tests.conftest import prefect_server
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,22 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def doomed_server(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        wait_for("the Prefect server", lambda: api(url, "/health"), timeout=180)
-        yield url, env, proc
-    finally:
-        proc.kill()
-        proc.wait(30)
+    with prefect_server(tmp_path / "prefect") as started:  # this module's own: the test kills it
+        yield started
 
 
 def test_losing_the_api_after_the_publish_exits_zero_with_a_warning(doomed_server, small_ratings, tmp_path):
