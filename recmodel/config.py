@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
 
 Device = Literal["auto", "cpu", "cuda"]
-RatingModel = Literal["dot", "neural"]
-Ranker = Literal["ials", "ease", "rating", "popularity"]
+RatingModel = Literal["dot", "neural", "bayes"]
+Ranker = Literal["ials", "ease", "hybrid", "rating", "popularity"]
 ColdStart = Literal["metadata", "average_taste", "popularity"]
 SyntheticShape = Literal["ml-100k", "ml-1m", "ml-10m", "ml-25m"]
 Feedback = Literal["auto", "explicit", "implicit"]
@@ -107,7 +107,8 @@ class TrainConfig(BaseModel):
     rating_model: RatingModel = Field(
         "dot",
         description="Which model predicts the published score: 'dot' "
-        "(dot product + biases) or 'neural' (fastbook's EmbeddingNN).",
+        "(dot product + biases), 'neural' (fastbook's EmbeddingNN) or 'bayes' (Bayesian MF by Gibbs "
+        "sampling blended with the dot model; the tuning search tries it when its budget allows).",
     )
     n_factors: int = Field(50, ge=1, le=4096, description="Latent factors per user and item.")
     epochs: int = Field(5, ge=1, le=1000, description="Passes over the training ratings.")
@@ -140,6 +141,17 @@ class TrainConfig(BaseModel):
     nn_epochs: int = Field(10, ge=1, le=1000, description="Neural model: training epochs.")
     nn_lr_max: float = Field(1e-2, gt=0, le=10, description="Neural model: peak learning rate.")
     nn_wd: float = Field(0.5, ge=0, description="Neural model: weight decay.")
+    # Bayesian MF (recmodel/bayes.py): rank 10 and 200 passes (50 burn-in) as in the BPMF literature on MovieLens
+    bayes_factors: int = Field(10, ge=1, le=256, description="Bayesian MF: latent factors.")
+    bayes_iterations: int = Field(200, ge=2, le=10_000, description="Bayesian MF: Gibbs passes, burn-in included.")
+    bayes_burn_in: int = Field(50, ge=0, description="Bayesian MF: first passes left out of the posterior mean.")
+    bayes_weight: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Share of the Bayesian MF in its blend with the dot model (the rest is the dot model's); "
+        "the tuning search picks it on the night's validation part.",
+    )
 
     def for_model(self) -> TrainConfig:
         """The settings the chosen rating model trains with (the nn_* ones for the neural model)."""
@@ -152,6 +164,10 @@ class TrainConfig(BaseModel):
         lo, hi = self.y_range
         if not lo < hi:
             raise ValueError(f"y_range must be (low, high) with low < high, got {self.y_range}")
+        if self.bayes_burn_in >= self.bayes_iterations:
+            raise ValueError(
+                f"bayes_burn_in ({self.bayes_burn_in}) must be below bayes_iterations ({self.bayes_iterations})"
+            )
         return self
 
 
@@ -167,7 +183,8 @@ class RankConfig(BaseModel):
     ranker: Ranker = Field(
         "ials",
         description="'ials' (implicit ALS embeddings, scales to ML-25M), 'ease' "
-        "(closed-form item-item, catalogs up to 20k items), 'rating' (the rating model: ranks "
+        "(closed-form item-item, catalogs up to 20k items), 'hybrid' (EASE plus iALS, each scaled by its "
+        "score spread; catalogs up to 20k items), 'rating' (the rating model: ranks "
         "below popularity, kept for comparison) or 'popularity'.",
     )
     relevance_threshold: float = Field(
@@ -187,6 +204,17 @@ class RankConfig(BaseModel):
     rank_iterations: int = Field(10, ge=1, le=1000, description="iALS: alternating passes.")
     rank_cg_steps: int = Field(3, ge=1, le=100, description="iALS: conjugate-gradient steps per pass.")
     ease_lambda: float = Field(400.0, gt=0, description="EASE: L2 strength.")
+    hybrid_ials_share: float = Field(
+        0.5, gt=0, lt=1, description="Hybrid ranker: iALS's share of the sum (in units of each one's score spread)."
+    )
+    rating_boost: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="Explicit feedback: add the rating model's predicted ratings to the iALS/EASE scores, this "
+        "many times the ranker's score spread per unit of the ratings' spread (0: lists by the ranker alone). "
+        "The tuning search picks it on the night's validation part.",
+    )
     implicit_alpha: float = Field(
         1.0,
         ge=0,

@@ -74,7 +74,7 @@ def compare(
     cfg: RunConfig,
     device: torch.device,
     rating_models: tuple[str, ...] = ("dot", "neural"),
-    rankers: tuple[str, ...] = ("ials", "ease", "rating", "popularity"),
+    rankers: tuple[str, ...] = ("ials", "ease", "hybrid", "rating", "popularity"),
 ) -> dict[str, dict[str, Any]]:
     """Every model and baseline on one split. ``"published"`` is what the nightly flow would publish:
     the configured ranker's lists with the configured rating model's scores (for implicit feedback there is
@@ -96,7 +96,7 @@ def compare(
     for name in dict.fromkeys((*rankers, chosen)):
         if name == "rating":
             continue
-        if name == "ease" and train.n_items > EASE_MAX_ITEMS:
+        if name in ("ease", "hybrid") and train.n_items > EASE_MAX_ITEMS:
             log.info("skipping EASE: %d items is above its %d limit", train.n_items, EASE_MAX_ITEMS)
             continue
         ranker = fit_ranker(train, cfg.rank.model_copy(update={"ranker": name}), device, cfg.train.seed)

@@ -363,9 +363,124 @@ class BiasOnly(nn.Module):
         return self.item_bias.numel()
 
 
-RatingModule = DotProductBias | EmbeddingNN | BiasOnly
-RATERS: dict[str, type[DotProductBias] | type[EmbeddingNN] | type[BiasOnly]] = {
+class BayesBlend(nn.Module):
+    """Bayesian MF (``recmodel.bayes``: Gibbs-sampled, posterior-mean factors) blended with the book's dot model:
+    ``rating = w * clip(mu + b_u + b_i + u . v) + (1 - w) * dot(u, i)``.
+
+    The two make different errors (one averages over a posterior, the other is a sigmoid-squashed point
+    estimate), so the blend beats either on held-out data (``bench/heldout.py``); ``w`` is chosen on the
+    night's validation part by the tuning search (``bayes_weight``). ``clip`` is the range of the training
+    ratings: neither the linear part nor the blend predicts a rating nobody gave.
+    """
+
+    kind: ClassVar[str] = "bayes"
+    mu: torch.Tensor
+    user_bias: torch.Tensor
+    item_bias: torch.Tensor
+    user_factors: torch.Tensor
+    item_factors: torch.Tensor
+    weight: torch.Tensor
+    clip: torch.Tensor
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        n_factors: int,
+        bayes_factors: int,
+        y_range: tuple[float, float] = (0.0, 5.5),
+        weight: float = 0.7,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.y_range = (float(y_range[0]), float(y_range[1]))
+        self.dot = DotProductBias(n_users, n_items, n_factors, y_range, generator)
+        for name, shape in (
+            ("mu", ()),
+            ("user_bias", (n_users,)),
+            ("item_bias", (n_items,)),
+            ("user_factors", (n_users, bayes_factors)),
+            ("item_factors", (n_items, bayes_factors)),
+        ):
+            self.register_buffer(name, torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("weight", torch.tensor(float(weight), dtype=torch.float64))
+        self.register_buffer("clip", torch.tensor(self.y_range, dtype=torch.float64))
+
+    @classmethod
+    def build(
+        cls, n_users: int, n_items: int, cfg: TrainConfig, generator: torch.Generator | None = None
+    ) -> BayesBlend:
+        return cls(n_users, n_items, cfg.n_factors, cfg.bayes_factors, cfg.y_range, cfg.bayes_weight, generator)
+
+    def linear(self, users: Any, items: Any) -> Any:
+        """The Bayesian part before clipping, ``mu + b_u + b_i + u . v`` (torch or numpy indices)."""
+        if isinstance(users, np.ndarray):
+            U, bu, V, bi = (
+                t.cpu().numpy() for t in (self.user_factors, self.user_bias, self.item_factors, self.item_bias)
+            )
+            return float(self.mu) + dot_logits(U[users], bu[users], V[items], bi[items])
+        return self.mu + dot_logits(
+            self.user_factors[users], self.user_bias[users], self.item_factors[items], self.item_bias[items]
+        )
+
+    def _mix(self, linear: Any, dot: Any) -> Any:
+        w, lo, hi = float(self.weight), float(self.clip[0]), float(self.clip[1])
+        if isinstance(linear, np.ndarray):
+            return np.clip(w * np.clip(linear, lo, hi) + (1.0 - w) * dot, lo, hi)
+        return (w * linear.clamp(lo, hi) + (1.0 - w) * dot).clamp(lo, hi)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self._mix(self.linear(users, items), self.dot(users, items).double()).float()
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        users = check_indices("user", users, self.n_users)
+        items = check_indices("item", items, self.n_items)
+        return self._mix(self.linear(users, items), self.dot.predict(users, items))
+
+    def predict_for(self, user_vec: np.ndarray, user_bias: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Made-up users: ``user_vec`` is ``[bayes factors, dot embedding, dot bias]`` (see ``user_vectors``)."""
+        items = check_indices("item", items, self.n_items)
+        user_vec = np.asarray(user_vec, np.float64)
+        k = self.user_factors.shape[1]
+        V, bi = self.item_factors.cpu().numpy(), self.item_bias.cpu().numpy()
+        linear = float(self.mu) + dot_logits(user_vec[:, :k], np.asarray(user_bias, np.float64), V[items], bi[items])
+        dot = self.dot.predict_for(user_vec[:, k:-1], user_vec[:, -1], items)
+        return self._mix(linear, dot)
+
+    def as_ranker(self) -> Ranker:
+        """Rank by the Bayesian part (a product, scored like the dot model): ``[u, 1, b_u] . [v, b_i, 1]``."""
+        ones_u = torch.ones(self.n_users, 1, dtype=torch.float64)
+        ones_i = torch.ones(self.n_items, 1, dtype=torch.float64)
+        users = torch.cat([self.user_factors.cpu(), ones_u, self.user_bias.cpu()[:, None]], dim=1)
+        items = torch.cat([self.item_factors.cpu(), self.item_bias.cpu()[:, None], ones_i], dim=1)
+        device = self.user_factors.device
+        return FactorRanker(users.float().to(device), items.float().to(device))
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.item_factors.float()
+
+    def item_biases(self) -> np.ndarray | None:
+        return self.item_bias.cpu().numpy()
+
+    def user_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``[bayes factors, dot embedding, dot bias]`` and the Bayesian bias: one space for a cold-start guess."""
+        emb, bias = self.dot.user_emb.weight.detach().cpu(), self.dot.user_bias.weight.detach().cpu()[:, 0]
+        vec = torch.cat([self.user_factors.cpu().float(), emb.float(), bias.float()[:, None]], dim=1)
+        return vec, self.user_bias.cpu().float()
+
+    @property
+    def n_users(self) -> int:
+        return self.user_bias.numel()
+
+    @property
+    def n_items(self) -> int:
+        return self.item_bias.numel()
+
+
+RatingModule = DotProductBias | EmbeddingNN | BiasOnly | BayesBlend
+RATERS: dict[str, type[DotProductBias] | type[EmbeddingNN] | type[BiasOnly] | type[BayesBlend]] = {
     "dot": DotProductBias,
     "neural": EmbeddingNN,
     "bias": BiasOnly,
+    "bayes": BayesBlend,
 }

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .bayes import BayesFactors, fit_bayes
 from .config import TrainConfig
-from .models import RATERS, DotProductBias, RatingModule
+from .models import RATERS, BayesBlend, DotProductBias, RatingModule
 from .ratings import Ratings
 
 log = logging.getLogger(__name__)
@@ -300,4 +301,68 @@ def fit_rater(
         if valid is not None and len(valid)
         else None
     )
+    if isinstance(model, BayesBlend):
+        return model, _fit_blend(model, train, tr, va, cfg, on_epoch, warm=init is not None)
     return model, fit(model, tr, va, cfg, on_epoch)
+
+
+def _fit_blend(
+    model: BayesBlend,
+    data: Ratings,
+    train: Interactions,
+    valid: Interactions | None,
+    cfg: TrainConfig,
+    on_epoch: Callable[[EpochStats], None] | None,
+    warm: bool,
+) -> FitResult:
+    """The dot half by ``fit`` (its epochs are the history), then the Bayesian half by Gibbs sampling
+    (one more history entry: the blend's own train MSE and validation scores)."""
+    result = fit(model.dot, train, valid, cfg, on_epoch)
+    t0 = time.perf_counter()
+    previous = (
+        BayesFactors(
+            mu=float(model.mu),
+            user_bias=model.user_bias.cpu().numpy(),
+            item_bias=model.item_bias.cpu().numpy(),
+            user_factors=model.user_factors.cpu().numpy(),
+            item_factors=model.item_factors.cpu().numpy(),
+            noise_std=0.0,
+        )
+        if warm
+        else None
+    )
+    post = fit_bayes(
+        data.users,
+        data.items,
+        data.ratings,
+        data.n_users,
+        data.n_items,
+        factors=cfg.bayes_factors,
+        iterations=cfg.bayes_iterations,
+        burn_in=cfg.bayes_burn_in,
+        seed=cfg.seed,
+        init=previous,
+    )
+    with torch.no_grad():
+        model.mu.fill_(post.mu)
+        for name in ("user_bias", "item_bias", "user_factors", "item_factors"):
+            getattr(model, name).copy_(torch.from_numpy(getattr(post, name)))
+        model.weight.fill_(cfg.bayes_weight)  # the configured share, never yesterday's
+        if len(data):
+            model.clip.copy_(torch.tensor([float(data.ratings.min()), float(data.ratings.max())]))
+    seconds = time.perf_counter() - t0
+    train_mse = evaluate(model, train)[0] ** 2
+    rmse, mae = evaluate(model, valid) if valid is not None and len(valid) else (None, None)
+    stats = EpochStats(len(result.history) + 1, train_mse, rmse, mae, seconds)
+    log.info(
+        "bayes blend (w=%.2f): train_mse=%.4f valid_rmse=%s (Gibbs %.1fs)",
+        cfg.bayes_weight,
+        train_mse,
+        f"{rmse:.4f}" if rmse is not None else "-",
+        seconds,
+    )
+    result.history.append(stats)
+    result.seconds += seconds
+    if on_epoch is not None:
+        on_epoch(stats)
+    return result

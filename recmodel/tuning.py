@@ -30,10 +30,11 @@ import torch
 
 from .config import RankConfig, RunConfig, TrainConfig
 from .evaluation import ranking_report
-from .models import RatingModule
+from .metrics import mae, rmse
+from .models import BayesBlend, RatingModule
 from .rankers import EASE_MAX_ITEMS, Ranker, fit_ranker
 from .ratings import Ratings
-from .train import FitResult, effective_batch_size, fit_rater
+from .train import EpochStats, FitResult, effective_batch_size, fit_rater
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ IALS_SECONDS = 6e-10  # per (interaction x factor + row x factor^2) x pass
 EASE_SECONDS = 1.4e-10  # per item^3 (the inverse) and per interaction x item (the Gram matrix, dense chunks)
 RATER_SECONDS = 1.2e-6  # per training rating x epoch (small factors; grows with them)
 STEP_SECONDS = 4e-4  # per optimizer step (fixed costs that dominate on small data)
+GIBBS_SECONDS = 4e-9  # per rating x (factors + 1)^2 x Gibbs pass (both sides)
 MAX_TRIALS = 16  # per phase
 
 
@@ -119,6 +121,9 @@ def ease_cost(data: Ratings) -> float:
 
 
 def rater_cost(data: Ratings, cfg: TrainConfig) -> float:
+    if cfg.rating_model == "bayes":  # the dot half, then the Gibbs passes
+        gibbs = GIBBS_SECONDS * cfg.bayes_iterations * (len(data) + data.n_users + data.n_items) * cfg.bayes_factors**2
+        return rater_cost(data, cfg.model_copy(update={"rating_model": "dot"})) + gibbs
     cfg = cfg.for_model()
     width = 1.0 + cfg.n_factors / 100 + (cfg.nn_hidden / 15 if cfg.rating_model == "neural" else 0.0)
     steps = len(data) / effective_batch_size(len(data), cfg.batch_size, cfg.max_steps_per_epoch)
@@ -132,12 +137,16 @@ _RANK_STEPS: dict[str, tuple[tuple[str, float], ...]] = {
     # setting, factor per step (tried up first, then down when up does not help)
     "ials": (("rank_unobserved_weight", 3.0), ("rank_reg", 4.0), ("rank_factors", 2.0), ("implicit_alpha", 4.0)),
     "ease": (("ease_lambda", 2.0),),
+    "hybrid": (("hybrid_ials_share", 1.5), ("ease_lambda", 2.0)),
 }
+BOOST_STEP = ("rating_boost", 2.0)  # explicit feedback with a rating model: tried on the leading ranker
 _BOUNDS: dict[str, tuple[float, float]] = {
     "rank_unobserved_weight": (1e-3, 10.0),
     "rank_reg": (1e-4, 10.0),
     "rank_factors": (16, 512),
     "implicit_alpha": (0.0, 40.0),
+    "rating_boost": (0.0, 4.0),
+    "hybrid_ials_share": (0.1, 0.9),
     "ease_lambda": (1.0, 1e5),
     "wd": (1e-3, 10.0),
     "epochs": (2, 40),
@@ -150,14 +159,16 @@ _INTS = {"rank_factors", "epochs", "n_factors", "nn_epochs"}
 
 def _step(name: str, value: float, factor: float) -> float | None:
     lo, hi = _BOUNDS[name]
-    if name == "implicit_alpha" and value == 0:
-        new = 1.0 if factor > 1 else None
+    if name in ("implicit_alpha", "rating_boost") and value == 0:
+        new = {"implicit_alpha": 1.0, "rating_boost": 0.25}[name] if factor > 1 else None
     else:
         new = value * factor
     if new is None:
         return None
     if name == "implicit_alpha" and factor < 1 and new < 0.1:
         new = 0.0  # every interaction counts the same
+    if name == "rating_boost" and factor < 1 and new < 0.1:
+        new = 0.0  # the ranker alone
     new = min(max(new, lo), hi)
     new = int(round(new)) if name in _INTS else float(f"{new:.4g}")
     return None if new == value else new
@@ -200,6 +211,8 @@ def _climb(
 def _rank_settings(model: str, cfg: RankConfig, data: Ratings) -> dict[str, Any]:
     if model == "ease":
         return {"ease_lambda": cfg.ease_lambda}
+    if model == "hybrid":  # its iALS half keeps the configured (or already tuned) iALS settings
+        return {"hybrid_ials_share": cfg.hybrid_ials_share, "ease_lambda": cfg.ease_lambda}
     keys = ["rank_unobserved_weight", "rank_reg", "rank_factors"]
     if data.implicit and np.ptp(data.ratings) > 0:  # weights that differ: how much they count is worth tuning
         keys.append("implicit_alpha")
@@ -207,20 +220,28 @@ def _rank_settings(model: str, cfg: RankConfig, data: Ratings) -> dict[str, Any]
 
 
 def tune_ranker(
-    train: Ratings, valid: Ratings, cfg: RunConfig, device: torch.device, plan: _Plan
+    train: Ratings,
+    valid: Ratings,
+    cfg: RunConfig,
+    device: torch.device,
+    plan: _Plan,
+    rater: RatingModule | None = None,
 ) -> tuple[RankConfig, Ranker | None]:
-    """The best ranker and settings on the validation part (the configured ones when nothing beats them)."""
+    """The best ranker and settings on the validation part (the configured ones when nothing beats them).
+    With ``rater`` (explicit feedback), the leader's ``rating_boost`` is climbed last."""
     k, memory = cfg.metric_k, cfg.score_memory_mb
     threshold = float("-inf") if train.implicit else cfg.rank.relevance_threshold
     key = f"ndcg_at_{k}"
 
     def fit_and_score(model: str, settings: dict[str, Any], charged: bool = True) -> tuple[float, Any, float]:
         rank_cfg = cfg.rank.model_copy(update={"ranker": model, **settings})
-        predicted = ease_cost(train) if model == "ease" else ials_cost(train, rank_cfg)
+        predicted = (ease_cost(train) if model in ("ease", "hybrid") else 0.0) + (
+            ials_cost(train, rank_cfg) if model in ("ials", "hybrid") else 0.0
+        )
         if charged and not plan.affords(predicted):
             return math.nan, None, predicted
         t = time.perf_counter()
-        ranker = fit_ranker(train, rank_cfg, device, cfg.train.seed)
+        ranker = fit_ranker(train, rank_cfg, device, cfg.train.seed, rater)
         score = ranking_report(ranker, train, valid, k, threshold, memory_mb=memory, device=device)[key]
         changed = {n: v for n, v in settings.items() if getattr(cfg.rank, n) != v}
         plan.record(Trial(model, changed, score, predicted, time.perf_counter() - t), charged)
@@ -231,15 +252,16 @@ def tune_ranker(
         return cfg.rank, None
     leaders: list[tuple[float, str, dict[str, Any], Any]] = []
     for model in (configured, *(m for m in _RANK_STEPS if m != configured)):
-        settings = _rank_settings(model, cfg.rank, train)
-        if model == "ease" and train.n_items > EASE_MAX_ITEMS:
+        settings = {**_rank_settings(model, cfg.rank, train), "rating_boost": cfg.rank.rating_boost}
+        if model in ("ease", "hybrid") and train.n_items > EASE_MAX_ITEMS:
             continue
         score, fitted, _ = fit_and_score(model, settings, charged=model != configured)  # the configured one is due
         if not math.isnan(score):
             leaders.append((score, model, settings, fitted))
     leaders.sort(key=lambda t: -t[0])  # climb the leader first, the others while the budget lasts
     best: tuple[float, str, dict[str, Any], Any] = leaders[0]
-    for score, model, settings, fitted in leaders:
+    boosting = rater is not None and not train.implicit
+    for score, model, settings, fitted in leaders[:1] if boosting else leaders:  # boosted: the leader only
         settings, score, fitted = _climb(
             plan,
             model,
@@ -252,7 +274,11 @@ def tune_ranker(
         )
         if score > best[0]:
             best = (score, model, settings, fitted)
-    _, model, settings, fitted = best
+    score, model, settings, fitted = best
+    if boosting:
+        settings, score, fitted = _climb(
+            plan, model, settings, score, fitted, (BOOST_STEP,), lambda s: fit_and_score(model, s), True
+        )
     return cfg.rank.model_copy(update={"ranker": model, **settings}), fitted
 
 
@@ -262,6 +288,7 @@ def tune_ranker(
 _RATER_STEPS: dict[str, tuple[tuple[str, float], ...]] = {
     "dot": (("wd", 2.0), ("epochs", 1.6), ("n_factors", 2.0)),
     "neural": (("nn_wd", 2.0), ("nn_epochs", 1.6)),
+    "bayes": (("wd", 2.0), ("epochs", 1.6), ("n_factors", 2.0)),  # its dot half; the weight is fitted on valid
 }
 
 
@@ -298,22 +325,48 @@ def tune_rater(
         higher_is_better=False,
     )
     model: str = configured
-    other = "neural" if configured == "dot" else "dot"
-    challenger, challenger_fit, _ = fit_and_score(other, settings_of(other))
-    if not math.isnan(challenger) and challenger < score:
-        model, score, fitted = other, challenger, challenger_fit
-        settings, score, fitted = _climb(
-            plan,
-            other,
-            settings_of(other),
-            score,
-            fitted,
-            _RATER_STEPS[other],
-            lambda s: fit_and_score(other, s),
-            higher_is_better=False,
-        )
+    if configured == "dot":  # the dot model's climbed settings, blended with Bayesian MF (weight on valid)
+        blend, blend_fit, _ = fit_and_score("bayes", {**settings, "bayes_weight": cfg.train.bayes_weight})
+        if blend_fit is not None:
+            t = time.perf_counter()
+            weight, blend, blend_mae = _blend_weight(blend_fit[0], valid)
+            final = blend_fit[1].final
+            blend_fit[1].history[-1] = EpochStats(final.epoch, final.train_loss, blend, blend_mae, final.seconds)
+            changed = {n: v for n, v in settings.items() if getattr(cfg.train, n) != v}
+            plan.record(Trial("bayes", {**changed, "bayes_weight": weight}, blend, 0.0, time.perf_counter() - t), False)
+            if blend < score:
+                model, score, fitted = "bayes", blend, blend_fit
+                settings = {**settings, "bayes_weight": weight}
+    for other in ("neural", "dot"):
+        if other == configured:
+            continue
+        challenger, challenger_fit, _ = fit_and_score(other, settings_of(other))
+        if not math.isnan(challenger) and challenger < score:
+            model, score, fitted = other, challenger, challenger_fit
+            settings, score, fitted = _climb(
+                plan,
+                other,
+                settings_of(other),
+                score,
+                fitted,
+                _RATER_STEPS[other],
+                lambda s, o=other: fit_and_score(o, s),  # type: ignore[misc]
+                higher_is_better=False,
+            )
+        break
     rater, result = fitted
     return cfg.train.model_copy(update={"rating_model": model, **settings}), rater, result
+
+
+def _blend_weight(model: RatingModule, valid: Ratings) -> tuple[float, float, float]:
+    """The Bayesian share (0..1 by 0.05) with the lowest validation RMSE, set on ``model``: ``(weight, rmse, mae)``."""
+    assert isinstance(model, BayesBlend) and len(valid)
+    best = (math.inf, 0.0)
+    for w in np.linspace(0.0, 1.0, 21):
+        model.weight.fill_(float(w))
+        best = min(best, (rmse(model.predict(valid.users, valid.items), valid.ratings), round(float(w), 2)))
+    model.weight.fill_(best[1])
+    return best[1], best[0], mae(model.predict(valid.users, valid.items), valid.ratings)
 
 
 # ---------------------------------------------------------------- the night's search
@@ -322,8 +375,14 @@ def tune_rater(
 def tuned_values(cfg: RunConfig) -> dict[str, Any]:
     """The settings the search may change, as flat parameter names and values."""
     rank = {n: getattr(cfg.rank, n) for n in ("ranker", "rank_unobserved_weight", "rank_reg", "rank_factors")}
-    rank.update(implicit_alpha=cfg.rank.implicit_alpha, ease_lambda=cfg.rank.ease_lambda)
-    train = {n: getattr(cfg.train, n) for n in ("rating_model", "wd", "epochs", "n_factors", "nn_wd", "nn_epochs")}
+    rank.update(
+        implicit_alpha=cfg.rank.implicit_alpha,
+        ease_lambda=cfg.rank.ease_lambda,
+        rating_boost=cfg.rank.rating_boost,
+        hybrid_ials_share=cfg.rank.hybrid_ials_share,
+    )
+    names = ("rating_model", "wd", "epochs", "n_factors", "nn_wd", "nn_epochs", "bayes_weight")
+    train = {n: getattr(cfg.train, n) for n in names}
     return {**rank, **train}
 
 
@@ -354,15 +413,16 @@ def tune(
     """Search within ``cfg.tune_budget`` seconds (by plan); the chosen config and the models it fitted."""
     t0 = time.perf_counter()
     plan = _Plan(0.0)
-    rank_share = 1.0 if train.implicit else 0.5  # lists first: half the budget, plus what they leave
-    plan.phase(cfg.tune_budget * rank_share)
-    rank_cfg, ranker = tune_ranker(train, valid, cfg, device, plan)
-    chosen = cfg.model_copy(update={"rank": rank_cfg})
+    rank_share = 1.0 if train.implicit else 0.5  # rating model first (the lists use it): half the budget
+    chosen = cfg
     rater = result = None
     if not train.implicit:
         plan.phase(cfg.tune_budget * (1 - rank_share))
         train_cfg, rater, result = tune_rater(train, valid, cfg, device, plan)
         chosen = chosen.model_copy(update={"train": train_cfg})
+    plan.phase(cfg.tune_budget * rank_share)
+    rank_cfg, ranker = tune_ranker(train, valid, chosen, device, plan, rater)
+    chosen = chosen.model_copy(update={"rank": rank_cfg})
     before, after = tuned_values(cfg), tuned_values(chosen)
     record = {
         "base": cfg.config_hash(),

@@ -85,7 +85,7 @@ def test_explicit_data_tunes_the_rating_model_too():
     everything, train, valid = parts(synth.taste_groups(150, 120, 25, seed=4))
     cfg = RunConfig.from_flat(tune_budget=10, epochs=3, n_factors=8, rank_iterations=4, rating_min=1, rating_max=5)
     tuned = tune(train, valid, cfg, CPU, len(everything))
-    raters = [t for t in tuned.record["trials"] if t["model"] in ("dot", "neural")]
+    raters = [t for t in tuned.record["trials"] if t["model"] in ("dot", "neural", "bayes")]
     assert raters and tuned.rater is not None and tuned.result is not None
     assert tuned.result.final.valid_rmse == pytest.approx(min(t["score"] for t in raters), abs=1e-6)
     assert tuned.cfg.train.rating_model == min(raters, key=lambda t: t["score"])["model"]
