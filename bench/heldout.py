@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recmodel.config import RunConfig  # noqa: E402
-from recmodel.evaluation import compare  # noqa: E402
+from recmodel.evaluation import compare, tuned_report  # noqa: E402
 from recmodel.io import read_ratings  # noqa: E402
-from recmodel.ratings import index_frames  # noqa: E402
+from recmodel.ratings import Ratings, index_frames  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 
@@ -40,12 +40,44 @@ def fastai_split(n: int, seed: int, test_pct: float = 0.2) -> np.ndarray:
     return perm[: int(test_pct * n)]
 
 
-def one_split(frame: pl.DataFrame, seed: int, cfg: RunConfig) -> dict[str, dict]:
+def split_parts(frame: pl.DataFrame, seed: int) -> tuple[Ratings, Ratings]:
+    """``(train, test)`` of fastai's split ``seed``, indexed as a night indexes them."""
     is_test = np.zeros(frame.height, dtype=bool)
     is_test[fastai_split(frame.height, seed)] = True
     (train, test), _, _ = index_frames(frame.filter(~is_test), frame.filter(is_test), feedback="explicit")
-    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
-    return compare(train, test, cfg, torch.device("cpu"))
+    return train, test
+
+
+def seeded(cfg: RunConfig, seed: int) -> RunConfig:
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
+
+
+def one_split(frame: pl.DataFrame, seed: int, cfg: RunConfig) -> dict[str, dict]:
+    return compare(*split_parts(frame, seed), seeded(cfg, seed), torch.device("cpu"))
+
+
+def published(frame: pl.DataFrame, seed: int, cfg: RunConfig) -> dict:
+    """Only what a night with ``cfg`` would publish from the split's training part, measured on its test part."""
+    train, test = split_parts(frame, seed)
+    cfg = seeded(cfg, seed)
+    return (
+        tuned_report(train, test, cfg, torch.device("cpu"))
+        if cfg.tune_budget > 0
+        else compare(train, test, cfg, torch.device("cpu"))["published"]
+    )
+
+
+def load_u_data(path: Path) -> pl.DataFrame:
+    """``u.data`` in file order (the split positions index its rows), after checking it is the clean 100,000."""
+    frame = pl.read_csv(
+        path, separator="\t", has_header=False, new_columns=["user_id", "item_id", "rating", "timestamp"]
+    ).with_columns(pl.col("rating").cast(pl.Float32))
+    checked = read_ratings(path, rating_min=1, rating_max=5)
+    if checked.quarantine.height or checked.ratings.height != frame.height:
+        sys.exit(f"{path} is not a clean u.data file ({checked.quarantine.height} rows quarantined)")
+    if frame.height != 100_000:
+        sys.exit(f"expected the 100,000 rows of MovieLens 100K, found {frame.height:,}")
+    return frame
 
 
 def main() -> None:
@@ -57,15 +89,7 @@ def main() -> None:
     path = Path(args.path)
     if not path.exists():
         sys.exit(f"MovieLens 100K not found at {path}; pass the path to u.data")
-    # the positions index the file's rows in file order, so the file is read as it is (validated separately)
-    frame = pl.read_csv(
-        path, separator="\t", has_header=False, new_columns=["user_id", "item_id", "rating", "timestamp"]
-    ).with_columns(pl.col("rating").cast(pl.Float32))
-    checked = read_ratings(path, rating_min=1, rating_max=5)
-    if checked.quarantine.height or checked.ratings.height != frame.height:
-        sys.exit(f"{path} is not a clean u.data file ({checked.quarantine.height} rows quarantined)")
-    if frame.height != 100_000:
-        sys.exit(f"expected the 100,000 rows of MovieLens 100K, found {frame.height:,}")
+    frame = load_u_data(path)
     cfg = RunConfig(rating_min=1, rating_max=5, tune_budget=args.tune_budget)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, seeds {args.seeds}")
     rows: list[dict] = []
