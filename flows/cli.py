@@ -238,7 +238,9 @@ def evaluate(
         "auto", help="auto (explicit when a rating column is found or mapped), explicit, or implicit (clicks, plays)."
     ),
     rating_model: str = typer.Option("dot", help="Rating model the nightly flow would publish: dot, neural or bayes."),
-    ranker: str = typer.Option("ials", help="Ranker the nightly flow would publish: ials, ease, hybrid, rating or popularity."),
+    ranker: str = typer.Option(
+        "ials", help="Ranker the nightly flow would publish: ials, ease, hybrid, rating or popularity."
+    ),
     device: str = typer.Option("auto", help="auto (CUDA when available, else CPU), cpu or cuda."),
     tune_budget: float = typer.Option(
         30.0,
