@@ -79,3 +79,25 @@ def test_items_without_factors_get_no_neighbours():
     near = similar_items(factors, 2)
     assert near.items[2].tolist() == [-1, -1] and 2 not in near.items
     assert near.items[0].tolist() == [1, 3]
+
+
+def test_the_fused_cpu_ials_kernel_takes_the_torch_sparse_steps():
+    """The CPU's numba kernel and the GPU's torch sparse products are one algorithm: same steps, same factors
+    (to float32 rounding), with duplicate pairs and users or items without any interaction."""
+    from recmodel import ials
+
+    rng = np.random.default_rng(0)
+    n_users, n_items, n, f = 120, 90, 2500, 12
+    users, items = rng.integers(0, n_users - 5, n), rng.integers(0, n_items - 5, n)  # the last rows have none
+    weights = (rng.random(n) + 0.5).astype(np.float32)
+    X, Y = torch.randn(n_users, f) * 0.1, torch.randn(n_items, f) * 0.1
+    counts = torch.as_tensor(np.bincount(users, minlength=n_users), dtype=torch.float32)
+    sparse = ials.solve_side(X, Y, ials.csr(users, items, weights, n_users, n_items, CPU), counts, 0.05, 0.1, 3)
+    fused = ials.solve_side_cpu(X, Y, ials.csr_arrays(users, items, weights, n_users), counts, 0.05, 0.1, 3)
+    torch.testing.assert_close(fused, sparse, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(fused, X)  # it did move
+    a = ials.fit_factors(users, items, weights, n_users, n_items, factors=f, iterations=4, seed=1)
+    b = ials.fit_factors(users, items, weights, n_users, n_items, factors=f, iterations=4, seed=1, torch_sparse=True)
+    torch.testing.assert_close(a[0] @ a[1].T, b[0] @ b[1].T, rtol=1e-3, atol=1e-4)
+    again = ials.fit_factors(users, items, weights, n_users, n_items, factors=f, iterations=4, seed=1)
+    assert torch.equal(a[0], again[0])  # deterministic
