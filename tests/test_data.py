@@ -137,6 +137,34 @@ def test_parquet_with_mapping_and_no_timestamp(tmp_path):
     assert parsed.ratings.select("user_id", "item_id", "rating", "timestamp").rows() == [(1, 5, 4.0, T), (2, 6, 1.0, T)]
 
 
+def test_typed_parquet_rows_are_checked_like_text_rows(tmp_path):
+    """Parquet columns arrive typed (no text to parse): the same checks, reasons and raw fields in quarantine."""
+    path = tmp_path / "typed.parquet"
+    pl.DataFrame(
+        {
+            "user_id": [1, -2, None, 4, 5, 6],
+            "item_id": [10, 11, 12, 13, 14, 15],
+            "rating": [4.0, 3.0, 5.0, None, 9.0, 1.0],
+            "timestamp": [T, T, T, T, T, None],
+        }
+    ).write_parquet(path)
+    parsed = read_ratings(path, rating_min=1, rating_max=5)
+    assert parsed.ratings.select("user_id", "item_id", "rating", "timestamp").rows() == [(1, 10, 4.0, T)]
+    reasons = dict(parsed.quarantine.select("row_number", "reason").iter_rows())
+    assert reasons[2] == "user_id -2 is negative"
+    assert reasons[3] == "missing user_id"
+    assert reasons[4] == "missing rating"
+    assert reasons[5].startswith("rating 9.0 is outside [1")
+    assert reasons[6] == "missing timestamp"
+    assert parsed.quarantine.filter(pl.col("row_number") == 2)["raw"].item() == f"-2,11,3.0,{T}"
+    huge = tmp_path / "huge.parquet"
+    ids = pl.Series([1, 2**63 + 7], dtype=pl.UInt64)
+    pl.DataFrame({"user_id": ids, "item_id": [1, 2], "rating": [4.0, 4.0], "timestamp": [T, T]}).write_parquet(huge)
+    parsed = read_ratings(huge, rating_min=1, rating_max=5)
+    assert parsed.ratings.height == 1
+    assert parsed.quarantine["reason"].item() == f"user_id '{2**63 + 7}' does not fit a 64-bit integer"
+
+
 def test_bad_rows_are_quarantined_with_row_and_reason(tmp_path):
     path = tmp_path / "u.data"
     lines = [

@@ -153,9 +153,25 @@ class _FileRules:
         self.decided = True
 
 
-def _id_checks(role: str, kind: IdType, schema: pl.Schema) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr]]]:
+def _id_checks(role: str, kind: IdType, raw: pl.DataFrame) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr]]]:
     name = f"{role}_id"
     text = _text(role)
+    schema = raw.schema
+    plain = text.cast(pl.Int64, strict=False)
+    # typed (Parquet), or text that is all plain integers (the usual export): one cast, no patterns to match
+    if kind == "int" and (
+        schema[role].is_integer() or not raw.select((plain.is_null() & text.is_not_null() & (text != "")).any()).item()
+    ):
+        value = pl.col(role).cast(pl.Int64, strict=False) if schema[role].is_integer() else plain
+        missing = pl.col(role).is_null() if schema[role].is_integer() else text.is_null() | (text == "")
+        return value, [
+            (missing, pl.lit(f"missing {name}")),
+            (value < 0, pl.format(f"{name} {{}} is negative", _shown(text))),
+            (
+                value.is_null(),
+                pl.format(f"{name} '{{}}' does not fit a 64-bit integer", _shown(text)),
+            ),
+        ]
     checks: list[tuple[pl.Expr, pl.Expr]] = [(text.is_null() | (text == ""), pl.lit(f"missing {name}"))]
     if kind == "str":
         return text, checks
@@ -176,19 +192,22 @@ def _id_checks(role: str, kind: IdType, schema: pl.Schema) -> tuple[pl.Expr, lis
     return value, checks
 
 
-def _timestamp(rules: _FileRules) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr]]]:
+def _timestamp(rules: _FileRules, raw: pl.DataFrame) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr]]]:
     opts = rules.opts
     text = _text("timestamp")
-    number = text.cast(pl.Float64, strict=False)
+    typed = raw.schema["timestamp"].is_numeric()  # Parquet: numbers already, no text to parse
+    number = pl.col("timestamp").cast(pl.Float64) if typed else text.cast(pl.Float64, strict=False)
+    missing = pl.col("timestamp").is_null() if typed else text.is_null() | (text == "")
     if rules.milliseconds:
         number = number / 1000
-    dates = pl.coalesce([text.str.to_datetime(f, strict=False, time_zone="UTC") for f in _DATE_FORMATS])
-    seconds = (
-        pl.when(number.is_not_null()).then(number.floor().cast(pl.Int64, strict=False)).otherwise(dates.dt.epoch("s"))
-    )
+    seconds = number.floor().cast(pl.Int64, strict=False)
+    # dates are parsed (one attempt per format) only in a chunk that has a timestamp which is not a number
+    if not typed and raw.select((number.is_null() & ~missing).any()).item():
+        dates = pl.coalesce([text.str.to_datetime(f, strict=False, time_zone="UTC") for f in _DATE_FORMATS])
+        seconds = pl.when(number.is_not_null()).then(seconds).otherwise(dates.dt.epoch("s"))
     lo, hi = opts.timestamp_min, opts.ts_max()
     checks = [
-        (text.is_null() | (text == ""), pl.lit("missing timestamp")),
+        (missing, pl.lit("missing timestamp")),
         (seconds.is_null(), pl.format("timestamp '{}' is neither unix seconds nor an ISO-8601 date", _shown(text))),
         (
             (seconds < lo) | (seconds > hi),
@@ -210,12 +229,14 @@ def _validate(raw: pl.DataFrame, rules: _FileRules) -> tuple[pl.DataFrame, pl.Da
     ]
     values: dict[str, pl.Expr] = {}
     for role in ("user", "item"):
-        values[f"{role}_id"], more = _id_checks(role, rules.id_types[role], raw.schema)
+        values[f"{role}_id"], more = _id_checks(role, rules.id_types[role], raw)
         checks += more
     if fmt.feedback == "explicit":
-        rating = _text("rating").cast(pl.Float64, strict=False)
+        typed = raw.schema["rating"].is_numeric()  # Parquet: numbers already, no text to parse
+        rating = pl.col("rating").cast(pl.Float64) if typed else _text("rating").cast(pl.Float64, strict=False)
+        missing = pl.col("rating").is_null() if typed else _text("rating").is_null() | (_text("rating") == "")
         checks += [
-            (_text("rating").is_null() | (_text("rating") == ""), pl.lit("missing rating")),
+            (missing, pl.lit("missing rating")),
             (rating.is_null(), pl.format("rating '{}' is not a number", _shown(_text("rating")))),
             (~rating.is_finite(), pl.format("rating {} is not finite", _shown(_text("rating")))),
             (
@@ -238,23 +259,35 @@ def _validate(raw: pl.DataFrame, rules: _FileRules) -> tuple[pl.DataFrame, pl.Da
     else:
         values["rating"] = pl.lit(1.0)
     if "timestamp" in raw.columns:
-        values["timestamp"], more = _timestamp(rules)
+        values["timestamp"], more = _timestamp(rules, raw)
         checks += more
     else:
         values["timestamp"] = pl.lit(
             opts.default_timestamp if opts.default_timestamp is not None else int(time.time()), pl.Int64
         )
+    # the conditions on every row (cheap); the reason texts (formatting a sample) only on the rows that fail one
+    bad = pl.any_horizontal([cond.fill_null(False) for cond, _ in checks])
+    # lazily: common subexpressions (the stripped text of a column, used by several checks) are computed once
+    parsed = raw.lazy().with_columns(bad.alias("bad"), **{k: v for k, v in values.items()}).collect()
     reason: Any = pl.when(checks[0][0]).then(checks[0][1])
     for cond, text in checks[1:]:
         reason = reason.when(cond).then(text)
-    parsed = raw.with_columns(reason.otherwise(None).alias("reason"), **{k: v for k, v in values.items()})
+    line = (  # a Parquet row has no line: its fields, comma-separated, as the quarantine shows them
+        pl.col("raw")
+        if "raw" in raw.columns
+        else pl.concat_str([pl.col(r).cast(pl.String).fill_null("") for r in fmt.columns], separator=",").str.slice(
+            0, RAW_MAX
+        )
+    )
     quarantine = (
-        parsed.filter(pl.col("reason").is_not_null())
-        .select("row_number", pl.col("reason").str.slice(0, 1000), pl.col("raw").fill_null(""))
+        raw.filter(parsed["bad"])
+        .select(
+            "row_number", reason.otherwise(None).str.slice(0, 1000).alias("reason"), line.fill_null("").alias("raw")
+        )
         .cast(QUARANTINE_SCHEMA)
     )
     id_dtype = {"int": pl.Int64, "str": pl.String}
-    valid = parsed.filter(pl.col("reason").is_null()).select(
+    valid = parsed.filter(~pl.col("bad")).select(
         pl.col("user_id").cast(id_dtype[rules.id_types["user"]]),
         pl.col("item_id").cast(id_dtype[rules.id_types["item"]]),
         pl.col("rating").cast(pl.Float64),
@@ -396,15 +429,11 @@ def _parquet_chunks(path: Path, reader: Reader, opts: ReadOptions) -> Iterator[t
         for batch in parquet.iter_batches(batch_size=1 << 20, columns=[str(c) for c in columns.values()]):
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)
-            raw_text = pl.concat_str(
-                [pl.col(str(c)).cast(pl.String).fill_null("") for c in columns.values()], separator=","
-            )
-            out = (
+            out = (  # no "raw" column: a quarantined row's text is made from its fields (_validate)
                 frame.select(
                     *[pl.col(str(col)).alias(role) for role, col in columns.items()],
                     pl.lit(None, pl.String).alias("extra"),
                     pl.lit(False).alias("blank"),
-                    raw_text.str.slice(0, RAW_MAX).alias("raw"),
                 )
                 .with_row_index("row_number", offset=offset + 1)
                 .with_columns(pl.col("row_number").cast(pl.Int64))
