@@ -39,7 +39,8 @@ from .train import EpochStats, FitResult, effective_batch_size, fit_rater
 log = logging.getLogger(__name__)
 
 # Seconds per unit of work on two CPU cores (bench/any_data.py prints predicted next to measured).
-IALS_SECONDS = 6e-10  # per (interaction x factor + row x factor^2) x pass
+IALS_SECONDS = 9e-10  # per (interaction x factor + row x factor^2) x pass (the fused CPU kernel, ML-10M shape)
+SCORE_SECONDS = 3e-11  # per user x item x factor: scoring the validation part's lists
 EASE_SECONDS = 1.4e-10  # per item^3 (the inverse) and per interaction x item (the Gram matrix, dense chunks)
 RATER_SECONDS = 1.2e-6  # per training rating x epoch (small factors; grows with them)
 STEP_SECONDS = 4e-4  # per optimizer step (fixed costs that dominate on small data)
@@ -111,7 +112,7 @@ class _Plan:
 def ials_cost(data: Ratings, cfg: RankConfig) -> float:
     f = cfg.rank_factors
     per_pass = len(data) * f * cfg.rank_cg_steps + (data.n_users + data.n_items) * f * f
-    return IALS_SECONDS * per_pass * cfg.rank_iterations
+    return IALS_SECONDS * per_pass * cfg.rank_iterations + SCORE_SECONDS * data.n_users * data.n_items * f
 
 
 def ease_cost(data: Ratings) -> float:
