@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from numba import njit, prange
 from torch import nn
 
 from .bayes import BayesFactors, fit_bayes
@@ -162,6 +164,154 @@ def _fit_dot(
         epoch_done(epoch, loss.item() / max(n, 1), t0)
 
 
+@njit(parallel=True, fastmath=True, cache=True)
+def _lazy_epoch(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    batch_size: int,
+    U: np.ndarray,
+    V: np.ndarray,
+    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    lrs: np.ndarray,
+    beta1s: np.ndarray,
+    beta2: float,
+    eps: float,
+    wd: float,
+    step0: int,
+    lo: float,
+    hi: float,
+) -> float:  # pragma: no cover - compiled
+    """One epoch of the dot model with lazy AdamW, every step fused: the batch's logits and ``dL/dx`` (in
+    parallel), its gradients summed per row (in batch order: deterministic), then AdamW on the touched rows
+    only (in parallel). ``U``/``V`` are ``[factors | bias]`` per row; ``state`` their moments, gradient
+    buffers and last-touched marks. ``lrs``/``beta1s`` are the one-cycle schedule's values of this epoch's
+    steps; ``step0`` counts the steps before it (Adam's bias correction). Returns the summed squared error."""
+    mU, vU, mV, vV, gU, gV = state
+    n, f = users.size, U.shape[1] - 1
+    loss = 0.0
+    n_steps = (n + batch_size - 1) // batch_size
+    touched_u = np.empty(min(batch_size, U.shape[0]), np.int64)
+    touched_i = np.empty(min(batch_size, V.shape[0]), np.int64)
+    mark_u = np.full(U.shape[0], -1, np.int64)
+    mark_i = np.full(V.shape[0], -1, np.int64)
+    for step in range(n_steps):
+        s, e = step * batch_size, min(n, (step + 1) * batch_size)
+        dx = np.empty(e - s, np.float32)
+        sq = np.empty(e - s, np.float64)
+        scale = np.float32(2.0 * (hi - lo) / (e - s))
+        for b in prange(e - s):
+            pu, qi = U[users[s + b]], V[items[s + b]]
+            x = pu[f] + qi[f]
+            for a in range(f):
+                x += pu[a] * qi[a]
+            sig = np.float32(1.0) / (np.float32(1.0) + np.exp(-x))
+            err = np.float32(lo) + np.float32(hi - lo) * sig - ratings[s + b]
+            sq[b] = np.float64(err) * np.float64(err)
+            dx[b] = err * sig * (np.float32(1.0) - sig) * scale
+        n_u = n_i = 0
+        for b in range(e - s):  # gradients per row, in batch order (deterministic)
+            u, i = users[s + b], items[s + b]
+            if mark_u[u] != step:
+                mark_u[u] = step
+                touched_u[n_u] = u
+                n_u += 1
+            if mark_i[i] != step:
+                mark_i[i] = step
+                touched_i[n_i] = i
+                n_i += 1
+            d = dx[b]
+            for a in range(f):
+                gU[u, a] += d * V[i, a]
+                gV[i, a] += d * U[u, a]
+            gU[u, f] += d
+            gV[i, f] += d
+            loss += sq[b]
+        t = step0 + step + 1
+        lr, beta1 = lrs[step], beta1s[step]
+        # float32 coefficients, so the row loops below stay in float32 and vectorise
+        b1, c1 = np.float32(beta1), np.float32(1.0 - beta1)
+        b2, c2 = np.float32(beta2), np.float32(1.0 - beta2)
+        decay = np.float32(1.0 - lr * wd)
+        step_size = np.float32(lr / (1.0 - beta1**t))
+        inv_bias2 = np.float32(1.0 / (1.0 - beta2**t))
+        eps32 = np.float32(eps)
+        for P, m, v, g, rows, count in ((U, mU, vU, gU, touched_u, n_u), (V, mV, vV, gV, touched_i, n_i)):
+            for k in prange(count):
+                r = rows[k]
+                for a in range(f + 1):
+                    ga = g[r, a]
+                    ma = b1 * m[r, a] + c1 * ga
+                    va = b2 * v[r, a] + c2 * ga * ga
+                    m[r, a] = ma
+                    v[r, a] = va
+                    P[r, a] = P[r, a] * decay - step_size * ma / (np.sqrt(va * inv_bias2) + eps32)
+                    g[r, a] = np.float32(0.0)
+    return loss
+
+
+def _fit_dot_lazy(
+    model: DotProductBias,
+    train: Interactions,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    batch_size: int,
+    epoch_done: Callable[[int, float, float], None],
+) -> None:
+    """The dot model on large data (``lazy_optimizer_from``) on the CPU: AdamW that updates only the rows a
+    batch touches (as torch's SparseAdam, with decoupled weight decay on those rows), each epoch one numba
+    kernel (``_lazy_epoch``). The dense step reads and writes every row's weights and moments at every step,
+    most of an epoch at ML-10M size; here a row that a batch does not touch keeps its moments and gets no
+    decay that step, so a row is regularised in proportion to how often it is rated. Same one-cycle
+    schedule (read from torch's OneCycleLR), same shuffling."""
+    lo, hi = model.y_range
+    f = model.user_emb.embedding_dim
+    U = torch.cat([model.user_emb.weight.data, model.user_bias.weight.data], dim=1).contiguous()
+    V = torch.cat([model.item_emb.weight.data, model.item_bias.weight.data], dim=1).contiguous()
+    n = len(train)
+    steps = max(1, math.ceil(n / batch_size))
+    opt, sched = one_cycle_optimizer([torch.zeros(1, requires_grad=True)], cfg, cfg.epochs * steps)
+    schedule = []  # (lr, beta1) of every step, from the same one-cycle scheduler the dense path steps
+    with warnings.catch_warnings():  # the scheduler is only read here: no optimizer step is ever taken
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(cfg.epochs * steps):
+            group = opt.param_groups[0]
+            schedule.append((group["lr"], group["betas"][0]))
+            sched.step()
+    lrs, beta1s = (np.array(x, dtype=np.float64) for x in zip(*schedule))
+    beta2, eps = opt.param_groups[0]["betas"][1], opt.param_groups[0]["eps"]
+    Un, Vn = U.numpy(), V.numpy()
+    state = (*(np.zeros_like(Un) for _ in range(2)), *(np.zeros_like(Vn) for _ in range(2)))
+    state = (state[0], state[1], state[2], state[3], np.zeros_like(Un), np.zeros_like(Vn))
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=generator)
+        users, items, ratings = (x.index_select(0, order).numpy() for x in (train.users, train.items, train.ratings))
+        del order
+        window = slice((epoch - 1) * steps, epoch * steps)
+        loss = _lazy_epoch(
+            users,
+            items,
+            ratings,
+            batch_size,
+            Un,
+            Vn,
+            state,
+            lrs[window],
+            beta1s[window],
+            beta2,
+            eps,
+            cfg.wd,
+            (epoch - 1) * steps,
+            lo,
+            hi,
+        )
+        for table, emb, bias in ((U, model.user_emb, model.user_bias), (V, model.item_emb, model.item_bias)):
+            emb.weight.data.copy_(table[:, :f])
+            bias.weight.data.copy_(table[:, f:])
+        epoch_done(epoch, loss / max(n, 1), t0)
+
+
 def fit(
     model: nn.Module,
     train: Interactions,
@@ -214,6 +364,8 @@ def fit(
             on_epoch(stats)
 
     trainer = EPOCH_TRAINERS.get(getattr(model, "kind", ""), _fit_autograd)
+    if trainer is _fit_dot and device.type == "cpu" and n >= cfg.lazy_optimizer_from:
+        trainer = _fit_dot_lazy
     with torch.set_grad_enabled(trainer is _fit_autograd):
         trainer(model, train, cfg, generator, batch_size, epoch_done)
     result.seconds = time.perf_counter() - start

@@ -113,3 +113,50 @@ def test_batches_grow_on_large_data_and_shrink_on_small():
     assert effective_batch_size(20_000_000, 512, 1000) == 20_000  # at most 1000 dense optimizer steps an epoch
     assert effective_batch_size(80_000, 512, 1000) == 512
     assert effective_batch_size(6_000, 512, 1000) == 60  # at least 100 steps
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")  # the reference reads the schedule only
+def test_lazy_adamw_kernel_takes_adamw_steps_on_touched_rows():
+    """The large-data trainer (``_fit_dot_lazy``: one numba kernel per epoch) takes AdamW's step (torch's
+    formula: decoupled decay, bias-corrected moments, eps outside the root) on exactly the rows each batch
+    touches, under the same one-cycle schedule; untouched rows keep their weights and moments."""
+    from recmodel.train import _fit_dot_lazy, one_cycle_optimizer
+
+    u, i, r, nu, ni = synthetic(3)
+    data = Interactions.from_numpy(u, i, r, torch.device("cpu"))
+    cfg = TrainConfig(n_factors=4, epochs=2, batch_size=256, lr_max=3e-2, wd=0.1, lazy_optimizer_from=0)
+    fast = DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0))
+    ref = DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0))
+    _fit_dot_lazy(fast, data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
+    params = [ref.user_emb.weight, ref.user_bias.weight, ref.item_emb.weight, ref.item_bias.weight]
+    moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+    opt, sched = one_cycle_optimizer(params, cfg, cfg.epochs * -(-len(data) // 256))  # the schedule only
+    gen, t = torch.Generator().manual_seed(1), 0
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(data), generator=gen)
+        for s in range(0, len(data), 256):
+            idx = order[s : s + 256]
+            for p in params:
+                p.grad = None
+            torch.nn.functional.mse_loss(ref(data.users[idx], data.items[idx]), data.ratings[idx]).backward()
+            group, t = opt.param_groups[0], t + 1
+            lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
+            touched = [
+                data.users[idx].unique(),
+                data.users[idx].unique(),
+                data.items[idx].unique(),
+                data.items[idx].unique(),
+            ]
+            with torch.no_grad():
+                for p, (m, v), rows in zip(params, moments, touched):
+                    g = p.grad[rows]
+                    m[rows] = b1 * m[rows] + (1 - b1) * g
+                    v[rows] = b2 * v[rows] + (1 - b2) * g * g
+                    denom = (v[rows] / (1 - b2**t)).sqrt() + eps
+                    p[rows] = p[rows] * (1 - lr * cfg.wd) - lr / (1 - b1**t) * m[rows] / denom
+            sched.step()
+    for a, b in zip(fast.state_dict().values(), ref.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+    again = DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0))
+    _fit_dot_lazy(again, data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
+    assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), again.state_dict().values()))
