@@ -109,7 +109,8 @@ def main() -> None:
         cmd += ["--top-n", str(args.top_n), "--json", *shlex.split(args.collabflow_args)]
         ours_s, ours_gb, out = timed(cmd)
         result = json.loads(out[out.index("{") :])
-        stages = ", ".join(f"{k} {v:.1f}s" for k, v in result["timings"].items())
+        peaks = result.get("peak_rss_gb", {})
+        stages = ", ".join(f"{k} {v:.1f}s (RSS {peaks.get(k, 0):.2f} GB)" for k, v in result["timings"].items())
         print(f"collabflow run: {ours_s:.1f}s ({stages}), peak RSS {ours_gb:.2f} GB")
         print(f"ratio_to_peer={ours_s / peer_s:.2f} peak_rss_gb={ours_gb:.2f} peer_peak_rss_gb={peer_gb:.2f}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import resource
 import time
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
@@ -282,13 +283,20 @@ def nightly(**params: Any) -> dict[str, Any]:
         logger.info("run %s started; warehouse %s", run_id, Path(warehouse).resolve())
         try:
             timings: dict[str, float] = {}
+            peaks: dict[str, float] = {}  # the process's peak RSS (GB) after each stage: where memory goes
+
+            def done(stage: str, since: float) -> None:
+                timings[stage] = round(time.perf_counter() - since, 3)
+                peaks[stage] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+                logger.info("%s took %.1fs; peak memory so far %.2f GB", stage, timings[stage], peaks[stage])
+
             t = time.perf_counter()
             staged = _stage(run_id, data, cfg)
-            timings["ingest"] = round(time.perf_counter() - t, 3)
+            done("ingest", t)
 
             t = time.perf_counter()
             plan, snap = build_index(warehouse, staged)
-            timings["index"] = round(time.perf_counter() - t, 3)
+            done("index", t)
 
             dev = resolve_device(cfg.train.device).type  # resolved once; tasks get 'cpu' or 'cuda'
             run_path = run_dir(warehouse, run_id)
@@ -307,11 +315,11 @@ def nightly(**params: Any) -> dict[str, Any]:
             )
             fitted = fit_models(snap, run_cfg, str(run_path), warm)
             runs.record_trained_config(warehouse, run_id, fitted.config)
-            timings["train"] = round(time.perf_counter() - t, 3)
+            done("train", t)
 
             t = time.perf_counter()
             scored = _score(fitted, snap, cfg, str(run_path / "recommendations"))
-            timings["score"] = round(time.perf_counter() - t, 3)
+            done("score", t)
 
             t = time.perf_counter()
             metrics = {
@@ -340,11 +348,12 @@ def nightly(**params: Any) -> dict[str, Any]:
                 "data_hash": snap.data_hash,
                 "metrics": metrics,
                 "timings": timings,
+                "peak_rss_gb": peaks,
             }
             published = publish_run(
                 warehouse, run_id, plan, scored, summary, cfg.top_n, cfg.keep_runs, cfg.min_item_ratings
             )
-            timings["publish"] = round(time.perf_counter() - t, 3)
+            done("publish", t)
             faults.point("published")
         except runs.RunRejected as e:
             runs.reject_run(warehouse, run_id, str(e))
@@ -380,4 +389,5 @@ def nightly(**params: Any) -> dict[str, Any]:
         "files": [asdict(f) for f in plan.files],
         "metrics": {key: v for key, v in metrics.items() if key != "history"},
         "timings": timings,
+        "peak_rss_gb": peaks,
     }

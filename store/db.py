@@ -90,6 +90,9 @@ def sql_literal(value: str | Path) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+WRITER_MEMORY = os.environ.get("COLLABFLOW_DB_MEMORY", "1GB")  # DuckDB's memory_limit for the writer's connections
+
+
 @contextmanager
 def connect(
     path: Path, read_only: bool = False, lock_timeout_s: float | None = None, config: dict[str, Any] | None = None
@@ -99,6 +102,8 @@ def connect(
     message that says who holds it and what to do."""
     timeout = LOCK_TIMEOUT_S if lock_timeout_s is None else lock_timeout_s
     deadline, delay = time.monotonic() + timeout, 0.05
+    if not read_only:  # the night's sorts and joins spill to disk beyond this instead of growing the process
+        config = {"memory_limit": WRITER_MEMORY, **(config or {})}
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only, config=config or {})
