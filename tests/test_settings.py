@@ -27,7 +27,7 @@ def test_the_ui_form_carries_constraints_choices_and_help():
 
     schema = parameter_schema(nightly).model_dump()["properties"]
     assert schema["top_n"]["minimum"] == 1 and schema["top_n"]["default"] == 10
-    assert schema["ranker"]["enum"] == ["ials", "ease", "rating", "popularity"]
+    assert schema["ranker"]["enum"] == ["ials", "ease", "hybrid", "rating", "popularity"]
     assert schema["max_bad_fraction"]["maximum"] == 1
     assert "Recommendations kept per user" in schema["top_n"]["description"]
 
