@@ -46,6 +46,16 @@ def dot_logits(user_vec: Any, user_bias: Any, item_vec: Any, item_bias: Any) -> 
     return (user_vec * item_vec).sum(-1) + user_bias + item_bias
 
 
+def biased_factors(
+    user_vec: torch.Tensor, user_bias: torch.Tensor, item_vec: torch.Tensor, item_bias: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(U', I')`` with ``U' @ I'.T == u . i + b_u + b_i``: ``U' = [u, 1, b_u]``, ``I' = [i, b_i, 1]`` (biases
+    as (n, 1) columns)."""
+    users = torch.cat([user_vec, torch.ones_like(user_bias), user_bias], dim=1)
+    items = torch.cat([item_vec, item_bias, torch.ones_like(item_bias)], dim=1)
+    return users, items
+
+
 class Rater(Protocol):
     """What the pipeline needs of a rating model."""
 
@@ -119,11 +129,7 @@ class DotProductBias(nn.Module):
         Scoring all pairs is then one matrix product; the sigmoid is monotonic, so ranking by logit is
         ranking by predicted rating, and only the kept scores need the sigmoid.
         """
-        ones_u = torch.ones_like(self.user_bias.weight)
-        ones_i = torch.ones_like(self.item_bias.weight)
-        users = torch.cat([self.user_emb.weight, ones_u, self.user_bias.weight], dim=1)
-        items = torch.cat([self.item_emb.weight, self.item_bias.weight, ones_i], dim=1)
-        return users, items
+        return biased_factors(self.user_emb.weight, self.user_bias.weight, self.item_emb.weight, self.item_bias.weight)
 
     def to_rating(self, logits: torch.Tensor) -> torch.Tensor:
         return sigmoid_range(logits, *self.y_range)
@@ -449,12 +455,10 @@ class BayesBlend(nn.Module):
 
     def as_ranker(self) -> Ranker:
         """Rank by the Bayesian part (a product, scored like the dot model): ``[u, 1, b_u] . [v, b_i, 1]``."""
-        ones_u = torch.ones(self.n_users, 1, dtype=torch.float64)
-        ones_i = torch.ones(self.n_items, 1, dtype=torch.float64)
-        users = torch.cat([self.user_factors.cpu(), ones_u, self.user_bias.cpu()[:, None]], dim=1)
-        items = torch.cat([self.item_factors.cpu(), self.item_bias.cpu()[:, None], ones_i], dim=1)
-        device = self.user_factors.device
-        return FactorRanker(users.float().to(device), items.float().to(device))
+        users, items = biased_factors(
+            self.user_factors, self.user_bias[:, None], self.item_factors, self.item_bias[:, None]
+        )
+        return FactorRanker(users.float(), items.float())
 
     def item_vectors(self) -> torch.Tensor:
         return self.item_factors.float()

@@ -281,8 +281,9 @@ def _fit_dot_lazy(
     lrs, beta1s = (np.array(x, dtype=np.float64) for x in zip(*schedule))
     beta2, eps = opt.param_groups[0]["betas"][1], opt.param_groups[0]["eps"]
     Un, Vn = U.numpy(), V.numpy()
-    state = (*(np.zeros_like(Un) for _ in range(2)), *(np.zeros_like(Vn) for _ in range(2)))
-    state = (state[0], state[1], state[2], state[3], np.zeros_like(Un), np.zeros_like(Vn))
+    # moments m and v of each table, then the gradient buffers (zeroed again row by row after each step)
+    zeros = np.zeros_like
+    state = (zeros(Un), zeros(Un), zeros(Vn), zeros(Vn), zeros(Un), zeros(Vn))
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=generator)

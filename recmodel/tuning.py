@@ -338,23 +338,20 @@ def tune_rater(
             if blend < score:
                 model, score, fitted = "bayes", blend, blend_fit
                 settings = {**settings, "bayes_weight": weight}
-    for other in ("neural", "dot"):
-        if other == configured:
-            continue
-        challenger, challenger_fit, _ = fit_and_score(other, settings_of(other))
-        if not math.isnan(challenger) and challenger < score:
-            model, score, fitted = other, challenger, challenger_fit
-            settings, score, fitted = _climb(
-                plan,
-                other,
-                settings_of(other),
-                score,
-                fitted,
-                _RATER_STEPS[other],
-                lambda s, o=other: fit_and_score(o, s),  # type: ignore[misc]
-                higher_is_better=False,
-            )
-        break
+    other = "dot" if configured == "neural" else "neural"  # the one challenger
+    challenger, challenger_fit, _ = fit_and_score(other, settings_of(other))
+    if not math.isnan(challenger) and challenger < score:
+        model, score, fitted = other, challenger, challenger_fit
+        settings, score, fitted = _climb(
+            plan,
+            other,
+            settings_of(other),
+            score,
+            fitted,
+            _RATER_STEPS[other],
+            lambda s: fit_and_score(other, s),
+            higher_is_better=False,
+        )
     rater, result = fitted
     return cfg.train.model_copy(update={"rating_model": model, **settings}), rater, result
 
