@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from .sparse import csr_order
+
 log = logging.getLogger(__name__)
 
 
@@ -95,10 +97,9 @@ def _sample_rows(
 
 
 def _csr(rows: np.ndarray, cols: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(indptr, cols, order)``: entries grouped by row; ``order`` maps them back to the input positions."""
-    order = np.argsort(rows, kind="stable")
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    """``(indptr, cols, order)``: entries grouped by row; ``order`` maps them back to the input positions
+    (each pass reorders its targets with it)."""
+    indptr, order = csr_order(rows, n)
     return indptr, np.ascontiguousarray(cols[order], dtype=np.int64), order
 
 

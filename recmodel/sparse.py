@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def csr_order(rows: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, order)``: ``order`` lists the entries grouped by row (stable: input order within a row)."""
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    return indptr, np.argsort(rows, kind="stable")
+
+
 def csr_from_pairs(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
     """``(indptr, indices)`` of each user's seen items (duplicates allowed, harmless for masking)."""
-    order = np.argsort(users, kind="stable")
-    counts = np.bincount(users, minlength=n_users)
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
+    indptr, order = csr_order(users, n_users)
     return indptr, np.asarray(items, dtype=np.int64)[order]
 
 
