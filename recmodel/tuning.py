@@ -184,9 +184,17 @@ def _climb(
     steps: tuple[tuple[str, float], ...],
     trial: Callable[[dict[str, Any]], tuple[float, Any, float]],
     higher_is_better: bool,
+    cost: float,
 ) -> tuple[dict[str, Any], float, Any]:
-    """Coordinate climb: each setting in turn, stepped while the score improves."""
+    """Coordinate climb: each setting in turn, stepped while the score improves. Not started when the
+    budget cannot pay for one more trial at ``cost`` (the start's own): the only trials left would be
+    cheaper variants (fewer factors, fewer epochs), tried because they fit and not because they might win."""
     best = dict(start)
+    if not plan.affords(cost):
+        log.info(
+            "tuning: %s not climbed: a trial is predicted at %.0fs, %.0fs of the budget left", model, cost, plan.left
+        )
+        return best, best_score, best_fit
 
     def better(a: float, b: float) -> bool:
         return a > b if higher_is_better else a < b
@@ -251,18 +259,19 @@ def tune_ranker(
     configured = cfg.rank.ranker
     if configured not in _RANK_STEPS:  # popularity or the rating model: nothing to tune
         return cfg.rank, None
-    leaders: list[tuple[float, str, dict[str, Any], Any]] = []
+    leaders: list[tuple[float, str, dict[str, Any], Any, float]] = []
     for model in (configured, *(m for m in _RANK_STEPS if m != configured)):
         settings = {**_rank_settings(model, cfg.rank, train), "rating_boost": cfg.rank.rating_boost}
         if model in ("ease", "hybrid") and train.n_items > EASE_MAX_ITEMS:
             continue
-        score, fitted, _ = fit_and_score(model, settings, charged=model != configured)  # the configured one is due
+        # the configured one is due (the night needs it anyway): not charged
+        score, fitted, cost = fit_and_score(model, settings, charged=model != configured)
         if not math.isnan(score):
-            leaders.append((score, model, settings, fitted))
+            leaders.append((score, model, settings, fitted, cost))
     leaders.sort(key=lambda t: -t[0])  # climb the leader first, the others while the budget lasts
-    best: tuple[float, str, dict[str, Any], Any] = leaders[0]
+    best: tuple[float, str, dict[str, Any], Any, float] = leaders[0]
     boosting = rater is not None and not train.implicit
-    for score, model, settings, fitted in leaders[:1] if boosting else leaders:  # boosted: the leader only
+    for score, model, settings, fitted, cost in leaders[:1] if boosting else leaders:  # boosted: the leader only
         settings, score, fitted = _climb(
             plan,
             model,
@@ -272,13 +281,14 @@ def tune_ranker(
             _RANK_STEPS[model],
             lambda s, m=model: fit_and_score(m, s),  # type: ignore[misc]
             higher_is_better=True,
+            cost=cost,
         )
         if score > best[0]:
-            best = (score, model, settings, fitted)
-    score, model, settings, fitted = best
+            best = (score, model, settings, fitted, cost)
+    score, model, settings, fitted, cost = best
     if boosting:
         settings, score, fitted = _climb(
-            plan, model, settings, score, fitted, (BOOST_STEP,), lambda s: fit_and_score(model, s), True
+            plan, model, settings, score, fitted, (BOOST_STEP,), lambda s: fit_and_score(model, s), True, cost
         )
     return cfg.rank.model_copy(update={"ranker": model, **settings}), fitted
 
@@ -314,7 +324,7 @@ def tune_rater(
         return {name: getattr(cfg.train, name) for name, _ in _RATER_STEPS[model]}
 
     configured = cfg.train.rating_model
-    score, fitted, _ = fit_and_score(configured, settings_of(configured), charged=False)
+    score, fitted, cost = fit_and_score(configured, settings_of(configured), charged=False)
     settings, score, fitted = _climb(
         plan,
         configured,
@@ -324,6 +334,7 @@ def tune_rater(
         _RATER_STEPS[configured],
         lambda s: fit_and_score(configured, s),
         higher_is_better=False,
+        cost=cost,
     )
     model: str = configured
     if configured == "dot":  # the dot model's climbed settings, blended with Bayesian MF (weight on valid)
@@ -339,7 +350,7 @@ def tune_rater(
                 model, score, fitted = "bayes", blend, blend_fit
                 settings = {**settings, "bayes_weight": weight}
     other = "dot" if configured == "neural" else "neural"  # the one challenger
-    challenger, challenger_fit, _ = fit_and_score(other, settings_of(other))
+    challenger, challenger_fit, cost = fit_and_score(other, settings_of(other))
     if not math.isnan(challenger) and challenger < score:
         model, score, fitted = other, challenger, challenger_fit
         settings, score, fitted = _climb(
@@ -351,6 +362,7 @@ def tune_rater(
             _RATER_STEPS[other],
             lambda s: fit_and_score(other, s),
             higher_is_better=False,
+            cost=cost,
         )
     rater, result = fitted
     return cfg.train.model_copy(update={"rating_model": model, **settings}), rater, result

@@ -81,6 +81,22 @@ def test_the_budget_is_spent_by_plan(implicit_parts):
     assert sum(t["predicted_s"] for t in charged) <= 0.05 + 1e-9
 
 
+def test_no_climb_when_the_budget_cannot_pay_for_the_configured_trial(implicit_parts):
+    """Large data: the configured iALS is fitted (due anyway), but one more trial of its size is over the
+    budget. The climb then does not try cheaper variants (half the factors) just because they fit."""
+    from recmodel.tuning import ials_cost
+
+    everything, train, valid = implicit_parts
+    cfg = RunConfig.from_flat(ranker="ials", rank_iterations=4, seed=3, rank_factors=64)
+    half = ials_cost(train, cfg.rank.model_copy(update={"rank_factors": 32}))
+    assert half < 0.7 * ials_cost(train, cfg.rank)  # a budget between the two costs, EASE trials beside
+    cfg = cfg.model_copy(update={"tune_budget": 0.95 * ials_cost(train, cfg.rank)})
+    tuned = tune(train, valid, cfg, CPU, len(everything))
+    ials = [t for t in tuned.record["trials"] if t["model"] == "ials"]
+    assert len(ials) == 1 and not ials[0]["params"]
+    assert tuned.cfg.rank.rank_factors == 64
+
+
 def test_explicit_data_tunes_the_rating_model_too():
     everything, train, valid = parts(synth.taste_groups(150, 120, 25, seed=4))
     cfg = RunConfig.from_flat(tune_budget=10, epochs=3, n_factors=8, rank_iterations=4, rating_min=1, rating_max=5)
