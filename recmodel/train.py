@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import torch
 from numba import njit, prange
@@ -181,9 +182,11 @@ def _lazy_epoch(
     step0: int,
     lo: float,
     hi: float,
+    parts: int,
 ) -> float:  # pragma: no cover - compiled
     """One epoch of the dot model with lazy AdamW, every step fused: the batch's logits and ``dL/dx`` (in
-    parallel), its gradients summed per row (in batch order: deterministic), then AdamW on the touched rows
+    parallel), its gradients summed per row (in batch order: deterministic; each of ``parts`` threads
+    owns a share of the rows), then AdamW on the touched rows
     only (in parallel). ``U``/``V`` are ``[factors | bias]`` per row; ``state`` their moments, gradient
     buffers and last-touched marks. ``lrs``/``beta1s`` are the one-cycle schedule's values of this epoch's
     steps; ``step0`` counts the steps before it (Adam's bias correction). Returns the summed squared error."""
@@ -210,7 +213,7 @@ def _lazy_epoch(
             sq[b] = np.float64(err) * np.float64(err)
             dx[b] = err * sig * (np.float32(1.0) - sig) * scale
         n_u = n_i = 0
-        for b in range(e - s):  # gradients per row, in batch order (deterministic)
+        for b in range(e - s):  # the rows the batch touches, and its loss
             u, i = users[s + b], items[s + b]
             if mark_u[u] != step:
                 mark_u[u] = step
@@ -220,13 +223,21 @@ def _lazy_epoch(
                 mark_i[i] = step
                 touched_i[n_i] = i
                 n_i += 1
-            d = dx[b]
-            for a in range(f):
-                gU[u, a] += d * V[i, a]
-                gV[i, a] += d * U[u, a]
-            gU[u, f] += d
-            gV[i, f] += d
             loss += sq[b]
+        # gradients summed per row: each thread the rows ``row % parts == p`` of both tables (no two
+        # threads write one row), each sum in batch order, so the result does not depend on the threads
+        for p in prange(parts):
+            for b in range(e - s):
+                u, i = users[s + b], items[s + b]
+                d = dx[b]
+                if u % parts == p:
+                    for a in range(f):
+                        gU[u, a] += d * V[i, a]
+                    gU[u, f] += d
+                if i % parts == p:
+                    for a in range(f):
+                        gV[i, a] += d * U[u, a]
+                    gV[i, f] += d
         t = step0 + step + 1
         lr, beta1 = lrs[step], beta1s[step]
         # float32 coefficients, so the row loops below stay in float32 and vectorise
@@ -306,6 +317,7 @@ def _fit_dot_lazy(
             (epoch - 1) * steps,
             lo,
             hi,
+            max(1, min(numba.get_num_threads(), f + 1)),
         )
         for table, emb, bias in ((U, model.user_emb, model.user_bias), (V, model.item_emb, model.item_bias)):
             emb.weight.data.copy_(table[:, :f])
