@@ -320,8 +320,14 @@ class RunConfig(BaseModel):
         5_000_000,
         ge=0,
         description="From this many ratings on, the refit goes on "
-        "from the validated models for warm_epochs / warm_rank_iterations instead of "
+        "from the validated models for refit_epochs / refit_rank_iterations instead of "
         "training from scratch (halves a large night's training); 0: always.",
+    )
+    refit_epochs: int = Field(
+        1, ge=1, description="A refit that goes on from the validated models: rating-model epochs on every rating."
+    )
+    refit_rank_iterations: int = Field(
+        2, ge=1, description="A refit that goes on from the validated models: iALS passes on every rating."
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
     rank: RankConfig = Field(default_factory=RankConfig)

@@ -339,7 +339,7 @@ def fit_night(
             if not warm and len(everything) >= cfg.refit_continue_from:
                 # a large night: go on from the models just validated instead of starting over (the
                 # validation part is a fifth of the data; the rest is learnt already)
-                warm = _Warm(rater, ranker, cfg.warm_epochs, cfg.warm_rank_iterations)
+                warm = _Warm(rater, ranker, cfg.refit_epochs, cfg.refit_rank_iterations)
                 log.info(
                     "refitting on all %d %s, continuing from the validated models (%d epochs, %d iALS passes)",
                     len(everything),
@@ -349,6 +349,12 @@ def fit_night(
                 )
             else:
                 log.info("refitting on all %d %s", len(everything), everything.noun)
+            metrics["refit"] = (
+                {"from": "scratch"}
+                if warm is None
+                else {"from": "validated" if metrics["validation"] == "random" else "previous run"}
+                | {"epochs": None if implicit else warm.epochs, "rank_iterations": warm.iterations}
+            )
         rater, ranker = _published(
             everything if cfg.refit_on_all else train, choice, rater, ranker, cfg, device, warm, cfg.refit_on_all
         )

@@ -75,6 +75,23 @@ def test_run_metadata_is_recorded(two_runs):
     )[0]
     assert row[0] == 6000 and row[3] == first["n_recommendations"] and row[4] == "cpu"
     assert row[5] == str(TOP_N) and float(row[6]) > 0 and float(row[7]) > 0 and row[8]
+    assert first["metrics"]["refit"] == {"from": "scratch"}  # a small night starts over on every rating
+
+
+def test_a_large_night_refits_by_going_on_from_the_validated_models(prefect_harness, small_ratings, tmp_path):
+    """From ``refit_continue_from`` ratings the refit continues the validated models for refit_epochs /
+    refit_rank_iterations; the lists still cover every user."""
+    from flows.nightly import nightly
+
+    warehouse = tmp_path / "wh"
+    summary = nightly(
+        source=str(small_ratings), warehouse=str(warehouse), refit_continue_from=0, refit_rank_iterations=3, **FAST
+    )
+    assert summary["metrics"]["refit"] == {"from": "validated", "epochs": 1, "rank_iterations": 3}
+    (users,) = q(
+        warehouse, "select count(distinct user_id) from recommendations where run_id = ?", [summary["run_id"]]
+    )[0]
+    assert users == summary["n_users_scored"] == q(warehouse, "select count(distinct user_id) from ratings")[0][0]
 
 
 def test_failed_night_leaves_published_results(two_runs, tmp_path):
