@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from .sparse import csr_order
+
 log = logging.getLogger(__name__)
 
 
@@ -33,7 +35,7 @@ def csr(
     rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int, device: torch.device
 ) -> torch.Tensor:
     """A torch CSR matrix from (row, col, value) triples (any order)."""
-    indptr, indices, data = csr_arrays(rows, cols, values, n_rows)
+    indptr, indices, data = csr_arrays(rows, cols, values, n_rows, n_cols)
     with warnings.catch_warnings():  # "sparse CSR support is in beta": we use two stable kernels only
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(
@@ -185,12 +187,10 @@ def solve_side_cpu(
 
 
 def csr_arrays(
-    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(indptr, indices, values)`` numpy CSR (entries of a row in column order), for the CPU kernel."""
-    order = np.lexsort((cols, rows))
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    indptr, order = csr_order(rows, n_rows, cols, n_cols)
     return indptr, np.asarray(cols, np.int64)[order], np.asarray(values, np.float32)[order]
 
 
@@ -234,7 +234,8 @@ def fit_factors(
     R: torch.Tensor | tuple[np.ndarray, np.ndarray, np.ndarray]
     R_t: torch.Tensor | tuple[np.ndarray, np.ndarray, np.ndarray]
     if fused:
-        R, R_t = csr_arrays(users, items, weights, n_users), csr_arrays(items, users, weights, n_items)
+        R = csr_arrays(users, items, weights, n_users, n_items)
+        R_t = csr_arrays(items, users, weights, n_items, n_users)
         solve: Callable[..., torch.Tensor] = solve_side_cpu
         X, Y = X.contiguous(), Y.contiguous()
     else:

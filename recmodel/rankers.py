@@ -23,7 +23,7 @@ from . import ials
 from .config import RankConfig
 from .ratings import Ratings
 from .score import BlockProduct
-from .sparse import csr_positions
+from .sparse import csr_order, csr_positions
 
 if TYPE_CHECKING:
     from .models import Rater
@@ -337,12 +337,8 @@ def fit_ease(
     catalogs up to ``max_items``."""
     if n_items > max_items:
         raise ValueError(f"EASE needs a dense {n_items}x{n_items} inverse; above {max_items} items use ranker='ials'")
-    order = np.lexsort((items, users))
-    users, items, weights = np.asarray(users)[order], np.asarray(items)[order], np.asarray(weights, np.float32)[order]
-    counts = np.bincount(users, minlength=n_users)
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    items = items.astype(np.int64)
+    indptr, order = csr_order(users, n_users, items, n_items)
+    items, weights = np.asarray(items, np.int64)[order], np.asarray(weights, np.float32)[order]
     G = torch.zeros(n_items, n_items, dtype=torch.float64, device=device)
     chunk = max(1, (1 << 26) // max(n_items, 1))  # X^T X from dense row chunks, 64M values at a time
     for s in range(0, n_users, chunk):

@@ -3,13 +3,49 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 
-def csr_order(rows: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(indptr, order)``: ``order`` lists the entries grouped by row (stable: input order within a row)."""
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
-    return indptr, np.argsort(rows, kind="stable")
+@njit(cache=True)
+def _counting_sort(keys: np.ndarray, n_keys: int, order: np.ndarray, identity: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Stable counting sort of positions by their key: the positions are ``order`` (or ``0..n-1`` when
+    ``identity``). ``(indptr, sorted positions)``, in O(n + n_keys)."""
+    n = keys.size if identity else order.size
+    indptr = np.zeros(n_keys + 1, np.int64)
+    for k in range(n):
+        indptr[keys[k if identity else order[k]] + 1] += 1
+    for r in range(n_keys):
+        indptr[r + 1] += indptr[r]
+    fill = indptr[:-1].copy()
+    out = np.empty(n, np.int64)
+    for k in range(n):
+        p = k if identity else order[k]
+        r = keys[p]
+        out[fill[r]] = p
+        fill[r] += 1
+    return indptr, out
+
+
+def _keys(values: np.ndarray, n: int, what: str) -> np.ndarray:
+    values = np.ascontiguousarray(values)
+    if values.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be integers, not {values.dtype}")
+    if values.size and (int(values.min()) < 0 or int(values.max()) >= n):
+        raise ValueError(f"{what} must lie in [0, {n}), got {int(values.min())}..{int(values.max())}")
+    return values
+
+
+def csr_order(
+    rows: np.ndarray, n_rows: int, cols: np.ndarray | None = None, n_cols: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, order)``: ``order`` lists the entries grouped by row, in input order within a row, or with
+    ``cols`` in column order within a row (then the order ``np.lexsort((cols, rows))`` gives). Counting sorts
+    (one pass per key), not comparison sorts: a few times faster at tens of millions of entries."""
+    rows = _keys(rows, n_rows, "row indices")
+    if cols is None:
+        return _counting_sort(rows, n_rows, np.empty(0, np.int64), True)
+    _, by_col = _counting_sort(_keys(cols, n_cols, "column indices"), n_cols, np.empty(0, np.int64), True)
+    return _counting_sort(rows, n_rows, by_col, False)
 
 
 def csr_from_pairs(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:

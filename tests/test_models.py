@@ -93,7 +93,7 @@ def test_the_fused_cpu_ials_kernel_takes_the_torch_sparse_steps():
     X, Y = torch.randn(n_users, f) * 0.1, torch.randn(n_items, f) * 0.1
     counts = torch.as_tensor(np.bincount(users, minlength=n_users), dtype=torch.float32)
     sparse = ials.solve_side(X, Y, ials.csr(users, items, weights, n_users, n_items, CPU), counts, 0.05, 0.1, 3)
-    fused = ials.solve_side_cpu(X, Y, ials.csr_arrays(users, items, weights, n_users), counts, 0.05, 0.1, 3)
+    fused = ials.solve_side_cpu(X, Y, ials.csr_arrays(users, items, weights, n_users, n_items), counts, 0.05, 0.1, 3)
     torch.testing.assert_close(fused, sparse, rtol=1e-4, atol=1e-5)
     assert not torch.equal(fused, X)  # it did move
     a = ials.fit_factors(users, items, weights, n_users, n_items, factors=f, iterations=4, seed=1)

@@ -173,3 +173,23 @@ def test_nan_factors_are_refused():
     uf[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         run(uf, itf, users, items, top_n=5)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_csr_order_is_the_stable_grouping_and_the_row_then_column_order(dtype):
+    """The counting sorts give exactly what the comparison sorts give: rows grouped in input order
+    (``argsort(kind="stable")``), or by row then column (``lexsort``), duplicates and empty rows included."""
+    from recmodel.sparse import csr_order
+
+    rng = np.random.default_rng(5)
+    rows, cols = rng.integers(0, 40, 3000).astype(dtype), rng.integers(0, 25, 3000).astype(dtype)
+    indptr, order = csr_order(rows, 45)
+    assert np.array_equal(order, np.argsort(rows, kind="stable"))
+    assert np.array_equal(indptr, np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=45))]))
+    indptr2, order2 = csr_order(rows, 45, cols, 25)
+    assert np.array_equal(order2, np.lexsort((cols, rows))) and np.array_equal(indptr2, indptr)
+    assert csr_order(np.zeros(0, dtype), 3)[0].tolist() == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match=r"\[0, 39\)"):
+        csr_order(rows, 39)  # a row index past the end is refused, never written out of bounds
+    with pytest.raises(ValueError, match="column"):
+        csr_order(rows, 45, cols - 1, 25)
