@@ -144,7 +144,7 @@ def shard_lists(
     dev = resolve_device(device)
     rater = load_model(rater_path, dev).model if rater_path else None
     ranker = load_ranker(ranker_path, dev)
-    part = snapshot.ratings(users=(lo, hi))
+    part = snapshot.ratings(users=(lo, hi), timestamps=False)
     users = np.unique(part.users)
     t0 = time.perf_counter()
     if users.size == 0:
@@ -200,7 +200,7 @@ def extra_lists(
     dev = resolve_device(device)
     rater = load_model(rater_path, dev).model if rater_path else None
     ranker = load_ranker(ranker_path, dev)
-    seen = snapshot.ratings()
+    seen = snapshot.ratings(timestamps=False)
     user_ids, item_ids = snapshot.user_ids(), snapshot.item_ids()
     cold, _ = cold_start_lists(
         cold_start,

@@ -9,11 +9,14 @@ import polars as pl
 
 from .sparse import csr_from_pairs
 
+NO_TIMESTAMPS = np.zeros(0, dtype=np.int64)  # ratings loaded without their times (nothing may split by time)
+
 
 @dataclass
 class Ratings:
     """Ratings by contiguous index (numpy), with the catalog size they index into. With implicit feedback
-    ``ratings`` holds each pair's total weight (1 per event without one)."""
+    ``ratings`` holds each pair's total weight (1 per event without one). ``timestamps`` is empty when
+    the times were not loaded (``NO_TIMESTAMPS``)."""
 
     users: np.ndarray
     items: np.ndarray
@@ -40,7 +43,7 @@ class Ratings:
             self.users[idx],
             self.items[idx],
             self.ratings[idx],
-            self.timestamps[idx],
+            self.timestamps[idx] if self.timestamps.size else self.timestamps,
             self.n_users,
             self.n_items,
             self.feedback,

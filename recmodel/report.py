@@ -210,7 +210,7 @@ def report_run(
     """The report of one run, from its snapshot, model files and published lists."""
     rater = load_model(rater_path).model if rater_path else None
     ranker = load_ranker(ranker_path)
-    seen = snapshot.ratings()
+    seen = snapshot.ratings(timestamps=False)
     vectors = ranker.item_vectors()
     if vectors is None and rater is not None:
         vectors = rater.item_vectors()

@@ -14,6 +14,13 @@ def random_split(n: int, valid_pct: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
 
 
+def _need_times(r: Ratings) -> None:
+    if len(r) and r.timestamps.size != len(r):
+        raise ValueError(
+            "these ratings were loaded without their timestamps: load them with timestamps to split by time"
+        )
+
+
 def split_random(r: Ratings, test_pct: float, seed: int) -> tuple[Ratings, Ratings]:
     """A seeded random ``test_pct`` of all ratings is the test part."""
     train, test = random_split(len(r), test_pct, seed)
@@ -22,6 +29,7 @@ def split_random(r: Ratings, test_pct: float, seed: int) -> tuple[Ratings, Ratin
 
 def split_temporal(r: Ratings, test_pct: float) -> tuple[Ratings, Ratings]:
     """The latest ``test_pct`` of ratings by timestamp (one global cut) is the test part."""
+    _need_times(r)
     order = np.lexsort((np.arange(len(r)), r.timestamps))
     n_test = int(round(len(r) * test_pct))
     return r.take(np.sort(order[: len(r) - n_test])), r.take(np.sort(order[len(r) - n_test :]))
@@ -29,6 +37,7 @@ def split_temporal(r: Ratings, test_pct: float) -> tuple[Ratings, Ratings]:
 
 def split_leave_last(r: Ratings, n: int) -> tuple[Ratings, Ratings]:
     """Each user's ``n`` latest ratings are the test part; users with ``n`` or fewer ratings stay in train."""
+    _need_times(r)
     order = np.lexsort((np.arange(len(r)), -r.timestamps, r.users))  # per user, newest first
     counts = np.bincount(r.users, minlength=r.n_users)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
