@@ -260,6 +260,12 @@ class RunConfig(BaseModel):
         description="Cut-off k of the ranking metrics (NDCG@k, recall@k, ...) "
         "that validation, the quality gate and reports use.",
     )
+    metric_users: int = Field(
+        20_000,
+        ge=0,
+        description="Validation ranking metrics (tuning, the baselines' floor) are means over a seeded sample "
+        "of at most this many users with a relevant validation rating; 0: every user.",
+    )
     rating_min: float = Field(0.5, description="Lowest valid rating; smaller values are quarantined.")
     rating_max: float = Field(5.0, description="Highest valid rating; larger values are quarantined.")
     score_memory_mb: int = Field(

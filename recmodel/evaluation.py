@@ -33,9 +33,21 @@ def ranking_report(
     *,
     memory_mb: int = 512,
     device: torch.device | str = "cpu",
+    max_users: int = 0,
+    seed: int = 0,
 ) -> dict[str, float]:
-    """Ranking metrics at ``k`` for every user with a train history (see ``recmodel.metrics``)."""
-    users = np.unique(train.users)
+    """Ranking metrics at ``k`` for every user with a train history (see ``recmodel.metrics``). With
+    ``max_users``, only a seeded sample of that many users with a relevant test rating is scored (the same
+    users for every ranker measured with the same data and seed): the metrics are then means over the
+    sample, and coverage is the sample's lists' coverage."""
+    users = np.flatnonzero(np.bincount(train.users, minlength=train.n_users))
+    if max_users:
+        relevant = np.zeros(train.n_users, dtype=bool)
+        relevant[test.users[test.ratings >= threshold]] = True
+        candidates = users[relevant[users]]
+        if candidates.size > max_users:
+            rng = np.random.default_rng(seed)
+            users = np.sort(rng.choice(candidates, size=max_users, replace=False))
     top = recommend(ranker, train, users, k, memory_mb=memory_mb, device=device)
     row_of = np.full(train.n_users, -1)
     row_of[users] = np.arange(users.size)

@@ -141,7 +141,17 @@ def _measure(
     memory = cfg.score_memory_mb
 
     def ranked(model: Ranker) -> dict[str, float]:
-        return ranking_report(model, train, valid, k, threshold, memory_mb=memory, device=device)
+        return ranking_report(
+            model,
+            train,
+            valid,
+            k,
+            threshold,
+            memory_mb=memory,
+            device=device,
+            max_users=cfg.metric_users,
+            seed=cfg.train.seed,
+        )
 
     ranking = ranked(ranker)
     models: dict[str, dict[str, Any]] = {
@@ -295,7 +305,7 @@ def fit_night(
     ``previous`` is the last published run; with ``cfg.warm_start`` the models start from its files.
     """
     device = resolve_device(cfg.train.device)
-    everything = snapshot.ratings()
+    everything = snapshot.ratings(timestamps=False)
     implicit = everything.implicit
     train, valid, warm = _split(everything, snapshot, cfg, device, previous)
     cfg, tuned, tuning = _tuned(train, valid, cfg, device, previous, warm is not None, len(everything))

@@ -109,10 +109,12 @@ class _Plan:
         )
 
 
-def ials_cost(data: Ratings, cfg: RankConfig) -> float:
+def ials_cost(data: Ratings, cfg: RankConfig, scored_users: int = 0) -> float:
+    """Fitting, then scoring ``scored_users`` users' lists (0: every user) for the validation metrics."""
     f = cfg.rank_factors
     per_pass = len(data) * f * cfg.rank_cg_steps + (data.n_users + data.n_items) * f * f
-    return IALS_SECONDS * per_pass * cfg.rank_iterations + SCORE_SECONDS * data.n_users * data.n_items * f
+    scored = min(scored_users or data.n_users, data.n_users)
+    return IALS_SECONDS * per_pass * cfg.rank_iterations + SCORE_SECONDS * scored * data.n_items * f
 
 
 def ease_cost(data: Ratings) -> float:
@@ -245,13 +247,23 @@ def tune_ranker(
     def fit_and_score(model: str, settings: dict[str, Any], charged: bool = True) -> tuple[float, Any, float]:
         rank_cfg = cfg.rank.model_copy(update={"ranker": model, **settings})
         predicted = (ease_cost(train) if model in ("ease", "hybrid") else 0.0) + (
-            ials_cost(train, rank_cfg) if model in ("ials", "hybrid") else 0.0
+            ials_cost(train, rank_cfg, cfg.metric_users) if model in ("ials", "hybrid") else 0.0
         )
         if charged and not plan.affords(predicted):
             return math.nan, None, predicted
         t = time.perf_counter()
         ranker = fit_ranker(train, rank_cfg, device, cfg.train.seed, rater)
-        score = ranking_report(ranker, train, valid, k, threshold, memory_mb=memory, device=device)[key]
+        score = ranking_report(
+            ranker,
+            train,
+            valid,
+            k,
+            threshold,
+            memory_mb=memory,
+            device=device,
+            max_users=cfg.metric_users,
+            seed=cfg.train.seed,
+        )[key]
         changed = {n: v for n, v in settings.items() if getattr(cfg.rank, n) != v}
         plan.record(Trial(model, changed, score, predicted, time.perf_counter() - t), charged)
         return score, ranker, predicted

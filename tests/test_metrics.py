@@ -53,3 +53,36 @@ def test_users_without_relevant_items_are_left_out():
     assert empty["n_users"] == 0 and math.isnan(empty["ndcg_at_2"])
     with pytest.raises(ValueError, match="k must be"):
         ranking_metrics(top, np.array([0]), np.array([1]), k=0, n_items=4)
+
+
+def test_validation_metrics_on_a_sample_of_users_are_those_users_metrics():
+    """``max_users``: a seeded sample of users with a relevant test rating is scored; the metrics are
+    exactly the full report's restricted to them, the same sample for every ranker, and nothing changes
+    when the sample would hold everyone."""
+    import torch
+
+    from recmodel import synth
+    from recmodel.evaluation import ranking_report
+    from recmodel.rankers import fit_popularity
+    from recmodel.ratings import index_frames
+    from recmodel.splits import split_random
+
+    (r,), _, _ = index_frames(synth.generate("ml-100k", seed=1))
+    train, test = split_random(r, 0.2, 42)
+    popular = fit_popularity(train.items, train.n_items, train.n_users, torch.device("cpu"))
+    full = ranking_report(popular, train, test, 10, 4.0)
+    assert ranking_report(popular, train, test, 10, 4.0, max_users=100_000, seed=1) == full
+    sample = ranking_report(popular, train, test, 10, 4.0, max_users=200, seed=1)
+    assert sample["n_users"] == 200 and sample == ranking_report(popular, train, test, 10, 4.0, max_users=200, seed=1)
+    assert sample != ranking_report(popular, train, test, 10, 4.0, max_users=200, seed=2)
+    # the same numbers as the full report's, restricted to the sampled users (by hand, from the test part)
+    rng = np.random.default_rng(1)
+    liked_users = np.unique(test.users[test.ratings >= 4.0])
+    chosen = np.sort(rng.choice(liked_users[np.isin(liked_users, train.users)], size=200, replace=False))
+    keep = np.isin(test.users, chosen)
+    restricted = type(test)(
+        test.users[keep], test.items[keep], test.ratings[keep], test.timestamps[keep], test.n_users, test.n_items
+    )
+    by_hand = ranking_report(popular, train, restricted, 10, 4.0)
+    assert by_hand["ndcg_at_10"] == pytest.approx(sample["ndcg_at_10"])
+    assert by_hand["recall_at_10"] == pytest.approx(sample["recall_at_10"])
