@@ -173,7 +173,8 @@ def _lazy_epoch(
     batch_size: int,
     U: np.ndarray,
     V: np.ndarray,
-    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    SU: np.ndarray,
+    SV: np.ndarray,
     lrs: np.ndarray,
     beta1s: np.ndarray,
     beta2: float,
@@ -185,13 +186,14 @@ def _lazy_epoch(
     parts: int,
 ) -> float:  # pragma: no cover - compiled
     """One epoch of the dot model with lazy AdamW, every step fused: the batch's logits and ``dL/dx`` (in
-    parallel), its gradients summed per row (in batch order: deterministic; each of ``parts`` threads
-    owns a share of the rows), then AdamW on the touched rows
-    only (in parallel). ``U``/``V`` are ``[factors | bias]`` per row; ``state`` their moments, gradient
-    buffers and last-touched marks. ``lrs``/``beta1s`` are the one-cycle schedule's values of this epoch's
-    steps; ``step0`` counts the steps before it (Adam's bias correction). Returns the summed squared error."""
-    mU, vU, mV, vV, gU, gV = state
+    parallel), its gradients summed per row (in batch order: deterministic; each of ``parts`` threads owns
+    a share of the rows), then AdamW on the touched rows only (in parallel). ``U``/``V`` are
+    ``[factors | bias]`` per row; ``SU``/``SV`` hold, per row, its gradient buffer, then Adam's first and
+    second moments, side by side (one contiguous read: the update is bound by random row access, not
+    arithmetic). ``lrs``/``beta1s`` are the one-cycle schedule's values of this epoch's steps; ``step0``
+    counts the steps before it (Adam's bias correction). Returns the summed squared error."""
     n, f = users.size, U.shape[1] - 1
+    w = f + 1  # the width of each block of a state row: gradient, m, v
     loss = 0.0
     n_steps = (n + batch_size - 1) // batch_size
     touched_u = np.empty(min(batch_size, U.shape[0]), np.int64)
@@ -232,12 +234,12 @@ def _lazy_epoch(
                 d = dx[b]
                 if u % parts == p:
                     for a in range(f):
-                        gU[u, a] += d * V[i, a]
-                    gU[u, f] += d
+                        SU[u, a] += d * V[i, a]
+                    SU[u, f] += d
                 if i % parts == p:
                     for a in range(f):
-                        gV[i, a] += d * U[u, a]
-                    gV[i, f] += d
+                        SV[i, a] += d * U[u, a]
+                    SV[i, f] += d
         t = step0 + step + 1
         lr, beta1 = lrs[step], beta1s[step]
         # float32 coefficients, so the row loops below stay in float32 and vectorise
@@ -247,17 +249,17 @@ def _lazy_epoch(
         step_size = np.float32(lr / (1.0 - beta1**t))
         inv_bias2 = np.float32(1.0 / (1.0 - beta2**t))
         eps32 = np.float32(eps)
-        for P, m, v, g, rows, count in ((U, mU, vU, gU, touched_u, n_u), (V, mV, vV, gV, touched_i, n_i)):
+        for P, S, rows, count in ((U, SU, touched_u, n_u), (V, SV, touched_i, n_i)):
             for k in prange(count):
                 r = rows[k]
-                for a in range(f + 1):
-                    ga = g[r, a]
-                    ma = b1 * m[r, a] + c1 * ga
-                    va = b2 * v[r, a] + c2 * ga * ga
-                    m[r, a] = ma
-                    v[r, a] = va
+                for a in range(w):
+                    ga = S[r, a]
+                    ma = b1 * S[r, w + a] + c1 * ga
+                    va = b2 * S[r, 2 * w + a] + c2 * ga * ga
+                    S[r, w + a] = ma
+                    S[r, 2 * w + a] = va
                     P[r, a] = P[r, a] * decay - step_size * ma / (np.sqrt(va * inv_bias2) + eps32)
-                    g[r, a] = np.float32(0.0)
+                    S[r, a] = np.float32(0.0)
     return loss
 
 
@@ -292,9 +294,9 @@ def _fit_dot_lazy(
     lrs, beta1s = (np.array(x, dtype=np.float64) for x in zip(*schedule))
     beta2, eps = opt.param_groups[0]["betas"][1], opt.param_groups[0]["eps"]
     Un, Vn = U.numpy(), V.numpy()
-    # moments m and v of each table, then the gradient buffers (zeroed again row by row after each step)
-    zeros = np.zeros_like
-    state = (zeros(Un), zeros(Un), zeros(Vn), zeros(Vn), zeros(Un), zeros(Vn))
+    # per row: the gradient buffer (zeroed again row by row after each step), then the moments m and v
+    SU = np.zeros((Un.shape[0], 3 * Un.shape[1]), np.float32)
+    SV = np.zeros((Vn.shape[0], 3 * Vn.shape[1]), np.float32)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=generator)
@@ -308,7 +310,8 @@ def _fit_dot_lazy(
             batch_size,
             Un,
             Vn,
-            state,
+            SU,
+            SV,
             lrs[window],
             beta1s[window],
             beta2,
