@@ -86,3 +86,24 @@ def test_validation_metrics_on_a_sample_of_users_are_those_users_metrics():
     by_hand = ranking_report(popular, train, restricted, 10, 4.0)
     assert by_hand["ndcg_at_10"] == pytest.approx(sample["ndcg_at_10"])
     assert by_hand["recall_at_10"] == pytest.approx(sample["recall_at_10"])
+
+
+def test_bias_only_is_the_alternating_shrunk_means():
+    """Bias-only (the floor of every rating model): each round, every item's residual mean shrunk by
+    ``reg_item``, then every user's by ``reg_user``; written here with numpy's weighted bincount."""
+    from recmodel.baselines import fit_bias_only
+
+    rng = np.random.default_rng(3)
+    users, items = rng.integers(0, 50, 4000), rng.integers(0, 30, 4000)
+    ratings = (rng.integers(1, 6, 4000) + 0.3 * (users % 3) - 0.2 * (items % 4)).astype(np.float64)
+    mu = ratings.mean()
+    bu, bi = np.zeros(52), np.zeros(30)
+    n_u, n_i = np.bincount(users, minlength=52), np.bincount(items, minlength=30)
+    for _ in range(7):
+        bi = np.bincount(items, ratings - mu - bu[users], minlength=30) / (4.0 + n_i)
+        bu = np.bincount(users, ratings - mu - bi[items], minlength=52) / (6.0 + n_u)
+    fitted = fit_bias_only(users, items, ratings, 52, 30, reg_user=6.0, reg_item=4.0, iterations=7, rating_range=(1, 5))
+    np.testing.assert_allclose(fitted.user_bias, bu, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fitted.item_bias, bi, rtol=1e-12, atol=1e-12)
+    assert fitted.mu == pytest.approx(mu) and fitted.user_bias[50:].tolist() == [0.0, 0.0]  # unrated users: 0
+    assert fitted.predict(users, items).min() >= 1 and fitted.predict(users, items).max() <= 5
