@@ -138,7 +138,8 @@ def plan_night(warehouse: str | Path, night: StagedNight) -> tuple[NightPlan, Sn
         faults.point("index")
         plan = NightPlan(
             night.run_id,
-            _copy(con, "select * from night order by user_id, item_id", out / "delta.parquet"),
+            # in no particular order: it is a set of ratings (the snapshot below is the sorted, indexed form)
+            _copy(con, "select * from night", out / "delta.parquet"),
             _copy(con, "select user_id, user_idx from new_user_index order by user_idx", out / "new_users.parquet"),
             _copy(con, "select item_id, item_idx from new_item_index order by item_idx", out / "new_items.parquet"),
             files,
