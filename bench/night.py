@@ -87,18 +87,30 @@ def main() -> None:
     parser.add_argument("--top-n", type=int, default=10)
     parser.add_argument("--collabflow-args", default="", help="extra `collabflow run` options, quoted")
     parser.add_argument("--peer", nargs=2, metavar=("SOURCE", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--generate", metavar="FOLDER", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
         peer(args.peer[0], args.peer[1], args.top_n)
+        return
+    if args.generate:
+        from recmodel import synth  # noqa: PLC0415
+
+        print(synth.write(synth.generate(args.shape, seed=42), Path(args.generate), "parquet"))
         return
     try:
         import implicit  # noqa: F401, PLC0415
     except ImportError:
         sys.exit("implicit is not installed (pip install -e '.[bench]'): there is no peer to compare with")
-    from recmodel import synth  # noqa: PLC0415
-
     with tempfile.TemporaryDirectory() as tmp:
-        source = synth.write(synth.generate(args.shape, seed=42), Path(tmp) / "inbox", "parquet")
+        # generated in a child process: a child's peak RSS (wait4) starts from its parent's RSS at the fork,
+        # so this process stays small (an ML-25M frame held here put a 3.1 GB floor under both peaks)
+        made = subprocess.run(
+            [sys.executable, __file__, "--shape", args.shape, "--generate", str(Path(tmp) / "inbox")],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        source = Path(made.stdout.strip().splitlines()[-1])
         print(f"{args.shape}: {source.stat().st_size / 2**20:.0f} MB of Parquet")
         peer_s, peer_gb, _ = timed(
             [sys.executable, __file__, "--top-n", str(args.top_n), "--peer", str(source), str(Path(tmp) / "peer.pq")]
