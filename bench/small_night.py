@@ -61,7 +61,8 @@ def main() -> None:
             start = seconds - sum(stages.values())
             timed_stages = ", ".join(f"{k} {v:.1f}s" for k, v in stages.items())
             tuning = (result.get("metrics") or {}).get("tuning") or {}
-            how = "reused" if tuning.get("reused_from") else f"searched ({len(tuning.get('trials', []))} trials)"
+            trials = len(tuning.get("trials", []))
+            how = "reused" if tuning.get("reused_from") else f"searched ({trials} trials)" if trials else "off"
             print(
                 f"night {night}: {part.height} new ratings, tuning {how}: {seconds:.1f}s wall = start {start:.1f}s "
                 f"+ {timed_stages}; peak RSS {rss:.2f} GB"
