@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from recmodel import synth  # noqa: E402
 from recmodel.config import RunConfig  # noqa: E402
-from recmodel.evaluation import ranking_report, rating_report  # noqa: E402
+from recmodel.evaluation import ranking_report, rating_report, relevance  # noqa: E402
 from recmodel.io import read_ratings  # noqa: E402
 from recmodel.rankers import fit_ranker  # noqa: E402
 from recmodel.ratings import Ratings, index_frames  # noqa: E402
@@ -43,7 +43,7 @@ DEFAULT_ML100K = ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"
 
 def measure(train: Ratings, test: Ratings, cfg: RunConfig) -> dict[str, float]:
     """Fit ``cfg``'s models on all of ``train``; test NDCG@10, recall@20 and (explicit data) RMSE."""
-    threshold = float("-inf") if train.implicit else cfg.rank.relevance_threshold
+    threshold = relevance(train, cfg)
     rater = None
     out: dict[str, float] = {}
     if not train.implicit:

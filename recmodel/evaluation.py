@@ -55,6 +55,29 @@ def ranking_report(
     return ranking_metrics(top.items, row_of[test.users[liked]], test.items[liked], k, train.n_items)
 
 
+def relevance(data: Ratings, cfg: RunConfig) -> float:
+    """What makes a held-out interaction relevant: a good enough rating, or (implicit feedback) any."""
+    return float("-inf") if data.implicit else cfg.rank.relevance_threshold
+
+
+def validation_report(
+    ranker: Ranker, train: Ratings, valid: Ratings, cfg: RunConfig, device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    """A night's ranking metrics on its validation part, as tuning and the baselines' floor measure them:
+    at ``metric_k``, on the seeded sample of ``metric_users`` users (the same for every ranker)."""
+    return ranking_report(
+        ranker,
+        train,
+        valid,
+        cfg.metric_k,
+        relevance(train, cfg),
+        memory_mb=cfg.score_memory_mb,
+        device=device,
+        max_users=cfg.metric_users,
+        seed=cfg.train.seed,
+    )
+
+
 def rating_report(pred: np.ndarray, test: Ratings) -> dict[str, float]:
     return {"rmse": rmse(pred, test.ratings), "mae": mae(pred, test.ratings)}
 
@@ -92,7 +115,7 @@ def compare(
     the configured ranker's lists with the configured rating model's scores (for implicit feedback there is
     no rating model: every held-out interaction is relevant, and a random control joins popularity)."""
     k = cfg.metric_k
-    threshold = float("-inf") if train.implicit else cfg.rank.relevance_threshold
+    threshold = relevance(train, cfg)
     out: dict[str, dict[str, Any]] = {} if train.implicit else dict(baseline_reports(train, test, cfg))
     raters = () if train.implicit else tuple(dict.fromkeys((*rating_models, cfg.train.rating_model)))
     for name in raters:
@@ -151,7 +174,7 @@ def tuned_report(train: Ratings, test: Ratings, cfg: RunConfig, device: torch.de
     fit_part, valid = split_random(train, cfg.train.valid_pct, cfg.train.seed)
     tuned = tune(fit_part, valid, cfg, device, len(train))
     chosen = tuned.cfg
-    threshold = float("-inf") if train.implicit else chosen.rank.relevance_threshold
+    threshold = relevance(train, chosen)
     report: dict[str, Any] = {"ranker": chosen.rank.ranker, "rating_model": None, "tuning": tuned.record["changed"]}
     rater = None
     if not train.implicit:

@@ -25,7 +25,7 @@ import torch
 
 from .config import RunConfig
 from .device import resolve_device
-from .evaluation import baseline_reports, fit_bias, ranking_report
+from .evaluation import baseline_reports, fit_bias, validation_report
 from .models import BiasOnly, RatingModule
 from .persist import checksum, load_model, load_ranker, save_model, save_ranker
 from .rankers import Ranker, fit_popularity, fit_random, fit_ranker
@@ -68,11 +68,6 @@ class _Warm:
     ranker: Ranker
     epochs: int
     iterations: int
-
-
-def relevance(data: Ratings, cfg: RunConfig) -> float:
-    """What makes a held-out interaction relevant: a good enough rating, or (implicit feedback) any."""
-    return float("-inf") if data.implicit else cfg.rank.relevance_threshold
 
 
 def _load_warm(previous: WarmSource, cfg: RunConfig, device: torch.device, implicit: bool) -> _Warm | None:
@@ -137,21 +132,10 @@ def _measure(
     train: Ratings, valid: Ratings, ranker: Ranker, result: FitResult | None, cfg: RunConfig, device: torch.device
 ) -> dict[str, Any]:
     """Validation metrics of the models next to their baselines."""
-    k, threshold = cfg.metric_k, relevance(train, cfg)
-    memory = cfg.score_memory_mb
+    k = cfg.metric_k
 
     def ranked(model: Ranker) -> dict[str, float]:
-        return ranking_report(
-            model,
-            train,
-            valid,
-            k,
-            threshold,
-            memory_mb=memory,
-            device=device,
-            max_users=cfg.metric_users,
-            seed=cfg.train.seed,
-        )
+        return validation_report(model, train, valid, cfg, device)
 
     ranking = ranked(ranker)
     models: dict[str, dict[str, Any]] = {

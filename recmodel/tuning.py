@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .config import RankConfig, RunConfig, TrainConfig
-from .evaluation import ranking_report
+from .evaluation import validation_report
 from .metrics import mae, rmse
 from .models import BayesBlend, RatingModule
 from .rankers import EASE_MAX_ITEMS, Ranker, fit_ranker
@@ -240,9 +240,7 @@ def tune_ranker(
 ) -> tuple[RankConfig, Ranker | None]:
     """The best ranker and settings on the validation part (the configured ones when nothing beats them).
     With ``rater`` (explicit feedback), the leader's ``rating_boost`` is climbed last."""
-    k, memory = cfg.metric_k, cfg.score_memory_mb
-    threshold = float("-inf") if train.implicit else cfg.rank.relevance_threshold
-    key = f"ndcg_at_{k}"
+    key = f"ndcg_at_{cfg.metric_k}"
 
     def fit_and_score(model: str, settings: dict[str, Any], charged: bool = True) -> tuple[float, Any, float]:
         rank_cfg = cfg.rank.model_copy(update={"ranker": model, **settings})
@@ -253,17 +251,7 @@ def tune_ranker(
             return math.nan, None, predicted
         t = time.perf_counter()
         ranker = fit_ranker(train, rank_cfg, device, cfg.train.seed, rater)
-        score = ranking_report(
-            ranker,
-            train,
-            valid,
-            k,
-            threshold,
-            memory_mb=memory,
-            device=device,
-            max_users=cfg.metric_users,
-            seed=cfg.train.seed,
-        )[key]
+        score = validation_report(ranker, train, valid, cfg, device)[key]
         changed = {n: v for n, v in settings.items() if getattr(cfg.rank, n) != v}
         plan.record(Trial(model, changed, score, predicted, time.perf_counter() - t), charged)
         return score, ranker, predicted
