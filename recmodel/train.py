@@ -320,7 +320,7 @@ def _fit_dot_lazy(
             (epoch - 1) * steps,
             lo,
             hi,
-            max(1, min(numba.get_num_threads(), f + 1)),
+            numba.get_num_threads(),
         )
         for table, emb, bias in ((U, model.user_emb, model.user_bias), (V, model.item_emb, model.item_bias)):
             emb.weight.data.copy_(table[:, :f])
