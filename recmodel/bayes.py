@@ -44,42 +44,57 @@ class BayesFactors:
 
 
 @njit(parallel=True, cache=True)
+def _outer_products(other: np.ndarray, alpha: float, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out[j]`` = the lower triangle of ``alpha x_j x_j^T`` packed row by row, ``x_j = [1, other[j, 1:]]``.
+
+    Computed once per side and pass, so each rating only adds a row of ``out`` (contiguous: SIMD) instead of
+    multiplying out the product again; entry ``a(a+1)/2`` is ``alpha x_j[a]``, the weight of ``b``.
+    """
+    n, d = other.shape
+    for j in prange(n):
+        k = 0
+        for a in range(d):
+            xa = alpha * (1.0 if a == 0 else other[j, a])
+            for c in range(a + 1):
+                out[j, k] = xa * (1.0 if c == 0 else other[j, c])
+                k += 1
+
+
+@njit(parallel=True, cache=True)
 def _sample_rows(
     indptr: np.ndarray,
     cols: np.ndarray,
-    target: np.ndarray,
+    ratings: np.ndarray,
+    mu: float,
     other: np.ndarray,
+    outer: np.ndarray,
     prior_prec: np.ndarray,
     prior_shift: np.ndarray,
-    alpha: float,
     noise: np.ndarray,
     out: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """Draw every row ``w = [bias, factors]`` of ``out`` from its Gaussian conditional (see module docstring).
 
-    ``target[p]`` is entry p's rating minus ``mu`` and the other side's bias; ``other[:, 1:]`` are the other
-    side's factors; ``prior_shift = Lambda m``; ``noise`` holds one standard normal vector per row.
+    ``ratings`` are in CSR order; the target of entry p is its rating minus ``mu`` and the other side's bias
+    ``other[j, 0]``; ``outer`` is ``_outer_products(other, alpha)``; ``prior_prec`` is ``Lambda`` packed like
+    it and ``prior_shift = Lambda m``; ``noise`` holds one standard normal vector per row.
     """
     n, d = out.shape
     for r in prange(n):
-        P = prior_prec.copy()
+        P = prior_prec.copy()  # packed lower triangle
         b = prior_shift.copy()
-        x = np.empty(d)
-        x[0] = 1.0
         for p in range(indptr[r], indptr[r + 1]):
             j = cols[p]
-            for a in range(1, d):
-                x[a] = other[j, a]
-            t = target[p]
+            o = outer[j]
+            t = ratings[p] - mu - other[j, 0]
             for a in range(d):
-                xa = alpha * x[a]
-                b[a] += xa * t
-                for c in range(a + 1):
-                    P[a, c] += xa * x[c]
+                b[a] += o[a * (a + 1) // 2] * t
+            for k in range(o.size):
+                P[k] += o[k]
         L = np.zeros((d, d))  # Cholesky factor of P (lower triangle used)
         for a in range(d):
             for c in range(a + 1):
-                s = P[a, c]
+                s = P[a * (a + 1) // 2 + c]
                 for e in range(c):
                     s -= L[a, e] * L[c, e]
                 L[a, c] = math.sqrt(s) if a == c else s / L[c, c]
@@ -96,11 +111,30 @@ def _sample_rows(
             out[r, a] = s / L[a, a]
 
 
-def _csr(rows: np.ndarray, cols: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(indptr, cols, order)``: entries grouped by row; ``order`` maps them back to the input positions
-    (each pass reorders its targets with it)."""
+@njit(parallel=True, cache=True)
+def _squared_residuals(
+    indptr: np.ndarray, cols: np.ndarray, ratings: np.ndarray, mu: float, W: np.ndarray, other: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Per row of ``W``: the sum of its squared residuals ``r - mu - w_b - o_b - w . o`` (one row per thread,
+    each row's sum in CSR order, so the total does not depend on the thread count)."""
+    n, d = W.shape
+    sums = np.zeros(n)
+    for r in prange(n):
+        s = 0.0
+        for p in range(indptr[r], indptr[r + 1]):
+            j = cols[p]
+            e = ratings[p] - mu - W[r, 0] - other[j, 0]
+            for a in range(1, d):
+                e -= W[r, a] * other[j, a]
+            s += e * e
+        sums[r] = s
+    return sums
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(indptr, cols, ratings)``: the entries grouped by row."""
     indptr, order = csr_order(rows, n)
-    return indptr, np.ascontiguousarray(cols[order], dtype=np.int64), order
+    return indptr, np.ascontiguousarray(cols[order], dtype=np.int64), np.ascontiguousarray(ratings[order])
 
 
 def _sample_hyper(rng: np.random.Generator, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,8 +184,8 @@ def fit_bayes(
     r = np.asarray(ratings, np.float64)
     mu = float(r.mean()) if r.size else 0.0
     d = factors + 1
-    by_user = _csr(users, items, n_users)
-    by_item = _csr(items, users, n_items)
+    by_user = _csr(users, items, r, n_users)
+    by_item = _csr(items, users, r, n_items)
     Wu = 0.1 * rng.standard_normal((n_users, d))
     Wi = 0.1 * rng.standard_normal((n_items, d))
     if init is not None:
@@ -160,18 +194,19 @@ def fit_bayes(
                 n = min(W.shape[0], vec.shape[0])
                 W[:n, 0], W[:n, 1:] = bias[:n], vec[:n]
     alpha = 2.0
+    tri = np.tril_indices(d)  # packed lower triangles, row by row
+    outer = np.empty((max(n_users, n_items), d * (d + 1) // 2))
     sum_u, sum_i = np.zeros_like(Wu), np.zeros_like(Wi)
     noise_sum, kept = 0.0, 0
     t0 = time.perf_counter()
     for it in range(iterations):
-        for W, other, (indptr, cols, order), side in ((Wu, Wi, by_user, users), (Wi, Wu, by_item, items)):
+        for W, other, (indptr, cols, ratings) in ((Wu, Wi, by_user), (Wi, Wu, by_item)):
             m, prec = _sample_hyper(rng, W)
-            partner = items if side is users else users
-            target = (r - mu - other[partner, 0])[order]
             z = rng.standard_normal(W.shape)
-            _sample_rows(indptr, cols, target, other, prec, prec @ m, alpha, z, W)
-        resid = r - mu - Wu[users, 0] - Wi[items, 0] - np.einsum("ij,ij->i", Wu[users, 1:], Wi[items, 1:])
-        alpha = rng.gamma(1.0 + r.size / 2.0, 1.0 / (1.0 + 0.5 * float(resid @ resid)))
+            _outer_products(other, alpha, outer[: len(other)])
+            _sample_rows(indptr, cols, ratings, mu, other, outer, prec[tri], prec @ m, z, W)
+        sse = float(_squared_residuals(*by_user, mu, Wu, Wi).sum())
+        alpha = rng.gamma(1.0 + r.size / 2.0, 1.0 / (1.0 + 0.5 * sse))
         if it >= burn_in:
             sum_u += Wu
             sum_i += Wi

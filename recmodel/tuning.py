@@ -44,7 +44,7 @@ SCORE_SECONDS = 3e-11  # per user x item x factor: scoring the validation part's
 EASE_SECONDS = 1.4e-10  # per item^3 (the inverse) and per interaction x item (the Gram matrix, dense chunks)
 RATER_SECONDS = 1.2e-6  # per training rating x epoch (small factors; grows with them)
 STEP_SECONDS = 4e-4  # per optimizer step (fixed costs that dominate on small data)
-GIBBS_SECONDS = 4e-9  # per rating x (factors + 1)^2 x Gibbs pass (both sides)
+GIBBS_SECONDS = 1.1e-9  # per rating x factors^2 x Gibbs pass (both sides; ML-100K shape, ML-1M: 7e-10)
 MAX_TRIALS = 16  # per phase
 
 

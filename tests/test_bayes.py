@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recmodel.bayes import fit_bayes
+from recmodel.bayes import _csr, _outer_products, _sample_rows, _squared_residuals, fit_bayes
 from recmodel.config import RankConfig, RunConfig, TrainConfig
 from recmodel.evaluation import fit_bias
 from recmodel.metrics import rmse
@@ -149,3 +149,33 @@ def test_the_rating_boost_adds_a_scaled_product_and_survives_a_round_trip(blend,
     assert isinstance(ease, BoostedRanker) and ease.factors() is None
     again = fit_ranker(train, rank.model_copy(update={"rating_boost": 0.5}), CPU, 0, model, init=boosted)
     assert again.base.user_factors.shape == boosted.base.user_factors.shape
+
+
+def test_a_gibbs_draw_is_the_closed_form_conditional():
+    """One side's draw, written out in numpy: ``w = P^-1 b + L^-T z`` with ``P = L L^T`` (module docstring)."""
+    rng = np.random.default_rng(3)
+    n_rows, n_other, d, alpha, mu = 7, 9, 4, 1.7, 3.2
+    rows = rng.integers(0, n_rows, 60)
+    cols = rng.integers(0, n_other, 60)
+    ratings = rng.uniform(1, 5, 60)
+    other = rng.normal(0, 0.5, (n_other, d))
+    half = rng.normal(0, 0.3, (d, d))
+    prec, m = np.eye(d) + half @ half.T, rng.normal(0, 0.2, d)
+    z = rng.standard_normal((n_rows, d))
+    indptr, cols_csr, ratings_csr = _csr(rows, cols, ratings, n_rows)
+    outer = np.empty((n_other, d * (d + 1) // 2))
+    _outer_products(other, alpha, outer)
+    drawn = np.zeros((n_rows, d))
+    _sample_rows(indptr, cols_csr, ratings_csr, mu, other, outer, prec[np.tril_indices(d)], prec @ m, z, drawn)
+    for r in range(n_rows):
+        mine = rows == r
+        x = np.column_stack([np.ones(mine.sum()), other[cols[mine], 1:]])
+        target = ratings[mine] - mu - other[cols[mine], 0]
+        P = prec + alpha * x.T @ x
+        b = prec @ m + alpha * x.T @ target
+        L = np.linalg.cholesky(P)
+        np.testing.assert_allclose(drawn[r], np.linalg.solve(P, b) + np.linalg.solve(L.T, z[r]), rtol=1e-10)
+    W = rng.normal(0, 0.5, (n_rows, d))
+    resid = ratings - mu - W[rows, 0] - other[cols, 0] - (W[rows, 1:] * other[cols, 1:]).sum(1)
+    sums = _squared_residuals(indptr, cols_csr, ratings_csr, mu, W, other)
+    np.testing.assert_allclose(sums, np.bincount(rows, resid**2, n_rows), rtol=1e-12)
