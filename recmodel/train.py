@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numba
@@ -94,23 +93,89 @@ def evaluate(model: nn.Module, data: Interactions, batch_size: int = 1 << 20) ->
     return math.sqrt(sq.item() / n), ab.item() / n
 
 
-def one_cycle_optimizer(params, cfg: TrainConfig, total_steps: int):
-    """AdamW (decoupled wd on every parameter, as fastai) with fastai's one-cycle schedule: lr warms up
-    over the first 25% of steps from ``lr_max / 25`` to ``lr_max`` and anneals to ``lr_max / 2.5e6``;
-    Adam's beta1 moves 0.95 -> 0.85 -> 0.95 against it. The fused kernel (torch >= 2.4 on the CPU) is
-    several times faster than the foreach one over ML-25M's 11M parameters (docs/scaling.md)."""
-    opt = torch.optim.AdamW(params, lr=cfg.lr_max, betas=(0.9, 0.99), eps=1e-5, weight_decay=cfg.wd, fused=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt,
-        max_lr=cfg.lr_max,
-        total_steps=total_steps,
-        pct_start=0.25,
-        div_factor=25.0,
-        final_div_factor=1e5,
-        base_momentum=0.85,
-        max_momentum=0.95,
+def _anneal_cos(start: float, end: float, pct: float) -> float:
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+
+def one_cycle_schedule(
+    lr_max: float,
+    total_steps: int,
+    pct_start: float = 0.25,
+    div: float = 25.0,
+    final_div: float = 1e5,
+    moms: tuple[float, float] = (0.95, 0.85),
+) -> tuple[np.ndarray, np.ndarray]:
+    """fastai's one-cycle schedule, ``(lr, beta1)`` of every step: lr warms up along a cosine over the first
+    ``pct_start`` of the steps from ``lr_max / div`` to ``lr_max``, then anneals to ``lr_max / div / final_div``;
+    Adam's beta1 moves ``moms[0] -> moms[1] -> moms[0]`` against it. The same floats as torch's
+    ``OneCycleLR`` (tested), without an optimizer object."""
+    start_lr = lr_max / div
+    phases = (
+        (float(pct_start * total_steps) - 1, start_lr, lr_max, moms[0], moms[1]),
+        (total_steps - 1, lr_max, start_lr / final_div, moms[1], moms[0]),
     )
-    return opt, sched
+    lrs, beta1s = np.empty(total_steps), np.empty(total_steps)
+    for step in range(total_steps):
+        begin = 0.0
+        for k, (end, lr0, lr1, m0, m1) in enumerate(phases):
+            if step <= end or k == len(phases) - 1:
+                pct = (step - begin) / (end - begin)
+                lrs[step], beta1s[step] = _anneal_cos(lr0, lr1, pct), _anneal_cos(m0, m1, pct)
+                break
+            begin = end
+    return lrs, beta1s
+
+
+class OneCycleAdamW:
+    """AdamW (decoupled weight decay on every parameter, as fastai; betas (beta1, 0.99), eps 1e-5) stepped
+    along ``one_cycle_schedule``. Each ``step()`` is torch's fused AdamW kernel (torch >= 2.4 on the CPU;
+    several times faster than the foreach one over ML-25M's 11M parameters, docs/scaling.md), called
+    directly: ``torch.optim``'s optimizer objects import ``torch._dynamo`` on first use, 1.8 s of a small
+    night on 2 cores. The steps are bit for bit ``torch.optim.AdamW(fused=True)`` under ``OneCycleLR``
+    (tested)."""
+
+    beta2, eps = 0.99, 1e-5
+
+    def __init__(self, params: Iterable[torch.Tensor], cfg: TrainConfig, total_steps: int) -> None:
+        self.params = list(params)
+        self.wd = cfg.wd
+        self.lrs, self.beta1s = one_cycle_schedule(cfg.lr_max, total_steps)
+        self.moments = {id(p): (torch.zeros_like(p), torch.zeros_like(p)) for p in self.params}
+        self.counts = {id(p): torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params}
+        self.taken = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        k = min(self.taken, len(self.lrs) - 1)
+        self.taken += 1
+        live, grads = [], []  # a parameter without a gradient is left alone, as torch.optim does
+        for p in self.params:
+            if p.grad is not None:
+                live.append(p)
+                grads.append(p.grad)
+        if not live:
+            return
+        counts = [self.counts[id(p)] for p in live]
+        torch._foreach_add_(counts, 1)
+        torch._fused_adamw_(
+            live,
+            grads,
+            [self.moments[id(p)][0] for p in live],
+            [self.moments[id(p)][1] for p in live],
+            [],
+            counts,
+            lr=float(self.lrs[k]),
+            beta1=float(self.beta1s[k]),
+            beta2=self.beta2,
+            weight_decay=self.wd,
+            eps=self.eps,
+            amsgrad=False,
+            maximize=False,
+        )
 
 
 def _fit_dot(
@@ -136,7 +201,7 @@ def _fit_dot(
     V = torch.cat([model.item_emb.weight.data, model.item_bias.weight.data], dim=1).requires_grad_()
     U.grad, V.grad = torch.zeros_like(U), torch.zeros_like(V)
     n = len(train)
-    opt, sched = one_cycle_optimizer([U, V], cfg, cfg.epochs * max(1, math.ceil(n / batch_size)))
+    opt = OneCycleAdamW([U, V], cfg, cfg.epochs * max(1, math.ceil(n / batch_size)))
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=generator, device=device)
@@ -156,7 +221,6 @@ def _fit_dot(
             U.grad.index_add_(0, u, qi.mul_(dx))
             V.grad.index_add_(0, i, pu.mul_(dx))
             opt.step()
-            sched.step()
             U.grad.index_fill_(0, u, 0.0)  # only the rows this batch wrote: cheaper than zero_() on all rows
             V.grad.index_fill_(0, i, 0.0)
         for table, emb, bias in ((U, model.user_emb, model.user_bias), (V, model.item_emb, model.item_bias)):
@@ -276,23 +340,15 @@ def _fit_dot_lazy(
     kernel (``_lazy_epoch``). The dense step reads and writes every row's weights and moments at every step,
     most of an epoch at ML-10M size; here a row that a batch does not touch keeps its moments and gets no
     decay that step, so a row is regularised in proportion to how often it is rated. Same one-cycle
-    schedule (read from torch's OneCycleLR), same shuffling."""
+    schedule (``one_cycle_schedule``), same shuffling."""
     lo, hi = model.y_range
     f = model.user_emb.embedding_dim
     U = torch.cat([model.user_emb.weight.data, model.user_bias.weight.data], dim=1).contiguous()
     V = torch.cat([model.item_emb.weight.data, model.item_bias.weight.data], dim=1).contiguous()
     n = len(train)
     steps = max(1, math.ceil(n / batch_size))
-    opt, sched = one_cycle_optimizer([torch.zeros(1, requires_grad=True)], cfg, cfg.epochs * steps)
-    schedule = []  # (lr, beta1) of every step, from the same one-cycle scheduler the dense path steps
-    with warnings.catch_warnings():  # the scheduler is only read here: no optimizer step is ever taken
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(cfg.epochs * steps):
-            group = opt.param_groups[0]
-            schedule.append((group["lr"], group["betas"][0]))
-            sched.step()
-    lrs, beta1s = (np.array(x, dtype=np.float64) for x in zip(*schedule))
-    beta2, eps = opt.param_groups[0]["betas"][1], opt.param_groups[0]["eps"]
+    lrs, beta1s = one_cycle_schedule(cfg.lr_max, cfg.epochs * steps)
+    beta2, eps = OneCycleAdamW.beta2, OneCycleAdamW.eps
     Un, Vn = U.numpy(), V.numpy()
     # per row: the gradient buffer (zeroed again row by row after each step), then the moments m and v
     SU = np.zeros((Un.shape[0], 3 * Un.shape[1]), np.float32)
@@ -399,7 +455,7 @@ def _fit_autograd(
     """Any model: autograd, MSE, the same optimizer and schedule."""
     device = train.users.device
     n = len(train)
-    opt, sched = one_cycle_optimizer(model.parameters(), cfg, cfg.epochs * max(1, math.ceil(n / batch_size)))
+    opt = OneCycleAdamW(model.parameters(), cfg, cfg.epochs * max(1, math.ceil(n / batch_size)))
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -408,10 +464,9 @@ def _fit_autograd(
         for s in range(0, n, batch_size):
             idx = order[s : s + batch_size]
             loss = nn.functional.mse_loss(model(train.users[idx], train.items[idx]), train.ratings[idx])
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
-            sched.step()
             total += loss.detach() * idx.numel()
         epoch_done(epoch, total.item() / max(n, 1), t0)
 

@@ -83,7 +83,7 @@ def test_config_validation_messages():
 def test_hand_written_gradients_match_autograd():
     """The dot model's trainer (recmodel.train._fit_dot) and the autograd path (used by every other model)
     take the same steps: same data, seed and settings give the same weights (float rounding aside)."""
-    from recmodel.train import _fit_dot, one_cycle_optimizer
+    from recmodel.train import OneCycleAdamW, _fit_dot
 
     u, i, r, nu, ni = synthetic(3)
     data = Interactions.from_numpy(u, i, r, torch.device("cpu"))
@@ -92,7 +92,7 @@ def test_hand_written_gradients_match_autograd():
     slow = DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         _fit_dot(fast, data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
-    opt, sched = one_cycle_optimizer(slow.parameters(), cfg, 3 * -(-len(data) // 256))
+    opt = OneCycleAdamW(slow.parameters(), cfg, 3 * -(-len(data) // 256))
     gen = torch.Generator().manual_seed(1)
     for _ in range(3):
         order = torch.randperm(len(data), generator=gen)
@@ -102,9 +102,39 @@ def test_hand_written_gradients_match_autograd():
             opt.zero_grad()
             loss.backward()
             opt.step()
-            sched.step()
     for a, b in zip(fast.state_dict().values(), slow.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+def test_one_cycle_adamw_takes_torchs_fused_adamw_steps_under_one_cycle_lr():
+    """``OneCycleAdamW`` (torch's fused kernel called directly, schedule computed here) and
+    ``torch.optim.AdamW(fused=True)`` stepped by ``OneCycleLR`` give the same weights, bit for bit."""
+    from recmodel.train import OneCycleAdamW, one_cycle_schedule
+
+    cfg = TrainConfig(lr_max=3e-2, wd=0.1)
+    steps = 37
+    ours = [torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.randn(4)]
+    ref = [p.clone().requires_grad_() for p in ours]
+    opt = OneCycleAdamW(ours, cfg, steps)
+    torch_opt = torch.optim.AdamW(ref, lr=cfg.lr_max, betas=(0.9, 0.99), eps=1e-5, weight_decay=cfg.wd, fused=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        torch_opt, max_lr=cfg.lr_max, total_steps=steps, pct_start=0.25, final_div_factor=1e5,
+        base_momentum=0.85, max_momentum=0.95,
+    )  # fmt: skip
+    lrs, beta1s = one_cycle_schedule(cfg.lr_max, steps)
+    gen = torch.Generator().manual_seed(1)
+    for k in range(steps):
+        group = torch_opt.param_groups[0]
+        assert (lrs[k], beta1s[k]) == (group["lr"], group["betas"][0]), k
+        for a, b in zip(ours, ref):
+            a.grad = torch.randn(a.shape, generator=gen)
+            b.grad = a.grad.clone()
+        opt.step()
+        torch_opt.step()
+        sched.step()
+    for a, b in zip(ours, ref):
+        assert torch.equal(a, b.detach())
 
 
 def test_batches_grow_on_large_data_and_shrink_on_small():
@@ -115,12 +145,11 @@ def test_batches_grow_on_large_data_and_shrink_on_small():
     assert effective_batch_size(6_000, 512, 1000) == 60  # at least 100 steps
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of")  # the reference reads the schedule only
 def test_lazy_adamw_kernel_takes_adamw_steps_on_touched_rows():
     """The large-data trainer (``_fit_dot_lazy``: one numba kernel per epoch) takes AdamW's step (torch's
     formula: decoupled decay, bias-corrected moments, eps outside the root) on exactly the rows each batch
     touches, under the same one-cycle schedule; untouched rows keep their weights and moments."""
-    from recmodel.train import _fit_dot_lazy, one_cycle_optimizer
+    from recmodel.train import OneCycleAdamW, _fit_dot_lazy, one_cycle_schedule
 
     u, i, r, nu, ni = synthetic(3)
     data = Interactions.from_numpy(u, i, r, torch.device("cpu"))
@@ -130,7 +159,7 @@ def test_lazy_adamw_kernel_takes_adamw_steps_on_touched_rows():
     _fit_dot_lazy(fast, data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
     params = [ref.user_emb.weight, ref.user_bias.weight, ref.item_emb.weight, ref.item_bias.weight]
     moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
-    opt, sched = one_cycle_optimizer(params, cfg, cfg.epochs * -(-len(data) // 256))  # the schedule only
+    lrs, beta1s = one_cycle_schedule(cfg.lr_max, cfg.epochs * -(-len(data) // 256))
     gen, t = torch.Generator().manual_seed(1), 0
     for _ in range(cfg.epochs):
         order = torch.randperm(len(data), generator=gen)
@@ -139,8 +168,8 @@ def test_lazy_adamw_kernel_takes_adamw_steps_on_touched_rows():
             for p in params:
                 p.grad = None
             torch.nn.functional.mse_loss(ref(data.users[idx], data.items[idx]), data.ratings[idx]).backward()
-            group, t = opt.param_groups[0], t + 1
-            lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
+            lr, b1, b2, eps = lrs[t], beta1s[t], OneCycleAdamW.beta2, OneCycleAdamW.eps
+            t += 1
             touched = [
                 data.users[idx].unique(),
                 data.users[idx].unique(),
@@ -154,7 +183,6 @@ def test_lazy_adamw_kernel_takes_adamw_steps_on_touched_rows():
                     v[rows] = b2 * v[rows] + (1 - b2) * g * g
                     denom = (v[rows] / (1 - b2**t)).sqrt() + eps
                     p[rows] = p[rows] * (1 - lr * cfg.wd) - lr / (1 - b1**t) * m[rows] / denom
-            sched.step()
     for a, b in zip(fast.state_dict().values(), ref.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
     # the same seed gives the same weights, bit for bit, with any number of threads (rows are split
