@@ -3,8 +3,9 @@
 Two `collabflow run --json` nights into one fresh warehouse, each a fresh process timed to its exit:
 night 1 gets the first 90% of MovieLens 100K by time (the tuning search runs), night 2 the last 10% as a
 second inbox file (last night's tuned values are reused: the data grew by less than ``tune_regrowth``).
-For each night it prints the stages the flow timed and ``start`` = the process's wall time outside them
-(imports, the temporary Prefect server, the flow run's creation, teardown), then
+For each night it prints the stages the flow timed (the work after the publish, the report, included) and
+``start`` = the process's wall time outside them (imports, the temporary Prefect server, the flow run's
+creation, teardown), then
 ``ratio=<wall / (start + ingest)>``: the bar is 1.5 (what a night costs beyond starting and reading).
 
     python bench/small_night.py [path/to/u.data] [--collabflow-args "--tune-budget 0"]

@@ -363,7 +363,9 @@ def nightly(**params: Any) -> dict[str, Any]:
             runs.fail_run(warehouse, run_id, f"{type(e).__name__}: {e}")
             logger.error("run %s failed: %s: %s", run_id, type(e).__name__, e)
             raise
+        t = time.perf_counter()  # after the publish, so only in the summary: retention, report, artifacts
         report_path = _after_publish(run_id, data, cfg, snap, fitted, scored, metrics, published, plan.files, dev)
+        done("report", t)
 
     for f in plan.files:
         if f.refused:
