@@ -377,6 +377,7 @@ class FitRequest:
     rater: Rater | None = None
     init: Ranker | None = None
     iterations: int | None = None
+    memo: dict[str, tuple[tuple, Ranker]] | None = None  # a search's last fit of each part (see ``_remembered``)
 
     def weights(self) -> np.ndarray:
         if self.train.implicit:
@@ -384,7 +385,33 @@ class FitRequest:
         return interaction_weights(self.train.ratings, self.cfg.relevance_threshold, self.cfg.rank_low_rating_weight)
 
 
+def _remembered(req: FitRequest, part: str, settings: tuple, fit: Callable[[], Ranker]) -> Ranker:
+    """``fit()``, or the search's last fit of this part (iALS, EASE) when it had the same settings: the
+    parts are deterministic, and a search that climbs the hybrid's share, EASE's lambda or the rating boost
+    would otherwise refit the same iALS and EASE for every trial. One fit per part is kept (an EASE matrix
+    can be GBs)."""
+    if req.memo is None or req.init is not None:
+        return fit()
+    key = (settings, req.seed, str(req.device), req.iterations)
+    hit = req.memo.get(part)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    req.memo.pop(part, None)  # free the old one before the new one is built
+    req.memo[part] = (key, ranker := fit())
+    return ranker
+
+
+def _weight_settings(cfg: RankConfig) -> tuple:
+    return (cfg.implicit_alpha, cfg.implicit_eps, cfg.relevance_threshold, cfg.rank_low_rating_weight)
+
+
 def _fit_ials(req: FitRequest) -> Ranker:
+    cfg = req.cfg
+    settings = (cfg.rank_factors, cfg.rank_reg, cfg.rank_unobserved_weight, cfg.rank_iterations, cfg.rank_cg_steps)
+    return _remembered(req, "ials", (*settings, *_weight_settings(cfg)), lambda: _fit_ials_now(req))
+
+
+def _fit_ials_now(req: FitRequest) -> Ranker:
     cfg, t = req.cfg, req.train
     previous = req.init.base if isinstance(req.init, BoostedRanker) else req.init  # the iALS factors only
     init = previous.factors() if previous is not None and previous.personal else None
@@ -410,7 +437,14 @@ def _fit_ease(req: FitRequest) -> Ranker:
     if req.init is not None:
         log.info("EASE is solved in closed form: warm start does not apply, fitted on all interactions")
     t = req.train
-    return fit_ease(t.users, t.items, req.weights(), t.n_users, t.n_items, lam=req.cfg.ease_lambda, device=req.device)
+    return _remembered(
+        req,
+        "ease",
+        (req.cfg.ease_lambda, *_weight_settings(req.cfg)),
+        lambda: fit_ease(
+            t.users, t.items, req.weights(), t.n_users, t.n_items, lam=req.cfg.ease_lambda, device=req.device
+        ),
+    )
 
 
 def _fit_hybrid(req: FitRequest) -> Ranker:
@@ -418,7 +452,7 @@ def _fit_hybrid(req: FitRequest) -> Ranker:
     two find different neighbours (item-item vs. latent taste), and the sum ranks better than either on
     MovieLens 100K (``bench/heldout.py``). Catalogs EASE can hold only; iALS starts afresh (EASE has no passes)."""
     ease = _fit_ease(req)
-    factors = _fit_ials(FitRequest(req.train, req.cfg, req.device, req.seed)).factors()
+    factors = _fit_ials(FitRequest(req.train, req.cfg, req.device, req.seed, memo=req.memo)).factors()
     assert factors is not None
     share = req.cfg.hybrid_ials_share
     return add_product(ease, factors[0], factors[1], share / (1.0 - share))
@@ -451,11 +485,13 @@ def fit_ranker(
     rater: Rater | None = None,
     init: Ranker | None = None,
     iterations: int | None = None,
+    memo: dict[str, tuple[tuple, Ranker]] | None = None,
 ) -> Ranker:
-    """Fit the configured ranker on the training interactions (iALS warm-starts from ``init``)."""
+    """Fit the configured ranker on the training interactions (iALS warm-starts from ``init``). A search
+    passes one ``memo`` to all its fits on the same data, so a part fitted with the same settings is reused."""
     if cfg.ranker not in FITTERS:
         raise ValueError(f"unknown ranker {cfg.ranker!r}; choose one of {', '.join(FITTERS)}")
-    ranker = FITTERS[cfg.ranker](FitRequest(train, cfg, device, seed, rater, init, iterations))
+    ranker = FITTERS[cfg.ranker](FitRequest(train, cfg, device, seed, rater, init, iterations, memo))
     if cfg.rating_boost > 0 and rater is not None and cfg.ranker in ("ials", "ease", "hybrid") and not train.implicit:
         return boost(ranker, rater, cfg.rating_boost)
     return ranker

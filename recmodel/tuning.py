@@ -241,6 +241,7 @@ def tune_ranker(
     """The best ranker and settings on the validation part (the configured ones when nothing beats them).
     With ``rater`` (explicit feedback), the leader's ``rating_boost`` is climbed last."""
     key = f"ndcg_at_{cfg.metric_k}"
+    memo: dict[str, Any] = {}  # the last iALS and EASE fits: a trial that changes neither reuses them
 
     def fit_and_score(model: str, settings: dict[str, Any], charged: bool = True) -> tuple[float, Any, float]:
         rank_cfg = cfg.rank.model_copy(update={"ranker": model, **settings})
@@ -250,7 +251,7 @@ def tune_ranker(
         if charged and not plan.affords(predicted):
             return math.nan, None, predicted
         t = time.perf_counter()
-        ranker = fit_ranker(train, rank_cfg, device, cfg.train.seed, rater)
+        ranker = fit_ranker(train, rank_cfg, device, cfg.train.seed, rater, memo=memo)
         score = validation_report(ranker, train, valid, cfg, device)[key]
         changed = {n: v for n, v in settings.items() if getattr(cfg.rank, n) != v}
         plan.record(Trial(model, changed, score, predicted, time.perf_counter() - t), charged)

@@ -101,3 +101,26 @@ def test_the_fused_cpu_ials_kernel_takes_the_torch_sparse_steps():
     torch.testing.assert_close(a[0] @ a[1].T, b[0] @ b[1].T, rtol=1e-3, atol=1e-4)
     again = ials.fit_factors(users, items, weights, n_users, n_items, factors=f, iterations=4, seed=1)
     assert torch.equal(a[0], again[0])  # deterministic
+
+
+def test_a_search_reuses_a_part_fitted_with_the_same_settings_and_refits_on_any_change(checkerboard):
+    """``fit_ranker(memo=)``: the hybrid's iALS and EASE parts are reused when their own settings are unchanged
+    (a share or boost trial), refitted when they change, and a reused part scores exactly as a fresh fit."""
+    memo: dict = {}
+    users = torch.arange(checkerboard.n_users)
+    base = RankConfig(ranker="hybrid", rank_factors=8, rank_iterations=5, ease_lambda=50.0)
+
+    def scores(cfg: RankConfig, memo=None) -> torch.Tensor:
+        return fit_ranker(checkerboard, cfg, CPU, 0, memo=memo).score_block(users)
+
+    scores(base, memo)
+    ials, ease = memo["ials"][1], memo["ease"][1]
+    share = base.model_copy(update={"hybrid_ials_share": 0.75})
+    assert torch.equal(scores(share, memo), scores(share))  # reused parts, same scores as from scratch
+    assert memo["ials"][1] is ials and memo["ease"][1] is ease
+    lam = base.model_copy(update={"ease_lambda": 10.0})
+    assert torch.equal(scores(lam, memo), scores(lam))
+    assert memo["ials"][1] is ials and memo["ease"][1] is not ease  # EASE refitted, iALS kept
+    reg = lam.model_copy(update={"rank_reg": 0.5, "relevance_threshold": 3.0})
+    assert torch.equal(scores(reg, memo), scores(reg))
+    assert memo["ials"][1] is not ials
