@@ -502,10 +502,13 @@ def fit_rater(
     on_epoch: Callable[[EpochStats], None] | None = None,
     init: RatingModule | None = None,
     epochs: int | None = None,
+    dot_half: tuple[RatingModule, FitResult] | None = None,
 ) -> tuple[RatingModule, FitResult]:
     """Fit the configured rating model (its own seed: same data and seed give the same model on CPU).
 
     ``init`` warm-starts from a previous model (see ``warm_init``), usually with fewer ``epochs``.
+    ``dot_half``: for the Bayesian blend, a dot model already fitted by ``fit_rater`` on the same data with
+    the same settings (a search's trial); it is copied instead of fitted again, which gives the same model.
     """
     cfg = cfg.for_model()
     if epochs is not None:
@@ -525,7 +528,10 @@ def fit_rater(
         else None
     )
     if isinstance(model, BayesBlend):
-        return model, _fit_blend(model, train, tr, va, cfg, on_epoch, warm=init is not None)
+        if dot_half is not None and init is None:
+            model.dot.load_state_dict(dot_half[0].state_dict())
+        half = dot_half[1] if dot_half is not None and init is None else None
+        return model, _fit_blend(model, train, tr, va, cfg, on_epoch, warm=init is not None, dot_fit=half)
     return model, fit(model, tr, va, cfg, on_epoch)
 
 
@@ -537,10 +543,15 @@ def _fit_blend(
     cfg: TrainConfig,
     on_epoch: Callable[[EpochStats], None] | None,
     warm: bool,
+    dot_fit: FitResult | None = None,
 ) -> FitResult:
-    """The dot half by ``fit`` (its epochs are the history), then the Bayesian half by Gibbs sampling
-    (one more history entry: the blend's own train MSE and validation scores)."""
-    result = fit(model.dot, train, valid, cfg, on_epoch)
+    """The dot half by ``fit`` (its epochs are the history; ``dot_fit``: already fitted, its history is
+    copied), then the Bayesian half by Gibbs sampling (one more history entry: the blend's own train MSE and
+    validation scores)."""
+    if dot_fit is None:
+        result = fit(model.dot, train, valid, cfg, on_epoch)
+    else:
+        result = FitResult(list(dot_fit.history), dot_fit.seconds, dot_fit.n_train, dot_fit.n_valid)
     t0 = time.perf_counter()
     previous = (
         BayesFactors(

@@ -309,13 +309,17 @@ def tune_rater(
 ) -> tuple[TrainConfig, RatingModule, FitResult]:
     """The rating model and settings with the lowest validation RMSE (the configured one first)."""
 
-    def fit_and_score(model: str, settings: dict[str, Any], charged: bool = True) -> tuple[float, Any, float]:
+    def fit_and_score(
+        model: str, settings: dict[str, Any], charged: bool = True, dot_half: Any = None
+    ) -> tuple[float, Any, float]:
         train_cfg = cfg.train.model_copy(update={"rating_model": model, **settings})
         predicted = rater_cost(train, train_cfg)
+        if dot_half is not None:
+            predicted -= rater_cost(train, train_cfg.model_copy(update={"rating_model": "dot"}))
         if charged and not plan.affords(predicted):
             return math.nan, None, predicted
         t = time.perf_counter()
-        rater, result = fit_rater(train, train_cfg, device, valid)
+        rater, result = fit_rater(train, train_cfg, device, valid, dot_half=dot_half)
         changed = {n: v for n, v in settings.items() if getattr(cfg.train, n) != v}
         rmse = math.nan if result.final.valid_rmse is None else result.final.valid_rmse
         plan.record(Trial(model, changed, rmse, predicted, time.perf_counter() - t), charged)
@@ -339,7 +343,10 @@ def tune_rater(
     )
     model: str = configured
     if configured == "dot":  # the dot model's climbed settings, blended with Bayesian MF (weight on valid)
-        blend, blend_fit, _ = fit_and_score("bayes", {**settings, "bayes_weight": cfg.train.bayes_weight})
+        # its dot half is the climbed dot model (same data, settings and seed): copied, not fitted again
+        blend, blend_fit, _ = fit_and_score(
+            "bayes", {**settings, "bayes_weight": cfg.train.bayes_weight}, dot_half=fitted
+        )
         if blend_fit is not None:
             t = time.perf_counter()
             weight, blend, blend_mae = _blend_weight(blend_fit[0], valid)

@@ -179,3 +179,14 @@ def test_a_gibbs_draw_is_the_closed_form_conditional():
     resid = ratings - mu - W[rows, 0] - other[cols, 0] - (W[rows, 1:] * other[cols, 1:]).sum(1)
     sums = _squared_residuals(indptr, cols_csr, ratings_csr, mu, W, other)
     np.testing.assert_allclose(sums, np.bincount(rows, resid**2, n_rows), rtol=1e-12)
+
+
+def test_a_blend_given_its_fitted_dot_half_is_the_blend_fitted_whole(blend):
+    """The search hands the blend trial its climbed dot model (``fit_rater(dot_half=)``) instead of fitting the
+    same dot model again: the blend and its history are the same."""
+    data, train, valid, cfg, _, _ = blend
+    model, result = fit_rater(train, cfg, CPU, valid)  # the fixture's model is changed by other tests
+    dot = fit_rater(train, cfg.model_copy(update={"rating_model": "dot"}), CPU, valid)
+    given, given_result = fit_rater(train, cfg, CPU, valid, dot_half=dot)
+    np.testing.assert_array_equal(given.predict(valid.users, valid.items), model.predict(valid.users, valid.items))
+    assert [h.valid_rmse for h in given_result.history] == [h.valid_rmse for h in result.history]
