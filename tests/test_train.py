@@ -197,3 +197,34 @@ def test_lazy_adamw_kernel_takes_adamw_steps_on_touched_rows():
     finally:
         numba.set_num_threads(threads)
     assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), again.state_dict().values()))
+
+
+def test_the_dense_cpu_kernel_takes_the_steps_of_the_torch_trainer():
+    """Below ``lazy_optimizer_from`` on the CPU the dot model trains in ``_lazy_epoch(dense=True)``: AdamW on
+    every row at every step (an untouched row decays and follows its momentum), as ``_fit_dot`` does with
+    torch's fused step (used on the GPU). Same weights up to float rounding, and the same bits with any
+    number of threads."""
+    import numba
+
+    from recmodel.train import _fit_dot, _fit_dot_lazy
+
+    u, i, r, nu, ni = synthetic(3)
+    data = Interactions.from_numpy(u, i, r, torch.device("cpu"))
+    cfg = TrainConfig(n_factors=4, epochs=3, batch_size=256, lr_max=3e-2, wd=0.1)
+    models = [DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0)) for _ in range(3)]
+    with torch.no_grad():
+        _fit_dot(models[0], data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
+    _fit_dot_lazy(models[1], data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None, dense=True)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        _fit_dot_lazy(models[2], data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None, dense=True)
+    finally:
+        numba.set_num_threads(threads)
+    torch_w, dense_w, one_thread_w = (m.state_dict().values() for m in models)
+    for a, b in zip(torch_w, dense_w):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    assert all(torch.equal(a, b) for a, b in zip(models[1].state_dict().values(), one_thread_w))
+    lazy = DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0))
+    _fit_dot_lazy(lazy, data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
+    assert not torch.allclose(lazy.user_emb.weight, models[0].user_emb.weight, atol=1e-5)  # lazy differs: rows rest
