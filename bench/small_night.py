@@ -6,9 +6,10 @@ second inbox file (last night's tuned values are reused: the data grew by less t
 For each night it prints the stages the flow timed (the work after the publish, the report, included) and
 ``start`` = the process's wall time outside them (imports, the temporary Prefect server, the flow run's
 creation, teardown), then
-``ratio=<wall / (start + ingest)>``: the bar is 1.5 (what a night costs beyond starting and reading).
+``ratio=<wall / (start + ingest)>``, the median over ``--repeat`` pairs of nights (3): the bar is 1.5 (what a
+night costs beyond starting and reading).
 
-    python bench/small_night.py [path/to/u.data] [--collabflow-args "--tune-budget 0"]
+    python bench/small_night.py [path/to/u.data] [--collabflow-args "--tune-budget 0"] [--repeat 3]
 Without the file, a synthetic ML-100K-shaped file is used.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -46,29 +48,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("path", nargs="?", default=str(DEFAULT))
     parser.add_argument("--collabflow-args", default="", help="extra `collabflow run` options, quoted")
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of nights, each into a fresh warehouse")
     args = parser.parse_args()
     frame = frame_of(Path(args.path)).sort("timestamp", maintain_order=True)
     cut = int(frame.height * 0.9)
     collabflow = Path(sys.executable).with_name("collabflow")
-    with tempfile.TemporaryDirectory() as tmp:
-        inbox = Path(tmp) / "inbox"
-        inbox.mkdir()
-        for night, part in enumerate((frame[:cut], frame[cut:]), start=1):
-            part.write_csv(inbox / f"ratings-{night}.csv")
-            cmd = [str(collabflow), "run", "--source", str(inbox), "--warehouse", str(Path(tmp) / "wh"), "--json"]
-            seconds, rss, out = timed([*cmd, *shlex.split(args.collabflow_args)])
-            result = json.loads(out[out.index("{") :])
-            stages = result["timings"]
-            start = seconds - sum(stages.values())
-            timed_stages = ", ".join(f"{k} {v:.1f}s" for k, v in stages.items())
-            tuning = (result.get("metrics") or {}).get("tuning") or {}
-            trials = len(tuning.get("trials", []))
-            how = "reused" if tuning.get("reused_from") else f"searched ({trials} trials)" if trials else "off"
-            print(
-                f"night {night}: {part.height} new ratings, tuning {how}: {seconds:.1f}s wall = start {start:.1f}s "
-                f"+ {timed_stages}; peak RSS {rss:.2f} GB"
-            )
-            print(f"night {night}: ratio={seconds / (start + stages.get('ingest', 0.0)):.2f}")
+    ratios: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            inbox = Path(tmp) / "inbox"
+            inbox.mkdir()
+            for night, part in enumerate((frame[:cut], frame[cut:]), start=1):
+                part.write_csv(inbox / f"ratings-{night}.csv")
+                cmd = [str(collabflow), "run", "--source", str(inbox), "--warehouse", str(Path(tmp) / "wh"), "--json"]
+                seconds, rss, out = timed([*cmd, *shlex.split(args.collabflow_args)])
+                result = json.loads(out[out.index("{") :])
+                stages = result["timings"]
+                start = seconds - sum(stages.values())
+                timed_stages = ", ".join(f"{k} {v:.1f}s" for k, v in stages.items())
+                tuning = (result.get("metrics") or {}).get("tuning") or {}
+                trials = len(tuning.get("trials", []))
+                how = "reused" if tuning.get("reused_from") else f"searched ({trials} trials)" if trials else "off"
+                ratios[night].append(seconds / (start + stages.get("ingest", 0.0)))
+                print(
+                    f"night {night}: {part.height} new ratings, tuning {how}: {seconds:.1f}s wall = start "
+                    f"{start:.1f}s + {timed_stages}; peak RSS {rss:.2f} GB; ratio {ratios[night][-1]:.2f}"
+                )
+    for night, values in ratios.items():  # the start-up alone moves by seconds from run to run: the median
+        print(
+            f"night {night}: ratio={statistics.median(values):.2f} (median of {', '.join(f'{v:.2f}' for v in values)})"
+        )
 
 
 if __name__ == "__main__":

@@ -345,7 +345,7 @@ def fit_ease(
         X = dense_rows(indptr, items, weights, np.arange(s, min(s + chunk, n_users)), n_items).double().to(device)
         G += X.T @ X
     G += lam * torch.eye(n_items, dtype=torch.float64, device=device)
-    P = torch.linalg.inv(G)
+    P = torch.cholesky_inverse(torch.linalg.cholesky(G))  # G is symmetric positive definite: half of inv()'s work
     B = -P / torch.diagonal(P)[None, :]
     B.fill_diagonal_(0.0)
     return EaseRanker(B.float(), indptr, items, weights)
