@@ -231,7 +231,7 @@ def _fit_dot(
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _lazy_epoch(
+def _dot_epoch(
     users: np.ndarray,
     items: np.ndarray,
     ratings: np.ndarray,
@@ -335,7 +335,7 @@ def _lazy_epoch(
     return loss
 
 
-def _fit_dot_lazy(
+def _fit_dot_numba(
     model: DotProductBias,
     train: Interactions,
     cfg: TrainConfig,
@@ -344,7 +344,7 @@ def _fit_dot_lazy(
     epoch_done: Callable[[int, float, float], None],
     dense: bool = False,
 ) -> None:
-    """The dot model on the CPU, each epoch one numba kernel (``_lazy_epoch``).
+    """The dot model on the CPU, each epoch one numba kernel (``_dot_epoch``).
 
     On large data (``lazy_optimizer_from``): AdamW that updates only the rows a batch touches (as torch's
     SparseAdam, with decoupled weight decay on those rows). The dense step reads and writes every row's
@@ -371,7 +371,7 @@ def _fit_dot_lazy(
         users, items, ratings = (x.index_select(0, order).numpy() for x in (train.users, train.items, train.ratings))
         del order
         window = slice((epoch - 1) * steps, epoch * steps)
-        loss = _lazy_epoch(
+        loss = _dot_epoch(
             users,
             items,
             ratings,
@@ -450,7 +450,7 @@ def fit(
 
     trainer = EPOCH_TRAINERS.get(getattr(model, "kind", ""), _fit_autograd)
     if trainer is _fit_dot and device.type == "cpu":  # one numba kernel per epoch: lazy AdamW on large data
-        trainer = functools.partial(_fit_dot_lazy, dense=n < cfg.lazy_optimizer_from)
+        trainer = functools.partial(_fit_dot_numba, dense=n < cfg.lazy_optimizer_from)
     with torch.set_grad_enabled(trainer is _fit_autograd):
         trainer(model, train, cfg, generator, batch_size, epoch_done)
     result.seconds = time.perf_counter() - start

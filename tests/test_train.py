@@ -146,17 +146,17 @@ def test_batches_grow_on_large_data_and_shrink_on_small():
 
 
 def test_lazy_adamw_kernel_takes_adamw_steps_on_touched_rows():
-    """The large-data trainer (``_fit_dot_lazy``: one numba kernel per epoch) takes AdamW's step (torch's
+    """The large-data trainer (``_fit_dot_numba``: one numba kernel per epoch) takes AdamW's step (torch's
     formula: decoupled decay, bias-corrected moments, eps outside the root) on exactly the rows each batch
     touches, under the same one-cycle schedule; untouched rows keep their weights and moments."""
-    from recmodel.train import OneCycleAdamW, _fit_dot_lazy, one_cycle_schedule
+    from recmodel.train import OneCycleAdamW, _fit_dot_numba, one_cycle_schedule
 
     u, i, r, nu, ni = synthetic(3)
     data = Interactions.from_numpy(u, i, r, torch.device("cpu"))
     cfg = TrainConfig(n_factors=4, epochs=2, batch_size=256, lr_max=3e-2, wd=0.1, lazy_optimizer_from=0)
     fast = DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0))
     ref = DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0))
-    _fit_dot_lazy(fast, data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
+    _fit_dot_numba(fast, data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
     params = [ref.user_emb.weight, ref.user_bias.weight, ref.item_emb.weight, ref.item_bias.weight]
     moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
     lrs, beta1s = one_cycle_schedule(cfg.lr_max, cfg.epochs * -(-len(data) // 256))
@@ -193,20 +193,20 @@ def test_lazy_adamw_kernel_takes_adamw_steps_on_touched_rows():
     try:
         numba.set_num_threads(1)
         again = DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0))
-        _fit_dot_lazy(again, data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
+        _fit_dot_numba(again, data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
     finally:
         numba.set_num_threads(threads)
     assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), again.state_dict().values()))
 
 
 def test_the_dense_cpu_kernel_takes_the_steps_of_the_torch_trainer():
-    """Below ``lazy_optimizer_from`` on the CPU the dot model trains in ``_lazy_epoch(dense=True)``: AdamW on
+    """Below ``lazy_optimizer_from`` on the CPU the dot model trains in ``_dot_epoch(dense=True)``: AdamW on
     every row at every step (an untouched row decays and follows its momentum), as ``_fit_dot`` does with
     torch's fused step (used on the GPU). Same weights up to float rounding, and the same bits with any
     number of threads."""
     import numba
 
-    from recmodel.train import _fit_dot, _fit_dot_lazy
+    from recmodel.train import _fit_dot, _fit_dot_numba
 
     u, i, r, nu, ni = synthetic(3)
     data = Interactions.from_numpy(u, i, r, torch.device("cpu"))
@@ -214,11 +214,11 @@ def test_the_dense_cpu_kernel_takes_the_steps_of_the_torch_trainer():
     models = [DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0)) for _ in range(3)]
     with torch.no_grad():
         _fit_dot(models[0], data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
-    _fit_dot_lazy(models[1], data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None, dense=True)
+    _fit_dot_numba(models[1], data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None, dense=True)
     threads = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        _fit_dot_lazy(models[2], data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None, dense=True)
+        _fit_dot_numba(models[2], data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None, dense=True)
     finally:
         numba.set_num_threads(threads)
     torch_w, dense_w, one_thread_w = (m.state_dict().values() for m in models)
@@ -226,5 +226,5 @@ def test_the_dense_cpu_kernel_takes_the_steps_of_the_torch_trainer():
         assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
     assert all(torch.equal(a, b) for a, b in zip(models[1].state_dict().values(), one_thread_w))
     lazy = DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0))
-    _fit_dot_lazy(lazy, data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
+    _fit_dot_numba(lazy, data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
     assert not torch.allclose(lazy.user_emb.weight, models[0].user_emb.weight, atol=1e-5)  # lazy differs: rows rest
