@@ -6,7 +6,7 @@ Both models follow one protocol (``Rater``): the trainer fits them, ``predict`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -429,8 +429,9 @@ class BayesBlend(nn.Module):
             self.user_factors[users], self.user_bias[users], self.item_factors[items], self.item_bias[items]
         )
 
-    def _mix(self, linear: Any, dot: Any) -> Any:
-        w, lo, hi = float(self.weight), float(self.clip[0]), float(self.clip[1])
+    def _mix(self, linear: Any, dot: Any, weight: float | None = None) -> Any:
+        w = float(self.weight) if weight is None else weight
+        lo, hi = float(self.clip[0]), float(self.clip[1])
         if isinstance(linear, np.ndarray):
             return np.clip(w * np.clip(linear, lo, hi) + (1.0 - w) * dot, lo, hi)
         return (w * linear.clamp(lo, hi) + (1.0 - w) * dot).clamp(lo, hi)
@@ -442,6 +443,15 @@ class BayesBlend(nn.Module):
         users = check_indices("user", users, self.n_users)
         items = check_indices("item", items, self.n_items)
         return self._mix(self.linear(users, items), self.dot.predict(users, items))
+
+    def predict_at(self, users: np.ndarray, items: np.ndarray, weights: Iterable[float]) -> Iterator[np.ndarray]:
+        """``predict`` with each blend weight in turn (the search's scan of ``bayes_weight``): both halves are
+        computed once."""
+        users = check_indices("user", users, self.n_users)
+        items = check_indices("item", items, self.n_items)
+        linear, dot = self.linear(users, items), self.dot.predict(users, items)
+        for w in weights:
+            yield self._mix(linear, dot, float(w))
 
     def predict_for(self, user_vec: np.ndarray, user_bias: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Made-up users: ``user_vec`` is ``[bayes factors, dot embedding, dot bias]`` (see ``user_vectors``)."""

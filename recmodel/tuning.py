@@ -380,9 +380,9 @@ def _blend_weight(model: RatingModule, valid: Ratings) -> tuple[float, float, fl
     """The Bayesian share (0..1 by 0.05) with the lowest validation RMSE, set on ``model``: ``(weight, rmse, mae)``."""
     assert isinstance(model, BayesBlend) and len(valid)
     best = (math.inf, 0.0)
-    for w in np.linspace(0.0, 1.0, 21):
-        model.weight.fill_(float(w))
-        best = min(best, (rmse(model.predict(valid.users, valid.items), valid.ratings), round(float(w), 2)))
+    weights = np.linspace(0.0, 1.0, 21)
+    for w, pred in zip(weights, model.predict_at(valid.users, valid.items, weights)):
+        best = min(best, (rmse(pred, valid.ratings), round(float(w), 2)))
     model.weight.fill_(best[1])
     return best[1], best[0], mae(model.predict(valid.users, valid.items), valid.ratings)
 

@@ -190,3 +190,15 @@ def test_a_blend_given_its_fitted_dot_half_is_the_blend_fitted_whole(blend):
     given, given_result = fit_rater(train, cfg, CPU, valid, dot_half=dot)
     np.testing.assert_array_equal(given.predict(valid.users, valid.items), model.predict(valid.users, valid.items))
     assert [h.valid_rmse for h in given_result.history] == [h.valid_rmse for h in result.history]
+
+
+def test_the_weight_scan_predicts_as_the_blend_does_at_each_weight(blend):
+    """``predict_at`` (both halves once, then each weight) gives ``predict``'s numbers at every weight."""
+    data, train, valid, cfg, _, _ = blend
+    model, _ = fit_rater(train, cfg, CPU, valid)
+    weights = [0.0, 0.35, 1.0]
+    scanned = list(model.predict_at(valid.users, valid.items, weights))
+    for w, pred in zip(weights, scanned):
+        model.weight.fill_(w)
+        np.testing.assert_array_equal(pred, model.predict(valid.users, valid.items))
+    assert not np.array_equal(scanned[0], scanned[2])
