@@ -345,7 +345,12 @@ def fit_ease(
         X = dense_rows(indptr, items, weights, np.arange(s, min(s + chunk, n_users)), n_items).double().to(device)
         G += X.T @ X
     G += lam * torch.eye(n_items, dtype=torch.float64, device=device)
-    P = torch.cholesky_inverse(torch.linalg.cholesky(G))  # G is symmetric positive definite: half of inv()'s work
+    L, info = torch.linalg.cholesky_ex(G)  # G is symmetric positive definite: half of inv()'s work
+    if int(info) != 0:
+        raise ValueError(
+            f"EASE: X^T X + {lam:g} I is not positive definite in float64 (pivot {int(info)}): raise ease_lambda"
+        )
+    P = torch.cholesky_inverse(L)
     B = -P / torch.diagonal(P)[None, :]
     B.fill_diagonal_(0.0)
     return EaseRanker(B.float(), indptr, items, weights)

@@ -48,6 +48,8 @@ def test_ease_has_a_zero_diagonal_and_refuses_huge_catalogs(checkerboard):
     assert torch.all(torch.diagonal(ease.B) == 0)
     with pytest.raises(ValueError, match="use ranker='ials'"):
         fit_ease(np.array([0]), np.array([0]), np.ones(1, np.float32), 1, 30_000)
+    with pytest.raises(ValueError, match="raise ease_lambda"):  # an item nobody rated and no L2: singular
+        fit_ease(np.array([0, 1]), np.array([0, 1]), np.ones(2, np.float32), 2, 3, lam=0.0)
 
 
 def test_splits(checkerboard):
