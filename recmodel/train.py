@@ -83,7 +83,61 @@ def effective_batch_size(n: int, batch_size: int, max_steps: int | None = None) 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Interactions, batch_size: int = 1 << 20) -> tuple[float, float]:
-    """``(rmse, mae)`` of the model's predicted ratings."""
+    """``(rmse, mae)`` of the model's predicted ratings (the dot model on the CPU: one numba pass, without the
+    gathered ``(batch, factors)`` copies: 1 s and 400 MB per 2M ratings at 50 factors)."""
+    if isinstance(model, DotProductBias) and data.users.device.type == "cpu":
+        return _evaluate_dot(model, data)
+    return _evaluate_torch(model, data, batch_size)
+
+
+@njit(parallel=True, cache=True)
+def _dot_error_sums(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    user_emb: np.ndarray,
+    user_bias: np.ndarray,
+    item_emb: np.ndarray,
+    item_bias: np.ndarray,
+    lo: float,
+    hi: float,
+    chunk: int,
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Per chunk of ``chunk`` ratings: the sums of squared and of absolute errors of ``sigmoid_range(u . i + b_u
+    + b_i)``, in float32 as the model computes it, summed in float64 (fixed chunks: the same totals with any
+    number of threads)."""
+    n, f = users.size, user_emb.shape[1]
+    n_chunks = (n + chunk - 1) // chunk
+    sq, ab = np.zeros(n_chunks), np.zeros(n_chunks)
+    width = np.float32(hi - lo)
+    for c in prange(n_chunks):
+        s2 = s1 = 0.0
+        for k in range(c * chunk, min(n, (c + 1) * chunk)):
+            u, i = users[k], items[k]
+            x = np.float32(0.0)
+            for a in range(f):
+                x += user_emb[u, a] * item_emb[i, a]
+            x += user_bias[u, 0] + item_bias[i, 0]
+            err = np.float64(np.float32(1.0) / (np.float32(1.0) + np.exp(-x)) * width + np.float32(lo) - ratings[k])
+            s2 += err * err
+            s1 += abs(err)
+        sq[c], ab[c] = s2, s1
+    return sq, ab
+
+
+def _evaluate_dot(model: DotProductBias, data: Interactions) -> tuple[float, float]:
+    lo, hi = model.y_range
+    ue, ub, ie, ib = (
+        m.weight.detach().numpy() for m in (model.user_emb, model.user_bias, model.item_emb, model.item_bias)
+    )
+    sq, ab = _dot_error_sums(
+        data.users.numpy(), data.items.numpy(), data.ratings.numpy(), ue, ub, ie, ib, lo, hi, 1 << 16
+    )
+    n = max(len(data), 1)
+    return math.sqrt(float(sq.sum()) / n), float(ab.sum()) / n
+
+
+def _evaluate_torch(model: nn.Module, data: Interactions, batch_size: int = 1 << 20) -> tuple[float, float]:
     sq = torch.zeros((), dtype=torch.float64, device=data.ratings.device)
     ab = torch.zeros_like(sq)
     for s in range(0, len(data), batch_size):

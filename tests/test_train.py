@@ -228,3 +228,26 @@ def test_the_dense_cpu_kernel_takes_the_steps_of_the_torch_trainer():
     lazy = DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0))
     _fit_dot_numba(lazy, data, cfg, torch.Generator().manual_seed(1), 256, lambda *a: None)
     assert not torch.allclose(lazy.user_emb.weight, models[0].user_emb.weight, atol=1e-5)  # lazy differs: rows rest
+
+
+def test_the_dot_models_cpu_evaluation_is_the_torch_forward_passs():
+    """``evaluate`` takes one numba pass for the dot model on the CPU: the RMSE and MAE of the torch forward
+    pass (float rounding aside), and the same bits with any number of threads."""
+    import numba
+
+    from recmodel.train import _evaluate_torch, evaluate
+
+    u, i, r, nu, ni = synthetic(5)
+    data = Interactions.from_numpy(u, i, r, torch.device("cpu"))
+    model = DotProductBias(nu, ni, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for emb in (model.user_emb, model.item_emb, model.user_bias, model.item_bias):
+            emb.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(emb.weight.numel()))
+    fast, slow = evaluate(model, data), _evaluate_torch(model, data, batch_size=1000)
+    np.testing.assert_allclose(fast, slow, rtol=1e-6)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        assert evaluate(model, data) == fast
+    finally:
+        numba.set_num_threads(threads)
