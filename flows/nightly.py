@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -212,9 +213,11 @@ def _after_publish(
     device: str,
 ) -> str | None:
     """Retention, the report and the artifacts. The night is published already: nothing here can unpublish
-    it, so every failure is a warning."""
+    it, so every failure is a warning. Once a step has found the Prefect API unreachable, the artifacts are
+    skipped: every call to a lost API waits for its retries (the report is a file and is written anyway)."""
     logger = get_run_logger()
     report_path = None
+    api_lost = False
     steps = ("retention", "report", "artifacts")
     for step in steps:
         try:
@@ -231,6 +234,7 @@ def _after_publish(
                     metrics,
                     fitted.history,
                 )
+                report_path = str(path)
                 folder = Path(path).parent.resolve()
                 create_markdown_artifact(
                     key="collabflow-report",
@@ -238,10 +242,16 @@ def _after_publish(
                     markdown=Path(path).read_text().replace("](", f"]({folder}/")
                     + f"\n\nFull report with plots: `{Path(path).resolve()}`",
                 )
-                report_path = str(path)
-            else:
+            elif not api_lost:
                 _artifacts(run_id, metrics, snap, published, files, device, cfg.metric_k)
+            else:
+                logger.warning(
+                    "run %s is published (version %d); the Prefect API is unreachable, so no artifacts tonight",
+                    run_id,
+                    published.version,
+                )
         except Exception as e:  # noqa: BLE001
+            api_lost = api_lost or isinstance(e, httpx.TransportError)
             logger.warning(
                 "run %s is published (version %d), but its %s failed: %s: %s",
                 run_id,

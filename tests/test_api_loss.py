@@ -66,3 +66,8 @@ def test_losing_the_api_after_the_publish_exits_zero_with_a_warning(doomed_serve
         served = con.execute("select version, run_id from latest_run").fetchall()
         status = con.execute("select status from runs where run_id = ?", [out["run_id"]]).fetchall()
     assert served == [(1, out["run_id"])] and status == [("succeeded",)]
+    # the report is a file: written without the API (only its task wrapper and the artifacts need one)
+    assert (
+        (tmp_path / "wh" / "runs" / out["run_id"] / "report" / "report.md").read_text().startswith("# collabflow run")
+    )
+    assert "no artifacts tonight" in proc.stderr
