@@ -595,10 +595,12 @@ def fit_rater(
         else None
     )
     if isinstance(model, BayesBlend):
-        if dot_half is not None and init is None:
-            model.dot.load_state_dict(dot_half[0].state_dict())
-        half = dot_half[1] if dot_half is not None and init is None else None
-        return model, _fit_blend(model, train, tr, va, cfg, on_epoch, warm=init is not None, dot_fit=half)
+        half = dot_half if init is None else None  # a warm start fits its own dot half from yesterday's
+        if half is not None:
+            model.dot.load_state_dict(half[0].state_dict())
+        return model, _fit_blend(
+            model, train, tr, va, cfg, on_epoch, warm=init is not None, dot_fit=half[1] if half else None
+        )
     return model, fit(model, tr, va, cfg, on_epoch)
 
 
