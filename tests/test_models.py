@@ -6,8 +6,9 @@ import torch
 
 from recmodel.config import RankConfig
 from recmodel.models import EmbeddingNN
-from recmodel.rankers import NeuralRanker, fit_ease, fit_ranker
+from recmodel.rankers import NeuralRanker, ease_gram, fit_ease, fit_ranker, sparse_gram_pays
 from recmodel.ratings import Ratings
+from recmodel.sparse import csr_order
 from recmodel.splits import split_leave_last, split_random, split_temporal
 
 N = 40
@@ -50,6 +51,23 @@ def test_ease_has_a_zero_diagonal_and_refuses_huge_catalogs(checkerboard):
         fit_ease(np.array([0]), np.array([0]), np.ones(1, np.float32), 1, 30_000)
     with pytest.raises(ValueError, match="raise ease_lambda"):  # an item nobody rated and no L2: singular
         fit_ease(np.array([0, 1]), np.array([0, 1]), np.ones(2, np.float32), 2, 3, lam=0.0)
+
+
+def test_ease_gram_sparse_sum_equals_the_dense_product():
+    rng = np.random.default_rng(3)
+    n_users, n_items = 200, 150
+    pairs = rng.choice(n_users * n_items, 900, replace=False)  # one entry per pair, as a snapshot's
+    users, items = pairs // n_items, pairs % n_items
+    weights = rng.choice(np.array([1.0, 0.37, 2.5], np.float32), pairs.size)
+    X = np.zeros((n_users, n_items))
+    X[users, items] = weights
+    indptr, order = csr_order(users, n_users, items, n_items)
+    csr = (indptr, items[order], weights[order], n_items)
+    sparse, dense = ease_gram(*csr, sparse=True), ease_gram(*csr, sparse=False)
+    np.testing.assert_allclose(sparse.numpy(), X.T @ X, rtol=1e-12)
+    np.testing.assert_allclose(dense.numpy(), X.T @ X, rtol=1e-12)
+    assert sparse_gram_pays(indptr, n_items)  # 3% of the pairs: sparse; 70% of them: dense (below)
+    assert not sparse_gram_pays(np.arange(0, 40 * 700 + 1, 700), 1000)
 
 
 def test_splits(checkerboard):
