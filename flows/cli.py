@@ -13,7 +13,9 @@ import atexit
 import functools
 import inspect
 import json
+import logging
 import sys
+import threading
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -136,6 +138,25 @@ DASK_WORKERS_OPTION = typer.Option(
 )
 
 
+def _warm_up_while_prefect_starts() -> None:
+    """Without ``PREFECT_API_URL`` the flow first starts Prefect's temporary server and waits for it (~7 s,
+    a core idle): load numba and matplotlib then (``recmodel.warm``), not inside the night's stages."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return
+
+    def warm() -> None:
+        try:
+            from recmodel.warm import warm_up
+
+            warm_up()
+        except Exception:  # noqa: BLE001  (an optimisation: the night loads the same on first use)
+            logging.getLogger(__name__).debug("warm-up failed", exc_info=True)
+
+    threading.Thread(target=warm, name="collabflow-warm-up", daemon=True).start()
+
+
 def run(
     params: dict[str, Any],
     as_json: bool = JSON_OPTION,
@@ -153,6 +174,7 @@ def run(
         fail("run", str(e), 2)
     last_words = _last_words("run")
     before = _served(params["warehouse"])
+    _warm_up_while_prefect_starts()
     try:
         state: Any = flow(**params, return_state=True)
         error = None if state.is_completed() else _state_error(state)
