@@ -129,15 +129,22 @@ def _split(
 
 
 def _measure(
-    train: Ratings, valid: Ratings, ranker: Ranker, result: FitResult | None, cfg: RunConfig, device: torch.device
+    train: Ratings,
+    valid: Ratings,
+    ranker: Ranker,
+    result: FitResult | None,
+    cfg: RunConfig,
+    device: torch.device,
+    ranking: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Validation metrics of the models next to their baselines."""
+    """Validation metrics of the models next to their baselines (``ranking``: the ranker's own, when its
+    tuning trial measured it already)."""
     k = cfg.metric_k
 
     def ranked(model: Ranker) -> dict[str, float]:
         return validation_report(model, train, valid, cfg, device)
 
-    ranking = ranked(ranker)
+    ranking = ranked(ranker) if ranking is None else ranking
     models: dict[str, dict[str, Any]] = {
         cfg.rank.ranker: ranking,
         "popularity": ranked(fit_popularity(train.items, train.n_items, train.n_users, device)),
@@ -327,7 +334,8 @@ def fit_night(
         metrics["tuning"] = tuning
     choice = _Choice(None if implicit else cfg.train.rating_model, cfg.rank.ranker)
     if len(valid):
-        metrics.update(_measure(train, valid, ranker, result, cfg, device))
+        known = tuned.ranker_report if tuned is not None and tuned.ranker is ranker else None
+        metrics.update(_measure(train, valid, ranker, result, cfg, device, known))
         choice = _floors(metrics, cfg, implicit)
         if cfg.refit_on_all:
             if not warm and len(everything) >= cfg.refit_continue_from:

@@ -77,6 +77,7 @@ class Tuned:
     rater: RatingModule | None
     result: FitResult | None
     record: dict[str, Any] = field(default_factory=dict)
+    ranker_report: dict[str, float] | None = None  # ``ranker``'s validation report, as measured in its trial
 
 
 class _Plan:
@@ -237,9 +238,10 @@ def tune_ranker(
     device: torch.device,
     plan: _Plan,
     rater: RatingModule | None = None,
-) -> tuple[RankConfig, Ranker | None]:
-    """The best ranker and settings on the validation part (the configured ones when nothing beats them).
-    With ``rater`` (explicit feedback), the leader's ``rating_boost`` is climbed last."""
+) -> tuple[RankConfig, Ranker | None, dict[str, float] | None]:
+    """The best ranker and settings on the validation part (the configured ones when nothing beats them),
+    with its fitted ranker and that ranker's validation report. With ``rater`` (explicit feedback), the
+    leader's ``rating_boost`` is climbed last."""
     key = f"ndcg_at_{cfg.metric_k}"
     memo: dict[str, Any] = {}  # the last iALS and EASE fits: a trial that changes neither reuses them
 
@@ -252,14 +254,14 @@ def tune_ranker(
             return math.nan, None, predicted
         t = time.perf_counter()
         ranker = fit_ranker(train, rank_cfg, device, cfg.train.seed, rater, memo=memo)
-        score = validation_report(ranker, train, valid, cfg, device)[key]
+        report = validation_report(ranker, train, valid, cfg, device)
         changed = {n: v for n, v in settings.items() if getattr(cfg.rank, n) != v}
-        plan.record(Trial(model, changed, score, predicted, time.perf_counter() - t), charged)
-        return score, ranker, predicted
+        plan.record(Trial(model, changed, report[key], predicted, time.perf_counter() - t), charged)
+        return report[key], (ranker, report), predicted
 
     configured = cfg.rank.ranker
     if configured not in _RANK_STEPS:  # popularity or the rating model: nothing to tune
-        return cfg.rank, None
+        return cfg.rank, None, None
     leaders: list[tuple[float, str, dict[str, Any], Any, float]] = []
     for model in (configured, *(m for m in _RANK_STEPS if m != configured)):
         settings = {**_rank_settings(model, cfg.rank, train), "rating_boost": cfg.rank.rating_boost}
@@ -291,7 +293,8 @@ def tune_ranker(
         settings, score, fitted = _climb(
             plan, model, settings, score, fitted, (BOOST_STEP,), lambda s: fit_and_score(model, s), True, cost
         )
-    return cfg.rank.model_copy(update={"ranker": model, **settings}), fitted
+    ranker, report = fitted
+    return cfg.rank.model_copy(update={"ranker": model, **settings}), ranker, report
 
 
 # ---------------------------------------------------------------- rating models
@@ -439,7 +442,7 @@ def tune(
         train_cfg, rater, result = tune_rater(train, valid, cfg, device, plan)
         chosen = chosen.model_copy(update={"train": train_cfg})
     plan.phase(cfg.tune_budget * rank_share)
-    rank_cfg, ranker = tune_ranker(train, valid, chosen, device, plan, rater)
+    rank_cfg, ranker, report = tune_ranker(train, valid, chosen, device, plan, rater)
     chosen = chosen.model_copy(update={"rank": rank_cfg})
     before, after = tuned_values(cfg), tuned_values(chosen)
     record = {
@@ -460,4 +463,4 @@ def tune(
         cfg.tune_budget,
         record["changed"] or "the configured settings",
     )
-    return Tuned(chosen, ranker, rater, result, record)
+    return Tuned(chosen, ranker, rater, result, record, report)

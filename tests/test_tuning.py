@@ -8,6 +8,7 @@ import torch
 
 from recmodel import synth
 from recmodel.config import RunConfig
+from recmodel.evaluation import validation_report
 from recmodel.ratings import index_frames
 from recmodel.splits import split_random
 from recmodel.tuning import apply_values, reusable, tune, tuned_values
@@ -35,7 +36,7 @@ def implicit_tuned(implicit_parts):
     return cfg, tune(train, valid, cfg, CPU, len(everything))
 
 
-def test_the_choice_is_at_least_as_good_as_the_configured_models(implicit_tuned):
+def test_the_choice_is_at_least_as_good_as_the_configured_models(implicit_parts, implicit_tuned):
     cfg, tuned = implicit_tuned
     trials = tuned.record["trials"]
     configured = next(t for t in trials if t["model"] == cfg.rank.ranker and not t["params"])
@@ -47,6 +48,10 @@ def test_the_choice_is_at_least_as_good_as_the_configured_models(implicit_tuned)
     for name, value in winner["params"].items():
         assert tuned.record["chosen"][name] == value
     assert tuned.ranker is not None and tuned.rater is None  # implicit data: no rating model
+    # its validation report comes along (the night's metrics reuse it): that of the ranker handed over
+    everything, train, valid = implicit_parts
+    assert tuned.ranker_report == validation_report(tuned.ranker, train, valid, tuned.cfg, CPU)
+    assert tuned.ranker_report[f"ndcg_at_{cfg.metric_k}"] == pytest.approx(winner["score"], abs=1e-6)
 
 
 def test_the_search_moves_off_poor_defaults(implicit_parts):
