@@ -164,6 +164,9 @@ def run(
     dask_workers: int = DASK_WORKERS_OPTION,
 ) -> None:
     """Run the nightly flow once: ingest, train, score every user, publish to DuckDB."""
+    from flows import heap
+
+    heap.quiet_start()  # the flow's first line turns the collector back on (flows.heap)
     params = _validated("run", params)  # a bad option is refused before the flow's heavy imports (~7 s)
     from flows.nightly import nightly
     from flows.scaleout import nightly_on_dask

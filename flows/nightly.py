@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 import flows  # noqa: F401  (Prefect defaults and our log levels, also when a worker loads this file by path)
+from flows import heap
 from flows.artifacts import comparison_table
 from flows.parameters import from_config
 from recmodel import synth
@@ -272,6 +273,7 @@ def nightly(**params: Any) -> dict[str, Any]:
     Returns a small summary (run id, version, counts, metrics). Every parameter is a setting of
     ``recmodel.config`` (same name, type and default).
     """
+    heap.settle()
     logger = get_run_logger()
     data, cfg = split_flat(**params)
     warehouse = data.warehouse
