@@ -14,6 +14,7 @@ import functools
 import inspect
 import json
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -167,6 +168,10 @@ def run(
     from flows import heap
 
     heap.quiet_start()  # the flow's first line turns the collector back on (flows.heap)
+    # SIGTERM (a scheduler's time limit, `kill`) ends the night as Ctrl-C does: Python unwinds, locks are
+    # released, Prefect records the run and stops its temporary server. By default SIGTERM ended the
+    # process on the spot and left that server running, orphaned.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     params = _validated("run", params)  # a bad option is refused before the flow's heavy imports (~7 s)
     from flows.nightly import nightly
     from flows.scaleout import nightly_on_dask
@@ -183,6 +188,17 @@ def run(
         error = None if state.is_completed() else _state_error(state)
     except Exception as e:  # noqa: BLE001  (the orchestration API can fail after the night's own work)
         state, error = None, " ".join(f"{type(e).__name__}: {e}".split())
+    except KeyboardInterrupt:
+        published = _published_here(params["warehouse"], before)
+        last_words.append(
+            "collabflow run: interrupted (Ctrl-C or SIGTERM): "
+            + (
+                "nothing was published; the served version is unchanged"
+                if published is None
+                else f"run {published[1]} was published as version {published[0]} before the interruption"
+            )
+        )
+        raise typer.Exit(130) from None
     if error is not None:
         published = _published_here(params["warehouse"], before)
         if published is None:

@@ -1,7 +1,15 @@
 """Start-up: what `collabflow run` loads while Prefect starts (recmodel.warm), the collector (flows.heap)."""
 
+import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
 import sys, numba
@@ -39,3 +47,45 @@ print(gc.isenabled(), gc.get_freeze_count() >= 1000)
 def test_the_collector_is_off_for_start_up_and_on_for_the_night_with_start_up_frozen():
     out = subprocess.run([sys.executable, "-c", HEAP], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["True", "True"]
+
+
+def test_sigterm_while_prefect_starts_leaves_no_server_behind(small_ratings, tmp_path):
+    """SIGTERM (a scheduler's time limit) outside Prefect's own handler, e.g. while its temporary server
+    starts, killed the process on the spot and left that server running, orphaned. It now unwinds as Ctrl-C
+    does: exit 130, a last line saying nothing was published, and no server left."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)  # the temporary server of a plain `collabflow run`
+    cmd = [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "run",
+        "--source",
+        str(small_ratings),
+        "--warehouse",
+        str(tmp_path / "wh"),
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 180
+    while not (started := re.search(r"Starting temporary server on http://127\.0\.0\.1:(\d+)", "".join(lines))):
+        assert proc.poll() is None and time.monotonic() < deadline, "".join(lines[-20:])
+        time.sleep(0.1)
+    port = started.group(1)
+    time.sleep(1.0)  # the server process is up and starting; the flow has not begun
+    assert not any("Beginning flow run" in line for line in lines)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 130
+    reader.join(10)
+    assert "collabflow run: interrupted (Ctrl-C or SIGTERM): nothing was published" in "".join(lines)
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _has_arg(p, f"--port\0{port}\0")]
+    assert not left, f"Prefect's server on port {port} outlived the night"
+
+
+def _has_arg(proc_dir: Path, needle: str) -> bool:
+    try:
+        return needle in (proc_dir / "cmdline").read_text()
+    except OSError:  # gone meanwhile, or not ours to read
+        return False
