@@ -71,20 +71,21 @@ def _merge(con: duckdb.DuckDBPyConnection, night: StagedNight, implicit: bool) -
     """Tonight's files, one after the other, into the temp table ``night``; their counts."""
     con.execute(sql("night/create.sql"))
     out = []
-    for f in night.files:
+    for number, f in enumerate(night.files):
         if f.staged is None:
             out.append(IngestedFile(f.path, f.file_hash, f.skipped is not None, f.refused))
             continue
+        con.execute("insert into night_files values (?, ?)", [number, f.file_hash])
         with literal_path(f.staged) as staged:
             con.execute(sql("night/implicit_incoming.sql" if implicit else "night/incoming.sql"), [staged])
         if implicit:  # every event counts: none is superseded
-            con.execute(sql("night/implicit_add.sql"), [f.file_hash])
+            con.execute(sql("night/implicit_add.sql"), [number])
             loaded, superseded = f.rows_valid, 0
         else:
             distinct = int(scalar(con, "select count(*) from incoming"))
             stale = int(scalar(con, sql("night/stale.sql")))
             con.execute(sql("night/drop_replaced.sql"))
-            con.execute(sql("night/add_winners.sql"), [f.file_hash])
+            con.execute(sql("night/add_winners.sql"), [number])
             loaded, superseded = distinct - stale, f.rows_valid - distinct + stale
         out.append(
             IngestedFile(
@@ -139,7 +140,11 @@ def plan_night(warehouse: str | Path, night: StagedNight) -> tuple[NightPlan, Sn
         plan = NightPlan(
             night.run_id,
             # in no particular order: it is a set of ratings (the snapshot below is the sorted, indexed form)
-            _copy(con, "select * from night", out / "delta.parquet"),
+            _copy(
+                con,
+                "select user_id, item_id, rating, timestamp, file_hash from night join night_files using (file_no)",
+                out / "delta.parquet",
+            ),
             _copy(con, "select user_id, user_idx from new_user_index order by user_idx", out / "new_users.parquet"),
             _copy(con, "select item_id, item_idx from new_item_index order by item_idx", out / "new_items.parquet"),
             files,

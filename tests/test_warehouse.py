@@ -81,18 +81,37 @@ def test_later_ratings_supersede_and_counts_reconcile(warehouse, tmp_path):
 
 
 def test_files_of_one_night_merge_in_name_order(warehouse, tmp_path):
-    a = write(tmp_path / "a.data", [(1, 10, 2, 100)])
+    a = write(tmp_path / "a.data", [(1, 10, 2, 100), (3, 12, 4, 100)])
     b = write(tmp_path / "b.data", [(1, 10, 5, 100), (2, 11, 3, 50)])  # same timestamp: the later file wins
     run_id = paths.new_run_id()
     runs.start_run(warehouse, run_id, None, {}, "h", {})
     staged = [stage_file(warehouse, run_id, p) for p in (a, b)]
     plan, snap = plan_night(warehouse, StagedNight(run_id, staged, kind=night_kind(warehouse, staged[0])))
-    assert [(f.rows_loaded, f.rows_superseded) for f in plan.files] == [(1, 0), (2, 0)]
-    assert sorted(pl.read_parquet(plan.delta).select("user_id", "item_id", "rating").rows()) == [
-        (1, 10, 5.0),
-        (2, 11, 3.0),
+    assert [(f.rows_loaded, f.rows_superseded) for f in plan.files] == [(2, 0), (2, 0)]
+    ha, hb = (f.file_hash for f in staged)
+    assert sorted(pl.read_parquet(plan.delta).select("user_id", "item_id", "rating", "file_hash").rows()) == [
+        (1, 10, 5.0, hb),  # each rating names the file it came from
+        (2, 11, 3.0, hb),
+        (3, 12, 4.0, ha),
     ]
-    assert snap.n_ratings == 2 and state(warehouse, "select count(*) from ratings") == [(0,)]  # nothing merged yet
+    assert snap.n_ratings == 3 and state(warehouse, "select count(*) from ratings") == [(0,)]  # nothing merged yet
+
+
+def test_implicit_files_of_one_night_add_up_and_name_the_last_file(warehouse, tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("user_id,item_id\n1,10\n1,10\n3,12\n")
+    b.write_text("user_id,item_id\n1,10\n2,11\n")
+    run_id = paths.new_run_id()
+    runs.start_run(warehouse, run_id, None, {}, "h", {})
+    staged = [stage_file(warehouse, run_id, p) for p in (a, b)]
+    plan, snap = plan_night(warehouse, StagedNight(run_id, staged, kind=night_kind(warehouse, staged[0])))
+    ha, hb = (f.file_hash for f in staged)
+    assert sorted(pl.read_parquet(plan.delta).select("user_id", "item_id", "rating", "file_hash").rows()) == [
+        (1, 10, 3.0, hb),  # 2 events in a, 1 in b: the last file to touch the pair
+        (2, 11, 1.0, hb),
+        (3, 12, 1.0, ha),
+    ]
+    assert snap.n_ratings == 3
 
 
 def test_indices_are_append_only_across_nights(warehouse, tmp_path):

@@ -1,4 +1,4 @@
--- This file's rows at least as new as the current rating of their pair. Parameter: the file's hash.
+-- This file's rows at least as new as the current rating of their pair. Parameter: the file's number.
 insert into night
 select user_id, item_id, rating, timestamp, ?
 from incoming
