@@ -11,14 +11,14 @@ for _key, _value in {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-    "PREFECT_LOGGING_EXTRA_LOGGERS": "recmodel,tasks,flows",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "recmodel,store,tasks,flows",
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }.items():
     os.environ.setdefault(_key, _value)
 
 import logging  # noqa: E402  (after the defaults above, so nothing sees Prefect unset)
 
-for _name in ("recmodel", "tasks", "flows"):
+for _name in ("recmodel", "store", "tasks", "flows"):
     # Prefect attaches its console and API handlers to these (PREFECT_LOGGING_EXTRA_LOGGERS) but leaves
     # their level unset, i.e. WARNING from the root logger: our progress lines are INFO.
     if logging.getLogger(_name).level == logging.NOTSET:

@@ -57,3 +57,24 @@ def test_flat_parameters_build_the_typed_configs():
         RunConfig.from_flat(top_m=3)
     with pytest.raises(ValidationError):
         split_flat(max_bad_fraction=2)
+
+
+def test_every_package_of_ours_that_logs_reaches_the_console_and_the_ui():
+    """Prefect ships only the loggers named in PREFECT_LOGGING_EXTRA_LOGGERS; ``store`` was missing, so a
+    night's per-file counts ("read N rows: N loaded, ...") and publish step times were never shown."""
+    import logging
+    import os
+    from pathlib import Path
+
+    import flows  # noqa: F401  (sets the defaults)
+
+    root = Path(__file__).resolve().parents[1]
+    logging_packages = {
+        path.parent.relative_to(root).parts[0]
+        for path in root.glob("*/**/*.py")
+        if path.parts[len(root.parts)] not in ("tests", "bench", "scripts", ".venv")
+        and "getLogger(__name__)" in path.read_text()
+    }
+    shipped = set(os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"].split(","))
+    assert logging_packages and logging_packages <= shipped
+    assert all(logging.getLogger(name).getEffectiveLevel() <= logging.INFO for name in logging_packages)
