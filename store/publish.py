@@ -26,7 +26,7 @@ import duckdb
 from recmodel.lists import RunLists
 
 from . import durable, faults
-from .db import checks, connect, literal_path, scalar, sql
+from .db import checks, connect, literal_path, scalar, sql, sql_literal
 from .night import NightPlan
 from .paths import check_run_id, db_path, next_db, now, private_dir, served_tmp, state_db
 from .runs import RunRejected
@@ -75,14 +75,16 @@ def _merge_night(con: duckdb.DuckDBPyConnection, warehouse: Path, plan: NightPla
     """Tonight's ratings, index rows, file records, quarantine and metadata (see ``store.night``)."""
     when = now()
     with literal_path(plan.delta) as delta:
-        con.execute(sql("publish/delta.sql"), [delta])
-    if plan.kind.feedback == "implicit":  # events add up
-        con.execute(sql("publish/implicit_merge.sql"))
-        con.execute(sql("publish/implicit_insert.sql"))
-    else:  # the latest rating wins
-        con.execute(sql("publish/delete_replaced.sql"))
-        con.execute(sql("publish/insert_delta.sql"))
-    con.execute("drop table delta")
+        # a view of the Parquet file, read twice, not a copy: a temp table of 10M ratings (with their file
+        # hashes) outgrew the writer's memory limit and spilled, 3.5 s against 1.7 s
+        con.execute(f"create or replace temp view delta as select * from read_parquet({sql_literal(delta)})")
+        if plan.kind.feedback == "implicit":  # events add up
+            con.execute(sql("publish/implicit_merge.sql"))
+            con.execute(sql("publish/implicit_insert.sql"))
+        else:  # the latest rating wins
+            con.execute(sql("publish/delete_replaced.sql"))
+            con.execute(sql("publish/insert_delta.sql"))
+        con.execute("drop view delta")
     for role, path in (("user", plan.new_users), ("item", plan.new_items)):
         with literal_path(path) as rows:
             con.execute(f"insert into {role}_index select {role}_id, {role}_idx from read_parquet(?)", [rows])

@@ -114,6 +114,18 @@ def test_implicit_files_of_one_night_add_up_and_name_the_last_file(warehouse, tm
     assert snap.n_ratings == 3
 
 
+def test_implicit_events_add_up_across_nights(warehouse, tmp_path):
+    (tmp_path / "a.csv").write_text("user_id,item_id\n1,10\n1,10\n3,12\n")
+    (tmp_path / "b.csv").write_text("user_id,item_id\n1,10\n2,11\n")
+    first = ingest_file(warehouse, tmp_path / "a.csv")
+    second = ingest_file(warehouse, tmp_path / "b.csv")
+    assert state(warehouse, "select user_id, item_id, rating, file_hash from ratings order by all") == [
+        (1, 10, 3.0, second.file_hash),  # 2 events the first night, 1 the second
+        (2, 11, 1.0, second.file_hash),
+        (3, 12, 1.0, first.file_hash),
+    ]
+
+
 def test_indices_are_append_only_across_nights(warehouse, tmp_path):
     ingest_file(warehouse, write(tmp_path / "a.data", [(5, 50, 4, 1), (3, 70, 4, 1)]))
     before = state(warehouse, "select user_id, user_idx from user_index order by user_idx")
