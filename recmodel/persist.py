@@ -45,6 +45,7 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    _sort_header(tmp)
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -52,6 +53,20 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -
         os.close(fd)
     os.replace(tmp, path)
     return path
+
+
+def _sort_header(path: Path) -> None:
+    """safetensors writes its header's metadata in hash-map order, which changes from process to process,
+    so the same model gave files with different checksums. Rewrite the header (JSON after its 8-byte
+    length) with its keys sorted: the same bytes, in the same length, for the same model."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        raw = f.read(n)
+        text = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > n:  # never lengthen the header (the tensor offsets follow it): keep safetensors' own
+            return
+        f.seek(8)
+        f.write(text.ljust(n))
 
 
 def _read(path: Path, expected: str, device: torch.device | str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
