@@ -29,6 +29,8 @@ import flows  # noqa: E402,F401  (our Prefect defaults)
 from recmodel import synth  # noqa: E402
 
 # real MovieLens 100K lives in ../shared next to the repository and is never copied into it
+CLI = [sys.executable, "-m", "flows.cli"]  # the `collabflow` command, as a subprocess of this Python
+
 ML100K = Path(os.environ.get("COLLABFLOW_ML100K", Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"))
 
 

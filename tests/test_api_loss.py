@@ -5,13 +5,12 @@ A real `prefect server start` for this module alone (the test kills it), the rea
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.conftest import prefect_server
+from tests.conftest import CLI, prefect_server
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,9 +32,7 @@ def test_losing_the_api_after_the_publish_exits_zero_with_a_warning(doomed_serve
     }  # keep the test short: the client gives up sooner
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "flows.cli",
+            *CLI,
             "run",
             "--source",
             str(small_ratings),

@@ -3,14 +3,14 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
 
-CLI = [sys.executable, "-m", "flows.cli"]
+from tests.conftest import CLI
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

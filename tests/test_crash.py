@@ -16,6 +16,7 @@ import duckdb
 import pytest
 
 from recmodel import synth
+from tests.conftest import CLI
 from tests.store_helpers import state
 
 pytestmark = pytest.mark.slow
@@ -29,9 +30,7 @@ def run(warehouse, source, env, *extra, kill_at=None, timeout=300):
     env = {**env, **({"COLLABFLOW_TEST_KILL_AT": kill_at} if kill_at else {})}
     return subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "flows.cli",
+            *CLI,
             "run",
             "--source",
             str(source),
@@ -177,9 +176,7 @@ def test_a_reader_arriving_mid_run_sees_one_whole_night(night, tmp_path):
     warehouse, inbox, _, env = night
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "flows.cli",
+            *CLI,
             "run",
             "--source",
             str(inbox),
@@ -229,9 +226,7 @@ def test_a_write_failure_in_the_publish_is_recorded_as_itself(night, tmp_path):
 
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "flows.cli",
+            *CLI,
             "run",
             "--source",
             str(inbox),

@@ -5,11 +5,12 @@ Slow (a server, a cluster start, two runs): about a minute on 2 cores. Skipped w
 """
 
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+
+from tests.conftest import CLI
 
 pytest.importorskip("prefect_dask", reason="prefect-dask not installed (pip install 'collabflow[dask]')")
 pytestmark = pytest.mark.slow
@@ -19,9 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(env, warehouse, source, *extra):
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "flows.cli",
+            *CLI,
             "run",
             "--source",
             str(source),
@@ -75,9 +74,7 @@ def test_dask_without_a_prefect_server_is_refused(small_ratings, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "flows.cli",
+            *CLI,
             "run",
             "--source",
             str(small_ratings),

@@ -5,14 +5,13 @@ Slow (a server start, a served run): about a minute on 2 cores.
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.conftest import api, wait_for
+from tests.conftest import CLI, api, wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,9 +23,7 @@ def test_serve_schedules_runs_and_keeps_schedule_on_stop(server, small_ratings, 
     env = {**env, "PREFECT_API_URL": url, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
     serve = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "flows.cli",
+            *CLI,
             "serve",
             "--source",
             str(small_ratings),

@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.conftest import CLI
+
 ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
@@ -56,9 +58,7 @@ def test_sigterm_while_prefect_starts_leaves_no_server_behind(small_ratings, tmp
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
     env.pop("PREFECT_API_URL", None)  # the temporary server of a plain `collabflow run`
     cmd = [
-        sys.executable,
-        "-m",
-        "flows.cli",
+        *CLI,
         "run",
         "--source",
         str(small_ratings),
