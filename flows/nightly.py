@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture
 
 import flows  # noqa: F401  (Prefect defaults and our log levels, also when a worker loads this file by path)
 from flows import heap
@@ -206,16 +207,16 @@ def _after_publish(
     data: DataConfig,
     cfg: RunConfig,
     snap: Snapshot,
-    fitted: FitOutcome,
-    scored: RunLists,
     metrics: dict[str, Any],
     published: Published,
     files: list[IngestedFile],
     device: str,
+    report: PrefectFuture[Path],
 ) -> str | None:
-    """Retention, the report and the artifacts. The night is published already: nothing here can unpublish
-    it, so every failure is a warning. Once a step has found the Prefect API unreachable, the artifacts are
-    skipped: every call to a lost API waits for its retries (the report is a file and is written anyway)."""
+    """Retention, the report (``report``: its task, submitted before the publish) and the artifacts. The night
+    is published already: nothing here can unpublish it, so every failure is a warning. Once a step has found
+    the Prefect API unreachable, the artifacts are skipped: every call to a lost API waits for its retries (the
+    report is a file and is written anyway)."""
     logger = get_run_logger()
     report_path = None
     api_lost = False
@@ -225,16 +226,7 @@ def _after_publish(
             if step == "retention":
                 remove_run_folders(data.warehouse, keep=cfg.keep_runs)
             elif step == "report":
-                path = write_run_report(
-                    run_dir(data.warehouse, run_id) / "report",
-                    run_id,
-                    snap,
-                    fitted.rater_path,
-                    fitted.ranker_path,
-                    scored.parts,
-                    metrics,
-                    fitted.history,
-                )
+                path = report.result()
                 report_path = str(path)
                 folder = Path(path).parent.resolve()
                 create_markdown_artifact(
@@ -294,6 +286,7 @@ def nightly(**params: Any) -> dict[str, Any]:
         runs.start_run(warehouse, run_id, data.source, config, cfg.config_hash(), versions())
         logger.info("run %s started; warehouse %s", run_id, Path(warehouse).resolve())
         try:
+            report: PrefectFuture[Path] | None = None
             timings: dict[str, float] = {}
             peaks: dict[str, float] = {}  # the process's peak RSS (GB) after each stage: where memory goes
 
@@ -362,6 +355,18 @@ def nightly(**params: Any) -> dict[str, Any]:
                 "timings": timings,
                 "peak_rss_gb": peaks,
             }
+            # the report reads only this run's own files: drawn (matplotlib, mostly one core) while the
+            # publish's DuckDB work runs, and collected after it (a failed report is a warning, as before)
+            report = write_run_report.submit(
+                str(run_path / "report"),
+                run_id,
+                snap,
+                fitted.rater_path,
+                fitted.ranker_path,
+                scored.parts,
+                metrics,
+                fitted.history,
+            )
             published = publish_run(
                 warehouse, run_id, plan, scored, summary, cfg.top_n, cfg.keep_runs, cfg.min_item_ratings
             )
@@ -374,9 +379,11 @@ def nightly(**params: Any) -> dict[str, Any]:
         except BaseException as e:
             runs.fail_run(warehouse, run_id, f"{type(e).__name__}: {e}")
             logger.error("run %s failed: %s: %s", run_id, type(e).__name__, e)
+            if report is not None:  # drawing a report of a run that failed: let it end before the flow does
+                report.wait()
             raise
         t = time.perf_counter()  # after the publish, so only in the summary: retention, report, artifacts
-        report_path = _after_publish(run_id, data, cfg, snap, fitted, scored, metrics, published, plan.files, dev)
+        report_path = _after_publish(run_id, data, cfg, snap, metrics, published, plan.files, dev, report)
         done("report", t)
 
     for f in plan.files:

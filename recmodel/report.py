@@ -164,8 +164,12 @@ def write_report(
         axes[0].hist(recommendations["score"].to_numpy(), bins=40)
         axes[0].set_title("Score of recommended items")
         axes[0].set_xlabel("score")
-        index_of = {(v.item() if hasattr(v, "item") else v): i for i, v in enumerate(item_ids)}
-        rec_counts = np.array([item_counts[index_of[i]] for i in recommendations["item_id"].to_list()])
+        catalog = pl.DataFrame({"item_id": item_ids, "n": item_counts})  # each list entry's item's ratings
+        rec_counts = (
+            recommendations.select("item_id")
+            .join(catalog.cast({"item_id": recommendations.schema["item_id"]}), on="item_id", how="inner")["n"]
+            .to_numpy()
+        )
         axes[1].hist(
             [np.log10(1 + item_counts), np.log10(1 + rec_counts)],
             bins=30,
@@ -207,11 +211,10 @@ def report_run(
     """The report of one run, from its snapshot, model files and published lists."""
     rater = load_model(rater_path).model if rater_path else None
     ranker = load_ranker(ranker_path)
-    seen = snapshot.ratings(timestamps=False)
+    per_user, per_item = snapshot.rating_counts()
     vectors = ranker.item_vectors()
     if vectors is None and rater is not None:
         vectors = rater.item_vectors()
-    per_user = np.bincount(seen.users, minlength=seen.n_users)
     lists = (
         pl.concat([pl.read_parquet(p, glob=False) for p in parts])
         if parts
@@ -225,7 +228,7 @@ def report_run(
         item_ids=snapshot.item_ids(),
         item_factors=vectors,
         item_bias=rater.item_biases() if rater is not None else None,
-        item_counts=seen.item_counts(),
+        item_counts=per_item,
         recommendations=lists,
         titles=snapshot.titles(),
         n_users=int((per_user > 0).sum()),

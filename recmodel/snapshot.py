@@ -60,6 +60,14 @@ class Snapshot:
         items = pl.read_parquet(self.interactions_path, columns=["item_idx"], glob=False)["item_idx"].to_numpy()
         return np.bincount(items, minlength=self.n_items)
 
+    def rating_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ratings per user index, ratings per item index)``, from the two index columns alone."""
+        frame = pl.read_parquet(self.interactions_path, columns=["user_idx", "item_idx"], glob=False)
+        return (
+            np.bincount(frame["user_idx"].to_numpy(), minlength=self.n_users),
+            np.bincount(frame["item_idx"].to_numpy(), minlength=self.n_items),
+        )
+
     def user_ids(self) -> np.ndarray:
         return pl.read_parquet(self.users_path, glob=False)["user_id"].to_numpy()
 
