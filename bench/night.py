@@ -10,9 +10,11 @@ timed from its start to its exit, with its peak RSS (``wait4``):
 * **collabflow**: ``collabflow run --source FILE --json`` with its defaults (Prefect, validation against the
   baselines, a rating model, similar items, the report, the atomic publish), into a fresh warehouse.
 
-    python bench/night.py [--shape ml-10m] [--top-n 10] [--collabflow-args "--tune-budget 0"]
+    python bench/night.py [--shape ml-10m] [--top-n 10] [--repeat 3] [--collabflow-args "--tune-budget 0"]
 Prints collabflow's own stage timings, then ``ratio_to_peer=<collabflow seconds / peer seconds>`` and
-both peak RSS values. Run it with nothing else running (2 cores: a second process skews both).
+both peak RSS values; with ``--repeat``, that many pairs (each collabflow run into a fresh warehouse, the
+order alternating) and the median of their ratios: on a shared 2-core machine one pair's ratio moves by
++-0.2 from hour to hour. Run it with nothing else running (2 cores: a second process skews both).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,6 +88,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", default="ml-10m", help="synthetic shape (recmodel.synth.SHAPES)")
     parser.add_argument("--top-n", type=int, default=10)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="pairs of runs; the ratio printed is their median (the machine drifts)"
+    )
     parser.add_argument("--collabflow-args", default="", help="extra `collabflow run` options, quoted")
     parser.add_argument("--peer", nargs=2, metavar=("SOURCE", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--generate", metavar="FOLDER", help=argparse.SUPPRESS)
@@ -112,19 +118,32 @@ def main() -> None:
         )
         source = Path(made.stdout.strip().splitlines()[-1])
         print(f"{args.shape}: {source.stat().st_size / 2**20:.0f} MB of Parquet")
-        peer_s, peer_gb, _ = timed(
-            [sys.executable, __file__, "--top-n", str(args.top_n), "--peer", str(source), str(Path(tmp) / "peer.pq")]
-        )
-        print(f"peer (polars + implicit ALS + recommend): {peer_s:.1f}s, peak RSS {peer_gb:.2f} GB")
+        peer_cmd = [sys.executable, __file__, "--top-n", str(args.top_n), "--peer", str(source)]
+        peer_cmd.append(str(Path(tmp) / "peer.pq"))
         collabflow = Path(sys.executable).with_name("collabflow")
-        cmd = [str(collabflow), "run", "--source", str(source), "--warehouse", str(Path(tmp) / "wh")]
-        cmd += ["--top-n", str(args.top_n), "--json", *shlex.split(args.collabflow_args)]
-        ours_s, ours_gb, out = timed(cmd)
-        result = json.loads(out[out.index("{") :])
-        peaks = result.get("peak_rss_gb", {})
-        stages = ", ".join(f"{k} {v:.1f}s (RSS {peaks.get(k, 0):.2f} GB)" for k, v in result["timings"].items())
-        print(f"collabflow run: {ours_s:.1f}s ({stages}), peak RSS {ours_gb:.2f} GB")
-        print(f"ratio_to_peer={ours_s / peer_s:.2f} peak_rss_gb={ours_gb:.2f} peer_peak_rss_gb={peer_gb:.2f}")
+        pairs: list[tuple[float, float, float, float]] = []  # peer s, peer GB, collabflow s, collabflow GB
+        for n in range(args.repeat):
+            cmd = [str(collabflow), "run", "--source", str(source), "--warehouse", str(Path(tmp) / f"wh-{n}")]
+            cmd += ["--top-n", str(args.top_n), "--json", *shlex.split(args.collabflow_args)]
+            # the order alternates from pair to pair: a machine that speeds up or slows down during the bench
+            # then favours neither side
+            if n % 2 == 0:
+                (peer_s, peer_gb, _), (ours_s, ours_gb, out) = timed(peer_cmd), timed(cmd)
+            else:
+                (ours_s, ours_gb, out), (peer_s, peer_gb, _) = timed(cmd), timed(peer_cmd)
+            print(f"peer (polars + implicit ALS + recommend): {peer_s:.1f}s, peak RSS {peer_gb:.2f} GB")
+            result = json.loads(out[out.index("{") :])
+            peaks = result.get("peak_rss_gb", {})
+            stages = ", ".join(f"{k} {v:.1f}s (RSS {peaks.get(k, 0):.2f} GB)" for k, v in result["timings"].items())
+            print(f"collabflow run: {ours_s:.1f}s ({stages}), peak RSS {ours_gb:.2f} GB")
+            print(f"pair {n + 1}: ratio {ours_s / peer_s:.2f}", flush=True)
+            pairs.append((peer_s, peer_gb, ours_s, ours_gb))
+        ratios = [ours / peer for peer, _, ours, _ in pairs]
+        each = f" (median of {', '.join(f'{r:.2f}' for r in ratios)})" if len(pairs) > 1 else ""
+        print(
+            f"ratio_to_peer={statistics.median(ratios):.2f}{each} peak_rss_gb={max(p[3] for p in pairs):.2f} "
+            f"peer_peak_rss_gb={max(p[1] for p in pairs):.2f}"
+        )
 
 
 if __name__ == "__main__":
