@@ -6,7 +6,7 @@ Both models follow one protocol (``Rater``): the trainer fits them, ``predict`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .rankers import FactorRanker, NeuralRanker, Ranker
+from .rankers import FactorRanker, NeuralRanker, Ranker, pair_dots
 
 
 def sigmoid_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -149,32 +149,23 @@ class DotProductBias(nn.Module):
             for m in (self.user_emb, self.user_bias, self.item_emb, self.item_bias)  # type: ignore[return-value]
         )
 
-    def predict(self, users: np.ndarray, items: np.ndarray, batch: int = 1 << 20) -> np.ndarray:
-        """Predicted ratings, in float64 numpy one row at a time: a pair's score then does not depend on
-        which other pairs share its batch (torch's float32 reductions vary in the last bit with the
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings, in float64 numpy pair by pair (``pair_dots``): a pair's score then does not
+        depend on which other pairs share its call (torch's float32 reductions vary in the last bit with the
         batch's shape), so scoring shards on Dask publish exactly the local run's scores."""
-        U, bu, _, _ = self._numpy()
+        U, bu, V, bi = self._numpy()
         users = check_indices("user", users, U.shape[0])
-        return self._predict(lambda s, e: (U[users[s:e]], bu[users[s:e], 0]), items, batch)
+        items = check_indices("item", items, V.shape[0])
+        logits = pair_dots(U, V, users, items) + bu[users, 0] + bi[items, 0]  # dot_logits, pair by pair
+        return sigmoid_range_np(logits, *self.y_range)
 
-    def predict_for(
-        self, user_vec: np.ndarray, user_bias: np.ndarray, items: np.ndarray, batch: int = 1 << 20
-    ) -> np.ndarray:
+    def predict_for(self, user_vec: np.ndarray, user_bias: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Predicted ratings of made-up users (cold start): one embedding and bias per pair."""
-        user_vec, user_bias = np.asarray(user_vec, np.float64), np.asarray(user_bias, np.float64)
-        return self._predict(lambda s, e: (user_vec[s:e], user_bias[s:e]), items, batch)
-
-    def _predict(
-        self, user_rows: Callable[[int, int], tuple[np.ndarray, np.ndarray]], items: np.ndarray, batch: int
-    ) -> np.ndarray:
         _, _, V, bi = self._numpy()
         items = check_indices("item", items, V.shape[0])
-        out = np.empty(items.size, dtype=np.float64)
-        for s in range(0, items.size, batch):  # bounded memory: a batch of rows at a time
-            u, bu = user_rows(s, s + batch)
-            i = items[s : s + batch]
-            out[s : s + batch] = sigmoid_range_np(dot_logits(u, bu, V[i], bi[i, 0]), *self.y_range)
-        return out
+        user_vec, user_bias = np.asarray(user_vec, np.float64), np.asarray(user_bias, np.float64)
+        logits = pair_dots(user_vec, V, np.arange(len(items)), items) + user_bias + bi[items, 0]
+        return sigmoid_range_np(logits, *self.y_range)
 
     def as_ranker(self) -> Ranker:
         """Rank by predicted rating (by logit: the sigmoid keeps the order)."""
@@ -425,7 +416,7 @@ class BayesBlend(nn.Module):
             U, bu, V, bi = (
                 t.cpu().numpy() for t in (self.user_factors, self.user_bias, self.item_factors, self.item_bias)
             )
-            return float(self.mu) + dot_logits(U[users], bu[users], V[items], bi[items])
+            return float(self.mu) + (pair_dots(U, V, users, items) + bu[users] + bi[items])  # dot_logits
         return self.mu + dot_logits(
             self.user_factors[users], self.user_bias[users], self.item_factors[items], self.item_bias[items]
         )
@@ -460,7 +451,9 @@ class BayesBlend(nn.Module):
         user_vec = np.asarray(user_vec, np.float64)
         k = self.user_factors.shape[1]
         V, bi = self.item_factors.cpu().numpy(), self.item_bias.cpu().numpy()
-        linear = float(self.mu) + dot_logits(user_vec[:, :k], np.asarray(user_bias, np.float64), V[items], bi[items])
+        rows = np.arange(len(items))
+        bias = np.asarray(user_bias, np.float64)
+        linear = float(self.mu) + (pair_dots(user_vec[:, :k], V, rows, items) + bias + bi[items])  # dot_logits
         dot = self.dot.predict_for(user_vec[:, k:-1], user_vec[:, -1], items)
         return self._mix(linear, dot)
 

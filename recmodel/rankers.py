@@ -55,6 +55,36 @@ class Ranker(Protocol):
     def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray: ...
 
 
+@njit(parallel=True, cache=True)
+def _pair_dots(U: np.ndarray, V: np.ndarray, users: np.ndarray, items: np.ndarray, out: np.ndarray) -> None:
+    for p in prange(users.size):  # pragma: no cover - compiled
+        u, i = users[p], items[p]
+        acc = 0.0
+        for a in range(U.shape[1]):
+            acc += U[u, a] * V[i, a]
+        out[p] = acc
+
+
+def pair_dots(U: np.ndarray, V: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``U[users[p]] . V[items[p]]`` for every pair, in float64, each a sum in factor order: a pair's value does
+    not depend on the other pairs (so scoring shards publish the same scores however they are cut). One pass
+    over the pairs, without numpy's gathered ``(pairs, factors)`` copies: 700k pairs of 50 factors went from
+    ~1 s to a few ms."""
+    users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+    for name, idx, n in (("user", users, len(U)), ("item", items, len(V))):  # the kernel does not bounds-check
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise ValueError(f"{name} indices must lie in [0, {n}) (got {idx.min()}..{idx.max()})")
+    out = np.empty(len(users), dtype=np.float64)
+    _pair_dots(
+        np.ascontiguousarray(U, np.float64),
+        np.ascontiguousarray(V, np.float64),
+        np.ascontiguousarray(users, np.int64),
+        np.ascontiguousarray(items, np.int64),
+        out,
+    )
+    return out
+
+
 def scores_of_pairs(ranker: Ranker, users: np.ndarray, items: np.ndarray, block: int = 1024) -> np.ndarray:
     """Each (user, item) pair's score from ``score_block``, a block of distinct users at a time (float64)."""
     users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
@@ -95,14 +125,11 @@ class FactorRanker:
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"user_factors": self.user_factors, "item_factors": self.item_factors}
 
-    def score_pairs(self, users: np.ndarray, items: np.ndarray, batch: int = 1 << 20) -> np.ndarray:
-        """``u . i`` in float64, one row at a time (independent of batching: shards publish identical scores)."""
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``u . i`` in float64, pair by pair (``pair_dots``: shards publish identical scores)."""
         U = self.user_factors.detach().cpu().double().numpy()
         V = self.item_factors.detach().cpu().double().numpy()
-        out = np.empty(len(users), dtype=np.float64)
-        for s in range(0, len(users), batch):
-            out[s : s + batch] = (U[users[s : s + batch]] * V[items[s : s + batch]]).sum(-1)
-        return out
+        return pair_dots(U, V, users, items)
 
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> FactorRanker:
