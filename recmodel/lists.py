@@ -145,7 +145,7 @@ def shard_lists(
     rater = load_model(rater_path, dev).model if rater_path else None
     ranker = load_ranker(ranker_path, dev)
     part = snapshot.ratings(users=(lo, hi), timestamps=False)
-    users = np.unique(part.users)
+    users = lo + np.flatnonzero(np.bincount(part.users - lo))  # np.unique without its sort
     t0 = time.perf_counter()
     if users.size == 0:
         return ShardLists(None, 0, 0, 0, 0.0)
