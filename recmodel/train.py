@@ -389,6 +389,25 @@ def _dot_epoch(
     return loss
 
 
+@njit(parallel=True, cache=True)
+def _shuffle_into(
+    order: np.ndarray,
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    out_users: np.ndarray,
+    out_items: np.ndarray,
+    out_ratings: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """The epoch's shuffled copies, ``x[order]`` for the three columns in one parallel pass, into buffers
+    reused from epoch to epoch (three torch ``index_select`` calls took ~0.6 s of each 8M-rating epoch)."""
+    for k in prange(order.size):
+        p = order[k]
+        out_users[k] = users[p]
+        out_items[k] = items[p]
+        out_ratings[k] = ratings[p]
+
+
 def _fit_dot_numba(
     model: DotProductBias,
     train: Interactions,
@@ -419,10 +438,12 @@ def _fit_dot_numba(
     # per row: the gradient buffer (zeroed again row by row after each step), then the moments m and v
     SU = np.zeros((Un.shape[0], 3 * Un.shape[1]), np.float32)
     SV = np.zeros((Vn.shape[0], 3 * Vn.shape[1]), np.float32)
+    all_users, all_items, all_ratings = (x.numpy() for x in (train.users, train.items, train.ratings))
+    users, items, ratings = np.empty_like(all_users), np.empty_like(all_items), np.empty_like(all_ratings)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=generator)
-        users, items, ratings = (x.index_select(0, order).numpy() for x in (train.users, train.items, train.ratings))
+        _shuffle_into(order.numpy(), all_users, all_items, all_ratings, users, items, ratings)
         del order
         window = slice((epoch - 1) * steps, epoch * steps)
         loss = _dot_epoch(
