@@ -10,8 +10,9 @@ from .ratings import Ratings
 def random_split(n: int, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(train, valid)``: a seeded random ``valid_pct`` share goes to validation."""
     perm = np.random.default_rng(seed).permutation(n)
-    n_valid = int(round(n * valid_pct))
-    return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
+    valid = np.zeros(n, dtype=bool)
+    valid[perm[: int(round(n * valid_pct))]] = True
+    return np.flatnonzero(~valid), np.flatnonzero(valid)  # both sorted, without sorting
 
 
 def _need_times(r: Ratings) -> None:
