@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from .sparse import csr_order
+from .sparse import csr_both_ways, csr_order
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +234,7 @@ def fit_factors(
     R: torch.Tensor | tuple[np.ndarray, np.ndarray, np.ndarray]
     R_t: torch.Tensor | tuple[np.ndarray, np.ndarray, np.ndarray]
     if fused:
-        R = csr_arrays(users, items, weights, n_users, n_items)
-        R_t = csr_arrays(items, users, weights, n_items, n_users)
+        R, R_t = csr_both_ways(users, items, weights, n_users, n_items)
         solve: Callable[..., torch.Tensor] = solve_side_cpu
         X, Y = X.contiguous(), Y.contiguous()
     else:

@@ -48,6 +48,50 @@ def csr_order(
     return _counting_sort(rows, n_rows, by_col, False)
 
 
+@njit(cache=True)
+def _group(
+    keys: np.ndarray, n_keys: int, carry: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Stable counting sort of the entries by ``keys``, moving ``carry`` and ``values`` with them: ``(indptr,
+    carry grouped, values grouped)``. Writes the grouped columns directly (no order array, no gathers)."""
+    n = keys.size
+    indptr = np.zeros(n_keys + 1, np.int64)
+    for k in range(n):
+        indptr[keys[k] + 1] += 1
+    for r in range(n_keys):
+        indptr[r + 1] += indptr[r]
+    fill = indptr[:-1].copy()
+    out_carry = np.empty(n, np.int64)
+    out_values = np.empty(n, values.dtype)
+    for k in range(n):
+        q = fill[keys[k]]
+        out_carry[q] = carry[k]
+        out_values[q] = values[k]
+        fill[keys[k]] = q + 1
+    return indptr, out_carry, out_values
+
+
+def _row_of_entry(indptr: np.ndarray) -> np.ndarray:
+    return np.repeat(np.arange(indptr.size - 1, dtype=np.int64), np.diff(indptr))
+
+
+CSR = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def csr_both_ways(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int) -> tuple[CSR, CSR]:
+    """``(indptr, indices, values)`` grouped by row (columns ascending in a row) and grouped by column (rows
+    ascending in a column), ``values`` as float32; duplicates keep their input order. The same arrays as
+    ``csr_order`` with ``cols`` gives each way, in three counting passes instead of four and without
+    gathering through an order array (iALS builds both at every fit)."""
+    rows, cols = _keys(rows, n_rows, "row indices"), _keys(cols, n_cols, "column indices")
+    values = np.ascontiguousarray(values, np.float32)
+    col_ptr, rows_by_col, values_by_col = _group(cols, n_cols, rows, values)  # input order within a column
+    by_row = _group(rows_by_col, n_rows, _row_of_entry(col_ptr), values_by_col)  # columns ascending in a row
+    del rows_by_col, values_by_col  # at most ~40 bytes an entry alive at once, as two csr_order calls held
+    by_col = _group(by_row[1], n_cols, _row_of_entry(by_row[0]), by_row[2])  # rows ascending in a column
+    return by_row, by_col
+
+
 def csr_from_pairs(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
     """``(indptr, indices)`` of each user's seen items (duplicates allowed, harmless for masking)."""
     indptr, order = csr_order(users, n_users)

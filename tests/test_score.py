@@ -193,3 +193,24 @@ def test_csr_order_is_the_stable_grouping_and_the_row_then_column_order(dtype):
         csr_order(rows, 39)  # a row index past the end is refused, never written out of bounds
     with pytest.raises(ValueError, match="column"):
         csr_order(rows, 45, cols - 1, 25)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_csr_both_ways_is_the_row_then_column_and_the_column_then_row_grouping(dtype):
+    """iALS's two CSR matrices from three counting passes: exactly the ``lexsort`` groupings each way, values
+    moved with their entries, duplicates in input order, empty rows and columns included."""
+    from recmodel.sparse import csr_both_ways
+
+    rng = np.random.default_rng(6)
+    rows, cols = rng.integers(0, 40, 3000).astype(dtype), rng.integers(0, 25, 3000).astype(dtype)
+    values = rng.standard_normal(3000)  # float64 in, float32 out
+    by_row, by_col = csr_both_ways(rows, cols, values, 45, 27)
+    for (indptr, indices, vals), (major, minor, n) in ((by_row, (rows, cols, 45)), (by_col, (cols, rows, 27))):
+        order = np.lexsort((minor, major))
+        assert np.array_equal(indptr, np.concatenate([[0], np.cumsum(np.bincount(major, minlength=n))]))
+        assert indices.dtype == np.int64 and np.array_equal(indices, minor[order])
+        assert vals.dtype == np.float32 and np.array_equal(vals, values.astype(np.float32)[order])
+    empty = csr_both_ways(np.zeros(0, dtype), np.zeros(0, dtype), np.zeros(0), 2, 3)
+    assert empty[0][0].tolist() == [0, 0, 0] and empty[1][0].tolist() == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="column"):
+        csr_both_ways(rows, cols, values, 45, 20)
