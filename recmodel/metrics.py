@@ -23,6 +23,9 @@ Per user, with ``hit_r = 1`` when the item at rank ``r`` (1-based) is relevant a
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
+
+from .sparse import csr_order
 
 
 def rmse(pred: np.ndarray, true: np.ndarray) -> float:
@@ -35,6 +38,23 @@ def mae(pred: np.ndarray, true: np.ndarray) -> float:
     """Mean absolute error."""
     err = np.asarray(pred, dtype=np.float64) - np.asarray(true, dtype=np.float64)
     return float(np.mean(np.abs(err))) if err.size else float("nan")
+
+
+@njit(cache=True)
+def _hits(top: np.ndarray, indptr: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:  # pragma: no cover
+    """``hit[r, j]``: ``top[r, j]`` is one of row r's relevant items (``items[indptr[r]:indptr[r + 1]]``).
+    Each row's relevant items are marked in one scratch array, its list is looked up, the marks are undone."""
+    n_rows, width = top.shape
+    hit = np.zeros((n_rows, width), np.bool_)
+    mark = np.zeros(n_items, np.bool_)
+    for r in range(n_rows):
+        for p in range(indptr[r], indptr[r + 1]):
+            mark[items[p]] = True
+        for j in range(width):
+            hit[r, j] = top[r, j] >= 0 and mark[top[r, j]]
+        for p in range(indptr[r], indptr[r + 1]):
+            mark[items[p]] = False
+    return hit
 
 
 def ranking_metrics(
@@ -50,10 +70,14 @@ def ranking_metrics(
     top = np.asarray(top)[:, :k]
     n_rows = top.shape[0]
     width = top.shape[1]  # may be < k when the catalog is smaller than k
-    rel_count = np.bincount(np.asarray(relevant_users, dtype=np.int64), minlength=n_rows)[:n_rows]
-    rel_keys = np.unique(np.asarray(relevant_users, dtype=np.int64) * (n_items + 1) + np.asarray(relevant_items))
-    keys = np.arange(n_rows, dtype=np.int64)[:, None] * (n_items + 1) + top
-    hit = (top >= 0) & np.isin(keys, rel_keys)
+    relevant_users = np.asarray(relevant_users, dtype=np.int64)
+    relevant_items = np.asarray(relevant_items, dtype=np.int64)
+    rel_count = np.bincount(relevant_users, minlength=n_rows)[:n_rows]
+    top = np.ascontiguousarray(top, dtype=np.int64)
+    span = max(n_items, int(top.max()) + 1 if top.size else 0)
+    inside = (relevant_users < n_rows) & (relevant_items >= 0) & (relevant_items < span)  # others never hit
+    indptr, order = csr_order(relevant_users[inside], n_rows)
+    hit = _hits(top, indptr, relevant_items[inside][order], span)
     hits = hit.sum(axis=1)
     discounts = 1.0 / np.log2(np.arange(2, width + 2))
     dcg = (hit * discounts).sum(axis=1)

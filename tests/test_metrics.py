@@ -55,6 +55,33 @@ def test_users_without_relevant_items_are_left_out():
         ranking_metrics(top, np.array([0]), np.array([1]), k=0, n_items=4)
 
 
+def test_ranking_metrics_equal_a_per_user_loop_over_sets():
+    """Random lists (empty slots, repeated relevant pairs, users with none) against the definitions written as
+    a plain loop over each user's set of relevant items."""
+    rng = np.random.default_rng(11)
+    for _ in range(50):
+        n_rows, n_items, k = int(rng.integers(1, 30)), int(rng.integers(2, 25)), int(rng.integers(1, 8))
+        top = rng.integers(-1, n_items, (n_rows, int(rng.integers(1, 10))))
+        users, items = rng.integers(0, n_rows, 80), rng.integers(0, n_items, 80)
+        m = ranking_metrics(top, users, items, k, n_items)
+        ndcg, recall, hits_any = [], [], []
+        for r in range(n_rows):
+            relevant = set(items[users == r].tolist())
+            count = int((users == r).sum())  # R counts every pair given (a night's pairs are distinct)
+            if not count:
+                continue
+            hit = [t >= 0 and t in relevant for t in top[r, :k].tolist()]
+            dcg = sum(1 / math.log2(j + 2) for j, h in enumerate(hit) if h)
+            ndcg.append(dcg / sum(1 / math.log2(j + 2) for j in range(min(count, k))))
+            recall.append(sum(hit) / count)
+            hits_any.append(any(hit))
+        assert m["n_users"] == len(ndcg)
+        if ndcg:
+            assert m[f"ndcg_at_{k}"] == pytest.approx(np.mean(ndcg))
+            assert m[f"recall_at_{k}"] == pytest.approx(np.mean(recall))
+            assert m[f"hit_rate_at_{k}"] == pytest.approx(np.mean(hits_any))
+
+
 def test_validation_metrics_on_a_sample_of_users_are_those_users_metrics():
     """``max_users``: a seeded sample of users with a relevant test rating is scored; the metrics are
     exactly the full report's restricted to them, the same sample for every ranker, and nothing changes
