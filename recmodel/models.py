@@ -40,9 +40,10 @@ def check_indices(name: str, idx: np.ndarray, n: int) -> np.ndarray:
 def dot_logits(user_vec: Any, user_bias: Any, item_vec: Any, item_bias: Any) -> Any:
     """fastbook ch. 8's ``u . i + b_u + b_i``, row by row: torch tensors and numpy arrays alike.
 
-    The one place this formula is written; ``DotProductBias.ranking_factors`` and, in ``recmodel.train``,
-    the numba epoch kernel, the hand-written torch gradient and the CPU validation pass are fast copies,
-    each tested against it (or against the torch forward pass that uses it).
+    The one place this formula is written; ``DotProductBias.ranking_factors``, the numpy ``predict`` paths
+    (``pair_dots`` plus the biases) and, in ``recmodel.train``, the numba epoch kernel, the hand-written torch
+    gradient and the CPU validation pass are fast copies, each tested against it (or against the torch
+    forward pass that uses it).
     """
     return (user_vec * item_vec).sum(-1) + user_bias + item_bias
 
