@@ -26,16 +26,14 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from .sparse import csr_both_ways, csr_order
+from .sparse import CSR, csr_both_ways
 
 log = logging.getLogger(__name__)
 
 
-def csr(
-    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int, device: torch.device
-) -> torch.Tensor:
-    """A torch CSR matrix from (row, col, value) triples (any order)."""
-    indptr, indices, data = csr_arrays(rows, cols, values, n_rows, n_cols)
+def torch_csr(matrix: CSR, n_rows: int, n_cols: int, device: torch.device) -> torch.Tensor:
+    """A torch CSR matrix (the GPU path's) from numpy ``(indptr, indices, values)``."""
+    indptr, indices, data = matrix
     with warnings.catch_warnings():  # "sparse CSR support is in beta": we use two stable kernels only
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(
@@ -186,14 +184,6 @@ def solve_side_cpu(
     return x
 
 
-def csr_arrays(
-    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(indptr, indices, values)`` numpy CSR (entries of a row in column order), for the CPU kernel."""
-    indptr, order = csr_order(rows, n_rows, cols, n_cols)
-    return indptr, np.asarray(cols, np.int64)[order], np.asarray(values, np.float32)[order]
-
-
 def fit_factors(
     users: np.ndarray,
     items: np.ndarray,
@@ -231,15 +221,14 @@ def fit_factors(
         )
     users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
     fused = device.type == "cpu" and not torch_sparse
-    R: torch.Tensor | tuple[np.ndarray, np.ndarray, np.ndarray]
-    R_t: torch.Tensor | tuple[np.ndarray, np.ndarray, np.ndarray]
+    R: torch.Tensor | CSR
+    R_t: torch.Tensor | CSR
+    R, R_t = csr_both_ways(users, items, weights, n_users, n_items)
     if fused:
-        R, R_t = csr_both_ways(users, items, weights, n_users, n_items)
         solve: Callable[..., torch.Tensor] = solve_side_cpu
         X, Y = X.contiguous(), Y.contiguous()
     else:
-        R = csr(users, items, weights, n_users, n_items, device)
-        R_t = csr(items, users, weights, n_items, n_users, device)
+        R, R_t = torch_csr(R, n_users, n_items, device), torch_csr(R_t, n_items, n_users, device)
         solve = solve_side
     n_u = torch.as_tensor(np.bincount(users, minlength=n_users), dtype=torch.float32, device=device)
     n_i = torch.as_tensor(np.bincount(items, minlength=n_items), dtype=torch.float32, device=device)

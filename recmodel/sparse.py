@@ -7,15 +7,23 @@ from numba import njit
 
 
 @njit(cache=True)
-def _counting_sort(keys: np.ndarray, n_keys: int, order: np.ndarray, identity: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Stable counting sort of positions by their key: the positions are ``order`` (or ``0..n-1`` when
-    ``identity``). ``(indptr, sorted positions)``, in O(n + n_keys)."""
-    n = keys.size if identity else order.size
+def _offsets(keys: np.ndarray, n_keys: int) -> np.ndarray:  # pragma: no cover - compiled
+    """``indptr`` of the entries grouped by key: where each key's group starts (a counting sort's first pass)."""
     indptr = np.zeros(n_keys + 1, np.int64)
-    for k in range(n):
-        indptr[keys[k if identity else order[k]] + 1] += 1
+    for k in range(keys.size):
+        indptr[keys[k] + 1] += 1
     for r in range(n_keys):
         indptr[r + 1] += indptr[r]
+    return indptr
+
+
+@njit(cache=True)
+def _counting_sort(keys: np.ndarray, n_keys: int, order: np.ndarray, identity: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Stable counting sort of positions by their key: the positions are ``order`` (a permutation of
+    ``0..n-1``: every entry once) or ``0..n-1`` when ``identity``. ``(indptr, sorted positions)``, in
+    O(n + n_keys)."""
+    n = keys.size if identity else order.size
+    indptr = _offsets(keys, n_keys)  # every entry once, in whatever order: the same counts
     fill = indptr[:-1].copy()
     out = np.empty(n, np.int64)
     for k in range(n):
@@ -26,7 +34,9 @@ def _counting_sort(keys: np.ndarray, n_keys: int, order: np.ndarray, identity: b
     return indptr, out
 
 
-def _keys(values: np.ndarray, n: int, what: str) -> np.ndarray:
+def checked_indices(values: np.ndarray, n: int, what: str) -> np.ndarray:
+    """``values`` as a contiguous integer array, refused unless every one lies in ``[0, n)`` (the compiled
+    kernels index with them unchecked)."""
     values = np.ascontiguousarray(values)
     if values.dtype.kind not in "iu":
         raise TypeError(f"{what} must be integers, not {values.dtype}")
@@ -41,10 +51,10 @@ def csr_order(
     """``(indptr, order)``: ``order`` lists the entries grouped by row, in input order within a row, or with
     ``cols`` in column order within a row (then the order ``np.lexsort((cols, rows))`` gives). Counting sorts
     (one pass per key), not comparison sorts: a few times faster at tens of millions of entries."""
-    rows = _keys(rows, n_rows, "row indices")
+    rows = checked_indices(rows, n_rows, "row indices")
     if cols is None:
         return _counting_sort(rows, n_rows, np.empty(0, np.int64), True)
-    _, by_col = _counting_sort(_keys(cols, n_cols, "column indices"), n_cols, np.empty(0, np.int64), True)
+    _, by_col = _counting_sort(checked_indices(cols, n_cols, "column indices"), n_cols, np.empty(0, np.int64), True)
     return _counting_sort(rows, n_rows, by_col, False)
 
 
@@ -55,11 +65,7 @@ def _group(
     """Stable counting sort of the entries by ``keys``, moving ``carry`` and ``values`` with them: ``(indptr,
     carry grouped, values grouped)``. Writes the grouped columns directly (no order array, no gathers)."""
     n = keys.size
-    indptr = np.zeros(n_keys + 1, np.int64)
-    for k in range(n):
-        indptr[keys[k] + 1] += 1
-    for r in range(n_keys):
-        indptr[r + 1] += indptr[r]
+    indptr = _offsets(keys, n_keys)
     fill = indptr[:-1].copy()
     out_carry = np.empty(n, np.int64)
     out_values = np.empty(n, values.dtype)
@@ -71,7 +77,8 @@ def _group(
     return indptr, out_carry, out_values
 
 
-def _row_of_entry(indptr: np.ndarray) -> np.ndarray:
+def row_of_entry(indptr: np.ndarray) -> np.ndarray:
+    """Each stored entry's row index, from a CSR's ``indptr``."""
     return np.repeat(np.arange(indptr.size - 1, dtype=np.int64), np.diff(indptr))
 
 
@@ -83,13 +90,19 @@ def csr_both_ways(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows
     ascending in a column), ``values`` as float32; duplicates keep their input order. The same arrays as
     ``csr_order`` with ``cols`` gives each way, in three counting passes instead of four and without
     gathering through an order array (iALS builds both at every fit)."""
-    rows, cols = _keys(rows, n_rows, "row indices"), _keys(cols, n_cols, "column indices")
+    rows, cols = checked_indices(rows, n_rows, "row indices"), checked_indices(cols, n_cols, "column indices")
     values = np.ascontiguousarray(values, np.float32)
     col_ptr, rows_by_col, values_by_col = _group(cols, n_cols, rows, values)  # input order within a column
-    by_row = _group(rows_by_col, n_rows, _row_of_entry(col_ptr), values_by_col)  # columns ascending in a row
+    by_row = _group(rows_by_col, n_rows, row_of_entry(col_ptr), values_by_col)  # columns ascending in a row
     del rows_by_col, values_by_col  # at most ~40 bytes an entry alive at once, as two csr_order calls held
-    by_col = _group(by_row[1], n_cols, _row_of_entry(by_row[0]), by_row[2])  # rows ascending in a column
-    return by_row, by_col
+    return by_row, transpose_csr(by_row, n_cols)
+
+
+def transpose_csr(matrix: CSR, n_cols: int) -> CSR:
+    """The same entries grouped by column, rows ascending in a column (duplicates in their stored order): the
+    CSR of the transpose, in one counting pass."""
+    indptr, indices, values = matrix
+    return _group(checked_indices(indices, n_cols, "column indices"), n_cols, row_of_entry(indptr), values)
 
 
 def csr_from_pairs(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:

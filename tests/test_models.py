@@ -8,7 +8,7 @@ from recmodel.config import RankConfig
 from recmodel.models import EmbeddingNN
 from recmodel.rankers import NeuralRanker, ease_gram, fit_ease, fit_ranker, sparse_gram_pays
 from recmodel.ratings import Ratings
-from recmodel.sparse import csr_order
+from recmodel.sparse import csr_both_ways, csr_order
 from recmodel.splits import split_leave_last, split_random, split_temporal
 
 N = 40
@@ -112,8 +112,9 @@ def test_the_fused_cpu_ials_kernel_takes_the_torch_sparse_steps():
     weights = (rng.random(n) + 0.5).astype(np.float32)
     X, Y = torch.randn(n_users, f) * 0.1, torch.randn(n_items, f) * 0.1
     counts = torch.as_tensor(np.bincount(users, minlength=n_users), dtype=torch.float32)
-    sparse = ials.solve_side(X, Y, ials.csr(users, items, weights, n_users, n_items, CPU), counts, 0.05, 0.1, 3)
-    fused = ials.solve_side_cpu(X, Y, ials.csr_arrays(users, items, weights, n_users, n_items), counts, 0.05, 0.1, 3)
+    R, _ = csr_both_ways(users, items, weights, n_users, n_items)
+    sparse = ials.solve_side(X, Y, ials.torch_csr(R, n_users, n_items, CPU), counts, 0.05, 0.1, 3)
+    fused = ials.solve_side_cpu(X, Y, R, counts, 0.05, 0.1, 3)
     torch.testing.assert_close(fused, sparse, rtol=1e-4, atol=1e-5)
     assert not torch.equal(fused, X)  # it did move
     a = ials.fit_factors(users, items, weights, n_users, n_items, factors=f, iterations=4, seed=1)
