@@ -8,7 +8,7 @@ regularisation. Each Gibbs pass draws, in closed form:
 1. the user hyperparameters ``(m_U, Lambda_U) | W_U`` and the item ones likewise;
 2. every user's ``w_u | items, alpha`` from ``N(P^-1 b, P^-1)`` with
    ``P = Lambda_U + alpha sum_j x_j x_j^T`` and ``b = Lambda_U m_U + alpha sum_j x_j (r_uj - mu - b_j)``,
-   ``x_j = [1, v_j]``; then every item's ``w_i`` given the users (a fused numba kernel, one row per thread);
+   ``x_j = [1, v_j]``; then every item's ``w_i`` given the users (a fused numba kernel over runs of rows of even work);
 3. the noise precision ``alpha | residuals`` from its Gamma posterior.
 
 What is kept is the posterior mean of the factors over the passes after ``burn_in``: on MovieLens 100K it
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from .sparse import csr_order
+from .sparse import csr_order, row_runs
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +45,18 @@ class BayesFactors:
 
 @njit(parallel=True, cache=True)
 def _outer_products(other: np.ndarray, alpha: float, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """``out[j]`` = the lower triangle of ``alpha x_j x_j^T`` packed row by row, ``x_j = [1, other[j, 1:]]``.
+    """``out[j]`` = the lower triangle of ``alpha x_j x_j^T`` packed column by column, ``x_j = [1, other[j, 1:]]``.
 
     Computed once per side and pass, so each rating only adds a row of ``out`` (contiguous: SIMD) instead of
-    multiplying out the product again; entry ``a(a+1)/2`` is ``alpha x_j[a]``, the weight of ``b``.
+    multiplying out the product again; its first ``d`` entries (column 0) are ``alpha x_j``, the weights of
+    ``b``, contiguous too.
     """
     n, d = other.shape
     for j in prange(n):
         k = 0
-        for a in range(d):
-            xa = alpha * (1.0 if a == 0 else other[j, a])
-            for c in range(a + 1):
+        for c in range(d):
+            for a in range(c, d):
+                xa = alpha * (1.0 if a == 0 else other[j, a])
                 out[j, k] = xa * (1.0 if c == 0 else other[j, c])
                 k += 1
 
@@ -72,43 +73,46 @@ def _sample_rows(
     prior_shift: np.ndarray,
     noise: np.ndarray,
     out: np.ndarray,
+    runs: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """Draw every row ``w = [bias, factors]`` of ``out`` from its Gaussian conditional (see module docstring).
 
     ``ratings`` are in CSR order; the target of entry p is its rating minus ``mu`` and the other side's bias
     ``other[j, 0]``; ``outer`` is ``_outer_products(other, alpha)``; ``prior_prec`` is ``Lambda`` packed like
-    it and ``prior_shift = Lambda m``; ``noise`` holds one standard normal vector per row.
+    it and ``prior_shift = Lambda m``; ``noise`` holds one standard normal vector per row. ``runs``: the rows
+    in runs of even work (``sparse.row_runs``), one per task; a row's draw does not depend on them.
     """
-    n, d = out.shape
-    for r in prange(n):
-        P = prior_prec.copy()  # packed lower triangle
-        b = prior_shift.copy()
-        for p in range(indptr[r], indptr[r + 1]):
-            j = cols[p]
-            o = outer[j]
-            t = ratings[p] - mu - other[j, 0]
+    d = out.shape[1]
+    for run in prange(runs.size - 1):
+        for r in range(runs[run], runs[run + 1]):
+            P = prior_prec.copy()  # packed lower triangle
+            b = prior_shift.copy()
+            for p in range(indptr[r], indptr[r + 1]):
+                j = cols[p]
+                o = outer[j]
+                t = ratings[p] - mu - other[j, 0]
+                for a in range(d):
+                    b[a] += o[a] * t
+                for k in range(o.size):
+                    P[k] += o[k]
+            L = np.zeros((d, d))  # Cholesky factor of P (lower triangle used)
             for a in range(d):
-                b[a] += o[a * (a + 1) // 2] * t
-            for k in range(o.size):
-                P[k] += o[k]
-        L = np.zeros((d, d))  # Cholesky factor of P (lower triangle used)
-        for a in range(d):
-            for c in range(a + 1):
-                s = P[a * (a + 1) // 2 + c]
-                for e in range(c):
-                    s -= L[a, e] * L[c, e]
-                L[a, c] = math.sqrt(s) if a == c else s / L[c, c]
-        y = np.empty(d)  # L y = b
-        for a in range(d):
-            s = b[a]
-            for e in range(a):
-                s -= L[a, e] * y[e]
-            y[a] = s / L[a, a]
-        for a in range(d - 1, -1, -1):  # L^T w = y + z: w = P^-1 b + L^-T z
-            s = y[a] + noise[r, a]
-            for e in range(a + 1, d):
-                s -= L[e, a] * out[r, e]
-            out[r, a] = s / L[a, a]
+                for c in range(a + 1):
+                    s = P[c * d - c * (c - 1) // 2 + a - c]  # (a, c) packed column by column
+                    for e in range(c):
+                        s -= L[a, e] * L[c, e]
+                    L[a, c] = math.sqrt(s) if a == c else s / L[c, c]
+            y = np.empty(d)  # L y = b
+            for a in range(d):
+                s = b[a]
+                for e in range(a):
+                    s -= L[a, e] * y[e]
+                y[a] = s / L[a, a]
+            for a in range(d - 1, -1, -1):  # L^T w = y + z: w = P^-1 b + L^-T z
+                s = y[a] + noise[r, a]
+                for e in range(a + 1, d):
+                    s -= L[e, a] * out[r, e]
+                out[r, a] = s / L[a, a]
 
 
 @njit(parallel=True, cache=True)
@@ -135,6 +139,12 @@ def _csr(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray, n: int) -> tup
     """``(indptr, cols, ratings)``: the entries grouped by row."""
     indptr, order = csr_order(rows, n)
     return indptr, np.ascontiguousarray(cols[order], dtype=np.int64), np.ascontiguousarray(ratings[order])
+
+
+def _packed(sym: np.ndarray) -> np.ndarray:
+    """The lower triangle of ``sym`` packed column by column, as ``_outer_products`` packs its rows."""
+    upper = np.triu_indices(sym.shape[0])
+    return sym[upper[1], upper[0]]
 
 
 def _sample_hyper(rng: np.random.Generator, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,6 +196,7 @@ def fit_bayes(
     d = factors + 1
     by_user = _csr(users, items, r, n_users)
     by_item = _csr(items, users, r, n_items)
+    user_runs, item_runs = row_runs(by_user[0], d), row_runs(by_item[0], d)  # a row's own draw: about d entries' work
     Wu = 0.1 * rng.standard_normal((n_users, d))
     Wi = 0.1 * rng.standard_normal((n_items, d))
     if init is not None:
@@ -194,17 +205,16 @@ def fit_bayes(
                 n = min(W.shape[0], vec.shape[0])
                 W[:n, 0], W[:n, 1:] = bias[:n], vec[:n]
     alpha = 2.0
-    tri = np.tril_indices(d)  # packed lower triangles, row by row
     outer = np.empty((max(n_users, n_items), d * (d + 1) // 2))
     sum_u, sum_i = np.zeros_like(Wu), np.zeros_like(Wi)
     noise_sum, kept = 0.0, 0
     t0 = time.perf_counter()
     for it in range(iterations):
-        for W, other, (indptr, cols, ratings) in ((Wu, Wi, by_user), (Wi, Wu, by_item)):
+        for W, other, (indptr, cols, ratings), runs in ((Wu, Wi, by_user, user_runs), (Wi, Wu, by_item, item_runs)):
             m, prec = _sample_hyper(rng, W)
             z = rng.standard_normal(W.shape)
             _outer_products(other, alpha, outer[: len(other)])
-            _sample_rows(indptr, cols, ratings, mu, other, outer, prec[tri], prec @ m, z, W)
+            _sample_rows(indptr, cols, ratings, mu, other, outer, _packed(prec), prec @ m, z, W, runs)
         sse = float(_squared_residuals(*by_user, mu, Wu, Wi).sum())
         alpha = rng.gamma(1.0 + r.size / 2.0, 1.0 / (1.0 + 0.5 * sse))
         if it >= burn_in:

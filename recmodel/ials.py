@@ -11,7 +11,7 @@ updates are replaced by ``cg_steps`` conjugate-gradient steps from the current f
 all users (items) at once.
 
 Two implementations of the same steps: on the CPU one fused numba kernel walks each row's entries in
-CSR order (a thread per block of rows, float32, no intermediate tensors; as implicit's CPU solver does);
+CSR order (a task per run of rows of even work, float32, no intermediate tensors; as implicit's CPU solver does);
 on a GPU the steps are vectorised torch sparse products over all rows at once.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from .sparse import CSR, csr_both_ways
+from .sparse import CSR, csr_both_ways, row_runs
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +107,18 @@ def _cg_rows(
     gram: np.ndarray,
     reg_rows: np.ndarray,
     cg_steps: int,
-    block: int,
+    runs: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """``solve_side``'s steps for every row of ``X`` in place: ``A_u = sum_i w_ui y_i y_i^T + gram + reg_u I``,
-    ``b_u = sum_i w_ui y_i``, conjugate gradients from the current ``x_u``. One block of rows per task, with
-    its own scratch vectors; each row's arithmetic does not depend on the blocking (same result on any
-    number of threads)."""
-    n, f = X.shape
-    for blk in prange((n + block - 1) // block):
+    ``b_u = sum_i w_ui y_i``, conjugate gradients from the current ``x_u``. One run of rows of even work per
+    task (``sparse.row_runs``: popular items come first), with its own scratch vectors; each row's arithmetic
+    does not depend on the runs (same result on any number of threads)."""
+    f = X.shape[1]
+    for run in prange(runs.size - 1):
         r = np.empty(f, dtype=np.float32)
         p = np.empty(f, dtype=np.float32)
         Ap = np.empty(f, dtype=np.float32)
-        for u in range(blk * block, min(n, (blk + 1) * block)):
+        for u in range(runs[run], runs[run + 1]):
             x = X[u]
             lam = reg_rows[u]
             for a in range(f):  # r = b - A x = sum_i w_ui (1 - x.y_i) y_i - gram x - reg_u x
@@ -180,7 +180,8 @@ def solve_side_cpu(
     gram = (unobserved_weight * (other.T @ other)).numpy()
     reg_rows = (reg * (counts + unobserved_weight * other.shape[0])).numpy()
     x = X.clone()
-    _cg_rows(*R, x.numpy(), other.numpy(), gram, reg_rows, cg_steps, 64)
+    runs = row_runs(R[0], X.shape[1] / 2)  # a row's gram products cost about f/2 entries' dots and updates
+    _cg_rows(*R, x.numpy(), other.numpy(), gram, reg_rows, cg_steps, runs)
     return x
 
 

@@ -24,7 +24,7 @@ from . import ials
 from .config import RankConfig
 from .ratings import Ratings
 from .score import BlockProduct
-from .sparse import checked_indices, csr_order, csr_positions, transpose_csr
+from .sparse import checked_indices, csr_order, csr_positions, even_runs, transpose_csr
 
 if TYPE_CHECKING:
     from .models import Rater
@@ -354,17 +354,20 @@ def _gram_rows(
     item_users: np.ndarray,
     item_weights: np.ndarray,
     G: np.ndarray,
+    runs: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """``G += X^T X`` for the sparse ``X`` (users x items; CSR ``indptr/items/weights`` and, by item,
     ``item_ptr/item_users/item_weights``): row ``i`` adds ``x_ui * x_u`` over the users ``u`` of item ``i``.
     ``sum_u deg(u)^2`` adds in all, against ``n_users * n_items^2`` for the dense product. Each thread owns
-    whole rows of ``G`` and sums every entry in user order: the same bits with any number of threads."""
-    for i in prange(G.shape[0]):
-        for k in range(item_ptr[i], item_ptr[i + 1]):
-            u = item_users[k]
-            x = np.float64(item_weights[k])
-            for p in range(indptr[u], indptr[u + 1]):
-                G[i, items[p]] += x * np.float64(weights[p])
+    whole rows of ``G`` (a run of rows of even work each: popular items come first) and sums every entry in
+    user order: the same bits with any number of threads."""
+    for run in prange(runs.size - 1):
+        for i in range(runs[run], runs[run + 1]):
+            for k in range(item_ptr[i], item_ptr[i + 1]):
+                u = item_users[k]
+                x = np.float64(item_weights[k])
+                for p in range(indptr[u], indptr[u + 1]):
+                    G[i, items[p]] += x * np.float64(weights[p])
 
 
 def sparse_gram_pays(indptr: np.ndarray, n_items: int) -> bool:
@@ -392,7 +395,9 @@ def ease_gram(
     if sparse:
         item_ptr, item_users, item_weights = transpose_csr((indptr, items, weights), n_items)  # users ascending
         G_cpu = G.cpu()
-        _gram_rows(indptr, items, weights, item_ptr, item_users, item_weights, G_cpu.numpy())
+        adds = np.concatenate([[0], np.cumsum(np.diff(indptr)[item_users])])  # row i: its users' degrees
+        runs = even_runs(adds[item_ptr] + np.arange(n_items + 1))
+        _gram_rows(indptr, items, weights, item_ptr, item_users, item_weights, G_cpu.numpy(), runs)
         return G_cpu.to(G.device)
     chunk = max(1, (1 << 26) // max(n_items, 1))  # dense row chunks, 64M values at a time
     for s in range(0, n_users, chunk):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -103,6 +104,24 @@ def transpose_csr(matrix: CSR, n_cols: int) -> CSR:
     CSR of the transpose, in one counting pass."""
     indptr, indices, values = matrix
     return _group(checked_indices(indices, n_cols, "column indices"), n_cols, row_of_entry(indptr), values)
+
+
+def even_runs(cumulative: np.ndarray, runs: int = 0) -> np.ndarray:
+    """Boundaries ``b`` (``runs + 1`` of them) of runs of consecutive rows ``b[k]..b[k+1]`` with about equal
+    work, where ``cumulative`` (length ``n_rows + 1``, from 0, non-decreasing) is the work before each row
+    (e.g. a CSR's ``indptr`` plus a cost per row). numba splits a ``prange`` into equal counts of iterations,
+    one share per thread; over rows of a skewed catalog (popular items first) one thread got most of the
+    work. A ``prange`` over even runs keeps every thread busy. ``runs`` defaults to 4 per numba thread."""
+    runs = runs or 4 * numba.get_num_threads()
+    targets = np.linspace(0.0, float(cumulative[-1]), runs + 1)
+    bounds = np.searchsorted(cumulative, targets, side="left").astype(np.int64)
+    bounds[0], bounds[-1] = 0, cumulative.size - 1
+    return bounds
+
+
+def row_runs(indptr: np.ndarray, row_cost: float, runs: int = 0) -> np.ndarray:
+    """``even_runs`` of a CSR's rows, a row's work being its entries plus ``row_cost`` (in entries)."""
+    return even_runs(indptr + row_cost * np.arange(indptr.size, dtype=np.float64), runs)
 
 
 def csr_from_pairs(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:

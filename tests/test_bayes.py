@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recmodel.bayes import _csr, _outer_products, _sample_rows, _squared_residuals, fit_bayes
+from recmodel.bayes import _csr, _outer_products, _packed, _sample_rows, _squared_residuals, fit_bayes
 from recmodel.config import RankConfig, RunConfig, TrainConfig
 from recmodel.evaluation import fit_bias
 from recmodel.metrics import rmse
@@ -12,6 +12,7 @@ from recmodel.models import BayesBlend
 from recmodel.persist import load_model, load_ranker, save_model, save_ranker
 from recmodel.rankers import BoostedRanker, fit_ranker
 from recmodel.ratings import Ratings
+from recmodel.sparse import row_runs
 from recmodel.splits import split_random
 from recmodel.train import fit_rater
 
@@ -165,8 +166,11 @@ def test_a_gibbs_draw_is_the_closed_form_conditional():
     indptr, cols_csr, ratings_csr = _csr(rows, cols, ratings, n_rows)
     outer = np.empty((n_other, d * (d + 1) // 2))
     _outer_products(other, alpha, outer)
-    drawn = np.zeros((n_rows, d))
-    _sample_rows(indptr, cols_csr, ratings_csr, mu, other, outer, prec[np.tril_indices(d)], prec @ m, z, drawn)
+    drawn, alone = np.zeros((n_rows, d)), np.zeros((n_rows, d))
+    csr = (indptr, cols_csr, ratings_csr)
+    _sample_rows(*csr, mu, other, outer, _packed(prec), prec @ m, z, drawn, row_runs(indptr, d, 3))
+    _sample_rows(*csr, mu, other, outer, _packed(prec), prec @ m, z, alone, row_runs(indptr, d, 1))
+    np.testing.assert_array_equal(drawn, alone)  # a row's draw does not depend on how the rows are split
     for r in range(n_rows):
         mine = rows == r
         x = np.column_stack([np.ones(mine.sum()), other[cols[mine], 1:]])

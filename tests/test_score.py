@@ -214,3 +214,20 @@ def test_csr_both_ways_is_the_row_then_column_and_the_column_then_row_grouping(d
     assert empty[0][0].tolist() == [0, 0, 0] and empty[1][0].tolist() == [0, 0, 0, 0]
     with pytest.raises(ValueError, match="column"):
         csr_both_ways(rows, cols, values, 45, 20)
+
+
+def test_even_runs_split_skewed_rows_into_runs_of_about_equal_work():
+    """A ``prange`` over ``row_runs`` keeps both threads busy on a catalog whose popular items come first: every
+    row in exactly one run, in order, and no run holds more than its share plus one row's work."""
+    from recmodel.sparse import even_runs, row_runs
+
+    degrees = (5000 / np.arange(1, 2001) ** 1.1).astype(np.int64)  # popular first, a long tail of empty rows
+    indptr = np.concatenate([[0], np.cumsum(degrees)])
+    for runs, row_cost in ((8, 3.0), (5, 0.0), (1, 10.0), (64, 1.0)):
+        bounds = row_runs(indptr, row_cost, runs)
+        assert bounds.size == runs + 1 and bounds[0] == 0 and bounds[-1] == degrees.size
+        assert np.all(np.diff(bounds) >= 0)
+        work = degrees + row_cost
+        per_run = np.array([work[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])])
+        assert per_run.sum() == work.sum() and per_run.max() <= work.sum() / runs + work.max()
+    assert even_runs(np.zeros(4), 3).tolist() == [0, 0, 0, 3]  # no work: every row still in a run
