@@ -1,6 +1,7 @@
 """Shared fixtures. Prefect settings must be in the environment before anything imports prefect."""
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,6 +33,11 @@ from recmodel import synth  # noqa: E402
 CLI = [sys.executable, "-m", "flows.cli"]  # the `collabflow` command, as a subprocess of this Python
 
 ML100K = Path(os.environ.get("COLLABFLOW_ML100K", Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's Prefect home goes with it (one per run piled up in the temporary folder)."""
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
