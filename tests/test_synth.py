@@ -82,3 +82,18 @@ def test_taste_decides_what_users_rate():
     ials = ranking_report(fit_ranker(train, RankConfig(), torch.device("cpu"), 42), train, test, 10, 4.0)
     popular = ranking_report(fit_popularity(train.items, train.n_items, train.n_users), train, test, 10, 4.0)
     assert ials["ndcg_at_10"] > 1.2 * popular["ndcg_at_10"]
+
+
+def test_large_shapes_give_ids_in_arrival_order_popular_items_mostly_first():
+    """ML-10M/25M-shaped ids have gaps and follow arrival, the popular items mostly first (as real movieIds do):
+    the first half of the catalog by id holds most of the ratings, for both kinds of feedback."""
+    import dataclasses
+
+    shape = dataclasses.replace(synth.custom_shape(2000, 1500, 60_000, half_stars=True), sparse_item_ids=True)
+    for frame in (synth.generate(shape, seed=3), synth.generate_implicit(shape, seed=3)):
+        per_item = frame.group_by("item_id").len().sort("item_id")["len"].to_numpy()
+        assert per_item[: per_item.size // 2].sum() > 0.7 * frame.height
+        assert frame["item_id"].max() > 1.5 * frame["item_id"].n_unique()  # gaps
+    plain = synth.generate(synth.custom_shape(2000, 1500, 60_000), seed=3)  # small shapes: ids 1..n, no order
+    per_item = plain.group_by("item_id").len().sort("item_id")["len"].to_numpy()
+    assert per_item[: per_item.size // 2].sum() < 0.6 * plain.height
