@@ -141,10 +141,11 @@ def _csr(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray, n: int) -> tup
     return indptr, np.ascontiguousarray(cols[order], dtype=np.int64), np.ascontiguousarray(ratings[order])
 
 
-def _packed(sym: np.ndarray) -> np.ndarray:
-    """The lower triangle of ``sym`` packed column by column, as ``_outer_products`` packs its rows."""
-    upper = np.triu_indices(sym.shape[0])
-    return sym[upper[1], upper[0]]
+def _column_packing(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, columns)`` of a ``d x d`` lower triangle's entries, column by column: how ``_outer_products``
+    packs its rows (``sym[_column_packing(d)]`` packs a symmetric matrix alike)."""
+    upper = np.triu_indices(d)
+    return upper[1], upper[0]
 
 
 def _sample_hyper(rng: np.random.Generator, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,6 +206,7 @@ def fit_bayes(
                 n = min(W.shape[0], vec.shape[0])
                 W[:n, 0], W[:n, 1:] = bias[:n], vec[:n]
     alpha = 2.0
+    tri = _column_packing(d)  # packed lower triangles, column by column
     outer = np.empty((max(n_users, n_items), d * (d + 1) // 2))
     sum_u, sum_i = np.zeros_like(Wu), np.zeros_like(Wi)
     noise_sum, kept = 0.0, 0
@@ -214,7 +216,7 @@ def fit_bayes(
             m, prec = _sample_hyper(rng, W)
             z = rng.standard_normal(W.shape)
             _outer_products(other, alpha, outer[: len(other)])
-            _sample_rows(indptr, cols, ratings, mu, other, outer, _packed(prec), prec @ m, z, W, runs)
+            _sample_rows(indptr, cols, ratings, mu, other, outer, prec[tri], prec @ m, z, W, runs)
         sse = float(_squared_residuals(*by_user, mu, Wu, Wi).sum())
         alpha = rng.gamma(1.0 + r.size / 2.0, 1.0 / (1.0 + 0.5 * sse))
         if it >= burn_in:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recmodel.bayes import _csr, _outer_products, _packed, _sample_rows, _squared_residuals, fit_bayes
+from recmodel.bayes import _column_packing, _csr, _outer_products, _sample_rows, _squared_residuals, fit_bayes
 from recmodel.config import RankConfig, RunConfig, TrainConfig
 from recmodel.evaluation import fit_bias
 from recmodel.metrics import rmse
@@ -167,9 +167,9 @@ def test_a_gibbs_draw_is_the_closed_form_conditional():
     outer = np.empty((n_other, d * (d + 1) // 2))
     _outer_products(other, alpha, outer)
     drawn, alone = np.zeros((n_rows, d)), np.zeros((n_rows, d))
-    csr = (indptr, cols_csr, ratings_csr)
-    _sample_rows(*csr, mu, other, outer, _packed(prec), prec @ m, z, drawn, row_runs(indptr, d, 3))
-    _sample_rows(*csr, mu, other, outer, _packed(prec), prec @ m, z, alone, row_runs(indptr, d, 1))
+    csr, packed = (indptr, cols_csr, ratings_csr), prec[_column_packing(d)]
+    _sample_rows(*csr, mu, other, outer, packed, prec @ m, z, drawn, row_runs(indptr, d, 3))
+    _sample_rows(*csr, mu, other, outer, packed, prec @ m, z, alone, row_runs(indptr, d, 1))
     np.testing.assert_array_equal(drawn, alone)  # a row's draw does not depend on how the rows are split
     for r in range(n_rows):
         mine = rows == r
