@@ -60,6 +60,8 @@ def main() -> None:
             inbox.mkdir()
             for night, part in enumerate((frame[:cut], frame[cut:]), start=1):
                 part.write_csv(inbox / f"ratings-{night}.csv")
+                # delivered complete: without the marker a file younger than settle_seconds waits a night
+                (inbox / f"ratings-{night}.csv.ready").touch()
                 cmd = [str(collabflow), "run", "--source", str(inbox), "--warehouse", str(Path(tmp) / "wh"), "--json"]
                 seconds, rss, out = timed([*cmd, *shlex.split(args.collabflow_args)])
                 result = json.loads(out[out.index("{") :])
