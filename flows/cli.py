@@ -173,19 +173,26 @@ def run(
     # process on the spot and left that server running, orphaned.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     params = _validated("run", params)  # a bad option is refused before the flow's heavy imports (~7 s)
-    from flows.nightly import nightly
-    from flows.scaleout import nightly_on_dask
-
-    try:
-        flow = nightly_on_dask(dask_address, dask_workers) if dask_address or dask_workers else nightly
-    except RuntimeError as e:
-        fail("run", str(e), 2)
     last_words = _last_words("run")
     before = _served(params["warehouse"])
-    _warm_up_while_prefect_starts()
     try:
+        from flows import server
+
+        # boots on the other core while this process imports the night; Dask needs a server of its own
+        early = None if dask_address or dask_workers else server.start_early()
+        from flows.nightly import nightly
+        from flows.scaleout import nightly_on_dask
+
+        try:
+            flow = nightly_on_dask(dask_address, dask_workers) if dask_address or dask_workers else nightly
+        except RuntimeError as e:
+            fail("run", str(e), 2)
+        _warm_up_while_prefect_starts()
+        server.wait_until_up(early)
         state: Any = flow(**params, return_state=True)
         error = None if state.is_completed() else _state_error(state)
+    except typer.Exit:
+        raise
     except Exception as e:  # noqa: BLE001  (the orchestration API can fail after the night's own work)
         state, error = None, " ".join(f"{type(e).__name__}: {e}".split())
     except KeyboardInterrupt:

@@ -89,3 +89,51 @@ def _has_arg(proc_dir: Path, needle: str) -> bool:
         return needle in (proc_dir / "cmdline").read_text()
     except OSError:  # gone meanwhile, or not ours to read
         return False
+
+
+def test_run_starts_one_temporary_server_before_its_imports_and_stops_it(small_ratings, tmp_path):
+    """`collabflow run` starts Prefect's temporary server as it begins (flows.server), so the server boots
+    while the night imports; Prefect uses it rather than starting its own, and it is gone after the run."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    cmd = [*CLI, "run", "--source", str(small_ratings), "--warehouse", str(tmp_path / "wh")]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    starts = re.findall(r"Starting temporary server on http://127\.0\.0\.1:(\d+)(.*)", proc.stderr)
+    assert len(starts) == 1 and "while the night loads" in starts[0][1], starts
+    assert "View at" not in proc.stderr  # that server serves no UI, as Prefect's own temporary one
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _has_arg(p, f"--port\0{starts[0][0]}\0")]
+    assert not left, f"the temporary server on port {starts[0][0]} outlived the night"
+
+
+HANDOVER = """
+import os, subprocess, sys
+from flows import server
+from prefect.settings import PREFECT_API_URL
+
+broken = server.EarlyServer(subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"]), server._free_port())
+server._point_prefect_at(broken.url)
+assert PREFECT_API_URL.value() == broken.url + "/api"
+server.wait_until_up(broken)  # it exited: stopped, and Prefect is pointed at no server again
+print(PREFECT_API_URL.value(), os.environ.get("PREFECT_API_URL"), broken.process)
+from pathlib import Path
+from prefect.context import refresh_global_settings_context
+
+os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"  # as a profile may say: started, then stopped at once
+refresh_global_settings_context()
+print(server.start_early())
+def parent(stat):
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[1]
+    except OSError:  # gone meanwhile
+        return None
+print(sum(parent(p) == str(os.getpid()) for p in Path("/proc").glob("[0-9]*/stat")))
+os.environ["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # a configured server: nothing started
+refresh_global_settings_context()
+print(server.start_early())
+"""
+
+
+def test_a_temporary_server_that_does_not_come_up_is_handed_back_to_prefect():
+    out = subprocess.run([sys.executable, "-c", HANDOVER], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["None", "None", "None", "None", "0", "None"], out.stderr[-2000:]
