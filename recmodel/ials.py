@@ -97,6 +97,26 @@ def solve_side(
     return x
 
 
+# Floats between the kernel's scratch vectors. LLVM vectorises a loop that writes one vector and reads another
+# only after a run-time check that they lie far enough apart (a vector width times its unrolling, up to 256
+# bytes); otherwise it takes the scalar loop, whose sums round differently. Vectors allocated one after the
+# other, each f floats, lay closer than that for small f (f <= 24 seen), by how each thread's allocator
+# placed them: the same inputs gave different bits from run to run. In one block, GAP apart, they never do.
+GAP = 64
+BUFFER_BYTES = 64 << 20  # per task: a row's gathered vectors for its CG steps (rows longer than this gather anew)
+
+
+@njit(inline="always", fastmath=True)
+def _add_product(Ap: np.ndarray, p: np.ndarray, y: np.ndarray, w: np.float32) -> None:  # pragma: no cover
+    """``Ap += w (p.y) y``: one entry's term of ``A p``."""
+    d = np.float32(0.0)
+    for a in range(p.size):
+        d += p[a] * y[a]
+    coef = w * d
+    for a in range(p.size):
+        Ap[a] += coef * y[a]
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _cg_rows(
     indptr: np.ndarray,
@@ -108,26 +128,44 @@ def _cg_rows(
     reg_rows: np.ndarray,
     cg_steps: int,
     runs: np.ndarray,
+    max_buffered: int,
 ) -> None:  # pragma: no cover - compiled
     """``solve_side``'s steps for every row of ``X`` in place: ``A_u = sum_i w_ui y_i y_i^T + gram + reg_u I``,
     ``b_u = sum_i w_ui y_i``, conjugate gradients from the current ``x_u``. One run of rows of even work per
     task (``sparse.row_runs``: popular items come first), with its own scratch vectors; each row's arithmetic
-    does not depend on the runs (same result on any number of threads)."""
+    does not depend on the runs (same result on any number of threads).
+
+    The residual's pass gathers the row's ``y_i`` (random rows of ``Y``) into a contiguous buffer, and the CG
+    steps read them from there in order: an item's users are more than the caches hold, and streaming them
+    beats gathering them again at each step. Rows of more than ``max_buffered`` entries gather at each step.
+    Same operations in the same order either way: the same bits."""
     f = X.shape[1]
     for run in prange(runs.size - 1):
-        r = np.empty(f, dtype=np.float32)
-        p = np.empty(f, dtype=np.float32)
-        Ap = np.empty(f, dtype=np.float32)
+        longest = 0
+        for u in range(runs[run], runs[run + 1]):
+            longest = max(longest, indptr[u + 1] - indptr[u])
+        # one block: r, p, Ap and the buffer, GAP floats apart (see GAP)
+        work = np.empty(3 * (f + GAP) + min(longest, max_buffered) * f, dtype=np.float32)
+        r = work[:f]
+        p = work[f + GAP : 2 * f + GAP]
+        Ap = work[2 * (f + GAP) : 2 * (f + GAP) + f]
+        buf = work[3 * (f + GAP) :].reshape((-1, f))
         for u in range(runs[run], runs[run + 1]):
             x = X[u]
             lam = reg_rows[u]
+            start, end = indptr[u], indptr[u + 1]
+            buffered = end - start <= max_buffered
             for a in range(f):  # r = b - A x = sum_i w_ui (1 - x.y_i) y_i - gram x - reg_u x
                 s = np.float32(0.0)
                 for c in range(f):
                     s += gram[a, c] * x[c]
                 r[a] = -s - lam * x[a]
-            for k in range(indptr[u], indptr[u + 1]):
+            for k in range(start, end):
                 y = Y[indices[k]]
+                if buffered:
+                    b = buf[k - start]
+                    for a in range(f):
+                        b[a] = y[a]
                 d = np.float32(0.0)
                 for a in range(f):
                     d += x[a] * y[a]
@@ -144,14 +182,12 @@ def _cg_rows(
                     for c in range(f):
                         s += gram[a, c] * p[c]
                     Ap[a] = s + lam * p[a]
-                for k in range(indptr[u], indptr[u + 1]):
-                    y = Y[indices[k]]
-                    d = np.float32(0.0)
-                    for a in range(f):
-                        d += p[a] * y[a]
-                    coef = weights[k] * d
-                    for a in range(f):
-                        Ap[a] += coef * y[a]
+                if buffered:
+                    for k in range(start, end):
+                        _add_product(Ap, p, buf[k - start], weights[k])
+                else:
+                    for k in range(start, end):
+                        _add_product(Ap, p, Y[indices[k]], weights[k])
                 pap = np.float32(0.0)
                 for a in range(f):
                     pap += p[a] * Ap[a]
@@ -181,7 +217,7 @@ def solve_side_cpu(
     reg_rows = (reg * (counts + unobserved_weight * other.shape[0])).numpy()
     x = X.clone()
     runs = row_runs(R[0], X.shape[1] / 2)  # a row's gram products cost about f/2 entries' dots and updates
-    _cg_rows(*R, x.numpy(), other.numpy(), gram, reg_rows, cg_steps, runs)
+    _cg_rows(*R, x.numpy(), other.numpy(), gram, reg_rows, cg_steps, runs, BUFFER_BYTES // (4 * X.shape[1]))
     return x
 
 

@@ -124,6 +124,32 @@ def test_the_fused_cpu_ials_kernel_takes_the_torch_sparse_steps():
     assert torch.equal(a[0], again[0])  # deterministic
 
 
+def test_the_ials_kernel_gives_the_same_bits_with_or_without_its_row_buffer(monkeypatch):
+    """Rows of up to ``ials.BUFFER_BYTES`` keep their gathered vectors for the CG steps, longer rows gather
+    them again at each step: the same operations in the same order, so the same bits, whatever the cut,
+    and at every call."""
+    from recmodel import ials
+
+    rng = np.random.default_rng(3)
+    n_users, n_items, n, f = 300, 40, 6000, 16
+    users, items = rng.integers(0, n_users, n), (rng.pareto(1.0, n) * 3).astype(np.int64) % n_items
+    weights = (rng.random(n) + 0.5).astype(np.float32)
+    X, Y = torch.randn(n_users, f) * 0.1, torch.randn(n_items, f) * 0.1
+    counts = torch.as_tensor(np.bincount(items, minlength=n_items), dtype=torch.float32)
+    _, R_t = csr_both_ways(users, items, weights, n_users, n_items)
+    lengths = np.diff(R_t[0])
+    assert lengths.min() < 100 < lengths.max()  # the cut below falls between rows
+    whole = ials.solve_side_cpu(Y, X, R_t, counts, 0.05, 0.1, 3)
+    for cut in (100, 0):  # rows of more than `cut` entries gather at each step
+        monkeypatch.setattr(ials, "BUFFER_BYTES", 4 * f * cut)
+        assert torch.equal(ials.solve_side_cpu(Y, X, R_t, counts, 0.05, 0.1, 3), whole), cut
+    assert not torch.equal(whole, Y)
+    # and again and again: scratch vectors that lay close together made LLVM take its scalar loops in some
+    # calls and not others (ials.GAP), so at small widths one input gave two answers, alternately
+    again = [ials.solve_side_cpu(Y, X, R_t, counts, 0.05, 0.1, 3) for _ in range(6)]
+    assert all(torch.equal(a, whole) for a in again)
+
+
 def test_a_search_reuses_a_part_fitted_with_the_same_settings_and_refits_on_any_change(checkerboard):
     """``fit_ranker(memo=)``: the hybrid's iALS and EASE parts are reused when their own settings are unchanged
     (a share or boost trial), refitted when they change, and a reused part scores exactly as a fresh fit."""
