@@ -189,7 +189,8 @@ def run(
             fail("run", str(e), 2)
         _warm_up_while_prefect_starts()
         server.wait_until_up(early)
-        state: Any = flow(**params, return_state=True)
+        with server.night_settings(early):
+            state: Any = flow(**params, return_state=True)
         error = None if state.is_completed() else _state_error(state)
     except typer.Exit:
         raise

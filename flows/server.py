@@ -23,6 +23,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,3 +141,17 @@ def wait_until_up(server: EarlyServer | None) -> None:
         server.url,
         "did not answer in time" if status is None else f"exited with status {status}",
     )
+
+
+@contextmanager
+def night_settings(server: EarlyServer | None) -> Iterator[None]:
+    """Around the flow call. With the temporary server: no flow-run heartbeats. They let a lasting server
+    notice a run that died, and this server dies with the run; and Prefect's heartbeat thread sleeps in
+    whole seconds, so ending a flow waited up to 1 s for it to wake."""
+    if server is None:
+        yield
+        return
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -104,6 +105,10 @@ def test_run_starts_one_temporary_server_before_its_imports_and_stops_it(small_r
     assert "View at" not in proc.stderr  # that server serves no UI, as Prefect's own temporary one
     left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _has_arg(p, f"--port\0{starts[0][0]}\0")]
     assert not left, f"the temporary server on port {starts[0][0]} outlived the night"
+    # no flow-run heartbeats for a server that ends with the run (flows.server.night_settings)
+    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
+        events = dict(db.execute("select event, count(*) from events group by event").fetchall())
+    assert events.get("prefect.flow-run.Running") == 1 and "prefect.flow-run.heartbeat" not in events, events
 
 
 HANDOVER = """
