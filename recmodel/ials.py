@@ -101,7 +101,8 @@ def solve_side(
 # only after a run-time check that they lie far enough apart (a vector width times its unrolling, up to 256
 # bytes); otherwise it takes the scalar loop, whose sums round differently. Vectors allocated one after the
 # other, each f floats, lay closer than that for small f (f <= 24 seen), by how each thread's allocator
-# placed them: the same inputs gave different bits from run to run. In one block, GAP apart, they never do.
+# placed them: the same inputs gave different bits from run to run. In one block, GAP apart (and GAP from
+# the block's ends, so from the factor rows too), they never do.
 GAP = 64
 BUFFER_BYTES = 64 << 20  # per task: a row's gathered vectors for its CG steps (rows longer than this gather anew)
 
@@ -144,12 +145,13 @@ def _cg_rows(
         longest = 0
         for u in range(runs[run], runs[run + 1]):
             longest = max(longest, indptr[u + 1] - indptr[u])
-        # one block: r, p, Ap and the buffer, GAP floats apart (see GAP)
-        work = np.empty(3 * (f + GAP) + min(longest, max_buffered) * f, dtype=np.float32)
-        r = work[:f]
-        p = work[f + GAP : 2 * f + GAP]
-        Ap = work[2 * (f + GAP) : 2 * (f + GAP) + f]
-        buf = work[3 * (f + GAP) :].reshape((-1, f))
+        # one block: r, p, Ap and the buffer, GAP floats apart and from whatever lies before or after it
+        n_buf = min(longest, max_buffered)
+        work = np.empty(GAP + 3 * (f + GAP) + n_buf * f + GAP, dtype=np.float32)
+        r = work[GAP : GAP + f]
+        p = work[GAP + (f + GAP) : GAP + (f + GAP) + f]
+        Ap = work[GAP + 2 * (f + GAP) : GAP + 2 * (f + GAP) + f]
+        buf = work[GAP + 3 * (f + GAP) : GAP + 3 * (f + GAP) + n_buf * f].reshape((n_buf, f))
         for u in range(runs[run], runs[run + 1]):
             x = X[u]
             lam = reg_rows[u]
