@@ -11,7 +11,8 @@ at it (``PREFECT_API_URL``, then Prefect's settings refreshed): Prefect then nei
 here nor starts a second server. A profile that names a server (or forbids a temporary one) stops it again
 at once. ``wait_until_up`` waits for its health check before the flow starts; a server that does not come
 up is stopped and Prefect starts its own, as before. The server is stopped at exit as Prefect stops its own
-(SIGTERM, then SIGKILL after 5 s), so nothing outlives the command but what SIGKILL leaves (as before).
+(SIGTERM, then SIGKILL after 5 s), and on Linux the kernel also stops it if this process is killed outright
+(SIGKILL, the OOM killer), which left Prefect's own temporary server running, orphaned.
 """
 
 from __future__ import annotations
@@ -70,7 +71,24 @@ def _spawn(port: int) -> subprocess.Popen[bytes]:
     args = ["--app-dir", str(Path(spec.submodule_search_locations[0]).parent)]
     args += ["--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port)]
     args += ["--log-level", "error", "--lifespan", "on"]
-    return subprocess.Popen([sys.executable, "-m", "uvicorn", *args], env=env)
+    return subprocess.Popen([*_ends_with_parent(), "-m", "uvicorn", *args], env=env)
+
+
+# Run in the child before it becomes the server (execv keeps the setting): the kernel sends it SIGTERM when
+# the thread that spawned it dies, even by SIGKILL, which no exit handler sees (Prefect's own temporary
+# server outlived such a night). It exits at once if that parent is already gone.
+_BOOT = (
+    "import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 15); "  # PR_SET_PDEATHSIG, SIGTERM
+    "os.getppid() == int(sys.argv[1]) or os._exit(0); os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+)
+
+
+def _ends_with_parent() -> list[str]:
+    """The interpreter's command line, through ``_BOOT`` on Linux (spawned from the main thread, which lives as
+    long as the process); elsewhere the exit handlers alone stop the server."""
+    if not sys.platform.startswith("linux"):
+        return [sys.executable]
+    return [sys.executable, "-c", _BOOT, str(os.getpid())]
 
 
 def _point_prefect_at(url: str | None) -> None:

@@ -154,3 +154,25 @@ def test_a_temporary_server_that_does_not_come_up_is_replaced_or_handed_back_to_
     out = subprocess.run([sys.executable, "-c", HANDOVER], cwd=ROOT, capture_output=True, text=True, check=True)
     expected = ["True", "True", "True", "None", "None", "None", "0", "None", "0", "None"]
     assert out.stdout.split() == expected, out.stdout + out.stderr[-2000:]
+
+
+def test_a_night_killed_outright_leaves_no_server_behind(small_ratings, tmp_path):
+    """SIGKILL (or the OOM killer) runs no exit handler: Prefect's own temporary server outlived such a night.
+    The one `collabflow run` starts is told by the kernel to stop when its parent dies (Linux)."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "COLLABFLOW_TEST_KILL_AT": "train"}
+    env.pop("PREFECT_API_URL", None)
+    cmd = [*CLI, "run", "--source", str(small_ratings), "--warehouse", str(tmp_path / "wh")]
+    with open(tmp_path / "stderr", "w+") as err:  # a file, not a pipe: a server left behind would hold a pipe open
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err, timeout=300)
+        err.seek(0)
+        stderr = err.read()
+    assert proc.returncode == -signal.SIGKILL, stderr[-2000:]
+    port = re.search(r"Starting temporary server on http://127\.0\.0\.1:(\d+)", stderr).group(1)
+    deadline = time.monotonic() + 20
+    while (left := [p for p in Path("/proc").iterdir() if p.name.isdigit() and _has_arg(p, f"--port\0{port}\0")]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    for p in left:  # never leave one behind, even when the test fails
+        os.kill(int(p.name), signal.SIGKILL)
+    assert not left, f"the temporary server on port {port} outlived a night killed outright"
