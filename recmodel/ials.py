@@ -147,11 +147,12 @@ def _cg_rows(
             longest = max(longest, indptr[u + 1] - indptr[u])
         # one block: r, p, Ap and the buffer, GAP floats apart and from whatever lies before or after it
         n_buf = min(longest, max_buffered)
-        work = np.empty(GAP + 3 * (f + GAP) + n_buf * f + GAP, dtype=np.float32)
+        stride = f + GAP  # a vector and the gap after it
+        work = np.empty(GAP + 3 * stride + n_buf * f + GAP, dtype=np.float32)
         r = work[GAP : GAP + f]
-        p = work[GAP + (f + GAP) : GAP + (f + GAP) + f]
-        Ap = work[GAP + 2 * (f + GAP) : GAP + 2 * (f + GAP) + f]
-        buf = work[GAP + 3 * (f + GAP) : GAP + 3 * (f + GAP) + n_buf * f].reshape((n_buf, f))
+        p = work[GAP + stride : GAP + stride + f]
+        Ap = work[GAP + 2 * stride : GAP + 2 * stride + f]
+        buf = work[GAP + 3 * stride : GAP + 3 * stride + n_buf * f].reshape((n_buf, f))
         for u in range(runs[run], runs[run + 1]):
             x = X[u]
             lam = reg_rows[u]

@@ -24,7 +24,7 @@ from . import ials
 from .config import RankConfig
 from .ratings import Ratings
 from .score import BlockProduct
-from .sparse import checked_indices, csr_order, csr_positions, even_runs, transpose_csr
+from .sparse import checked_indices, csr_order, csr_positions, row_runs, transpose_csr
 
 if TYPE_CHECKING:
     from .models import Rater
@@ -396,7 +396,7 @@ def ease_gram(
         item_ptr, item_users, item_weights = transpose_csr((indptr, items, weights), n_items)  # users ascending
         G_cpu = G.cpu()
         adds = np.concatenate([[0], np.cumsum(np.diff(indptr)[item_users])])  # row i: its users' degrees
-        runs = even_runs(adds[item_ptr] + np.arange(n_items + 1))
+        runs = row_runs(adds[item_ptr], 1.0)
         _gram_rows(indptr, items, weights, item_ptr, item_users, item_weights, G_cpu.numpy(), runs)
         return G_cpu.to(G.device)
     chunk = max(1, (1 << 26) // max(n_items, 1))  # dense row chunks, 64M values at a time

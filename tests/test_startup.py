@@ -81,7 +81,7 @@ def test_sigterm_while_prefect_starts_leaves_no_server_behind(small_ratings, tmp
     assert proc.wait(120) == 130
     reader.join(10)
     assert "collabflow run: interrupted (Ctrl-C or SIGTERM): nothing was published" in "".join(lines)
-    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _has_arg(p, f"--port\0{port}\0")]
+    left = _serving(port)
     assert not left, f"Prefect's server on port {port} outlived the night"
 
 
@@ -90,6 +90,11 @@ def _has_arg(proc_dir: Path, needle: str) -> bool:
         return needle in (proc_dir / "cmdline").read_text()
     except OSError:  # gone meanwhile, or not ours to read
         return False
+
+
+def _serving(port: str) -> list[Path]:
+    """The processes (``/proc`` folders) whose command line has ``--port PORT``: a server on that port."""
+    return [p for p in Path("/proc").iterdir() if p.name.isdigit() and _has_arg(p, f"--port\0{port}\0")]
 
 
 def test_run_starts_one_temporary_server_before_its_imports_and_stops_it(small_ratings, tmp_path):
@@ -103,7 +108,7 @@ def test_run_starts_one_temporary_server_before_its_imports_and_stops_it(small_r
     starts = re.findall(r"Starting temporary server on http://127\.0\.0\.1:(\d+)(.*)", proc.stderr)
     assert len(starts) == 1 and "while the night loads" in starts[0][1], starts
     assert "View at" not in proc.stderr  # that server serves no UI, as Prefect's own temporary one
-    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _has_arg(p, f"--port\0{starts[0][0]}\0")]
+    left = _serving(starts[0][0])
     assert not left, f"the temporary server on port {starts[0][0]} outlived the night"
     # no flow-run heartbeats for a server that ends with the run (flows.server.night_settings)
     with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
@@ -169,9 +174,7 @@ def test_a_night_killed_outright_leaves_no_server_behind(small_ratings, tmp_path
     assert proc.returncode == -signal.SIGKILL, stderr[-2000:]
     port = re.search(r"Starting temporary server on http://127\.0\.0\.1:(\d+)", stderr).group(1)
     deadline = time.monotonic() + 20
-    while (left := [p for p in Path("/proc").iterdir() if p.name.isdigit() and _has_arg(p, f"--port\0{port}\0")]) and (
-        time.monotonic() < deadline
-    ):
+    while (left := _serving(port)) and time.monotonic() < deadline:
         time.sleep(0.2)
     for p in left:  # never leave one behind, even when the test fails
         os.kill(int(p.name), signal.SIGKILL)
