@@ -7,7 +7,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numba
@@ -19,6 +18,7 @@ from torch import nn
 from .bayes import BayesFactors, fit_bayes
 from .config import TrainConfig
 from .models import RATERS, BayesBlend, DotProductBias, RatingModule
+from .permute import permutation
 from .ratings import Ratings
 
 log = logging.getLogger(__name__)
@@ -234,6 +234,16 @@ class OneCycleAdamW:
         )
 
 
+def epoch_order(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """An epoch's shuffle: a random permutation of the ``n`` training rows, drawn from ``generator``. On the
+    CPU it is ``permute.permutation`` (every core; ``torch.randperm`` is one thread, ~0.2 s at 8M ratings)
+    under a key drawn from the generator; on a GPU, ``torch.randperm`` there."""
+    if device.type != "cpu":
+        return torch.randperm(n, generator=generator, device=device)
+    key = int(torch.randint(-(2**63), 2**63 - 1, (1,), generator=generator, dtype=torch.int64))
+    return torch.from_numpy(permutation(n, key))
+
+
 def _fit_dot(
     model: DotProductBias,
     train: Interactions,
@@ -260,7 +270,7 @@ def _fit_dot(
     opt = OneCycleAdamW([U, V], cfg, cfg.epochs * max(1, math.ceil(n / batch_size)))
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        order = torch.randperm(n, generator=generator, device=device)
+        order = epoch_order(n, generator, device)
         users, items, ratings = (x.index_select(0, order) for x in (train.users, train.items, train.ratings))
         del order  # shuffled copies once per epoch, then contiguous slices: no gather per batch
         loss = torch.zeros((), dtype=torch.float64, device=device)
@@ -441,46 +451,36 @@ def _fit_dot_numba(
     SV = np.zeros((Vn.shape[0], 3 * Vn.shape[1]), np.float32)
     all_users, all_items, all_ratings = (x.numpy() for x in (train.users, train.items, train.ratings))
     users, items, ratings = np.empty_like(all_users), np.empty_like(all_items), np.empty_like(all_ratings)
-    # the next epoch's permutation (torch.randperm: one thread, ~0.6 s at 8M ratings) is drawn on a second
-    # thread while this epoch's kernel runs (it releases the GIL): the same draws from the same generator, in
-    # the same order, so the same model; one permutation alive at a time
-    prefetch = ThreadPoolExecutor(1, thread_name_prefix="collabflow-randperm")
-    next_order = prefetch.submit(torch.randperm, n, generator=generator)
-    try:
-        for epoch in range(1, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            order = next_order.result()
-            _shuffle_into(order.numpy(), all_users, all_items, all_ratings, users, items, ratings)
-            del order
-            if epoch < cfg.epochs:
-                next_order = prefetch.submit(torch.randperm, n, generator=generator)
-            window = slice((epoch - 1) * steps, epoch * steps)
-            loss = _dot_epoch(
-                users,
-                items,
-                ratings,
-                batch_size,
-                Un,
-                Vn,
-                SU,
-                SV,
-                lrs[window],
-                beta1s[window],
-                beta2,
-                eps,
-                cfg.wd,
-                (epoch - 1) * steps,
-                lo,
-                hi,
-                numba.get_num_threads(),
-                dense,
-            )
-            for table, emb, bias in ((U, model.user_emb, model.user_bias), (V, model.item_emb, model.item_bias)):
-                emb.weight.data.copy_(table[:, :f])
-                bias.weight.data.copy_(table[:, f:])
-            epoch_done(epoch, loss / max(n, 1), t0)
-    finally:  # a failed epoch leaves no thread drawing
-        prefetch.shutdown(cancel_futures=True)
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        order = epoch_order(n, generator, U.device).numpy()
+        _shuffle_into(order, all_users, all_items, all_ratings, users, items, ratings)
+        del order
+        window = slice((epoch - 1) * steps, epoch * steps)
+        loss = _dot_epoch(
+            users,
+            items,
+            ratings,
+            batch_size,
+            Un,
+            Vn,
+            SU,
+            SV,
+            lrs[window],
+            beta1s[window],
+            beta2,
+            eps,
+            cfg.wd,
+            (epoch - 1) * steps,
+            lo,
+            hi,
+            numba.get_num_threads(),
+            dense,
+        )
+        for table, emb, bias in ((U, model.user_emb, model.user_bias), (V, model.item_emb, model.item_bias)):
+            emb.weight.data.copy_(table[:, :f])
+            bias.weight.data.copy_(table[:, f:])
+        epoch_done(epoch, loss / max(n, 1), t0)
 
 
 def fit(
@@ -558,7 +558,7 @@ def _fit_autograd(
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=generator, device=device)
+        order = epoch_order(n, generator, device)
         total = torch.zeros((), device=device)
         for s in range(0, n, batch_size):
             idx = order[s : s + batch_size]

@@ -83,7 +83,7 @@ def test_config_validation_messages():
 def test_hand_written_gradients_match_autograd():
     """The dot model's trainer (recmodel.train._fit_dot) and the autograd path (used by every other model)
     take the same steps: same data, seed and settings give the same weights (float rounding aside)."""
-    from recmodel.train import OneCycleAdamW, _fit_dot
+    from recmodel.train import OneCycleAdamW, _fit_dot, epoch_order
 
     u, i, r, nu, ni = synthetic(3)
     data = Interactions.from_numpy(u, i, r, torch.device("cpu"))
@@ -95,7 +95,7 @@ def test_hand_written_gradients_match_autograd():
     opt = OneCycleAdamW(slow.parameters(), cfg, 3 * -(-len(data) // 256))
     gen = torch.Generator().manual_seed(1)
     for _ in range(3):
-        order = torch.randperm(len(data), generator=gen)
+        order = epoch_order(len(data), gen, torch.device("cpu"))
         for s in range(0, len(data), 256):
             idx = order[s : s + 256]
             loss = torch.nn.functional.mse_loss(slow(data.users[idx], data.items[idx]), data.ratings[idx])
@@ -149,7 +149,7 @@ def test_lazy_adamw_kernel_takes_adamw_steps_on_touched_rows():
     """The large-data trainer (``_fit_dot_numba``: one numba kernel per epoch) takes AdamW's step (torch's
     formula: decoupled decay, bias-corrected moments, eps outside the root) on exactly the rows each batch
     touches, under the same one-cycle schedule; untouched rows keep their weights and moments."""
-    from recmodel.train import OneCycleAdamW, _fit_dot_numba, one_cycle_schedule
+    from recmodel.train import OneCycleAdamW, _fit_dot_numba, epoch_order, one_cycle_schedule
 
     u, i, r, nu, ni = synthetic(3)
     data = Interactions.from_numpy(u, i, r, torch.device("cpu"))
@@ -162,7 +162,7 @@ def test_lazy_adamw_kernel_takes_adamw_steps_on_touched_rows():
     lrs, beta1s = one_cycle_schedule(cfg.lr_max, cfg.epochs * -(-len(data) // 256))
     gen, t = torch.Generator().manual_seed(1), 0
     for _ in range(cfg.epochs):
-        order = torch.randperm(len(data), generator=gen)
+        order = epoch_order(len(data), gen, torch.device("cpu"))
         for s in range(0, len(data), 256):
             idx = order[s : s + 256]
             for p in params:
