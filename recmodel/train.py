@@ -295,6 +295,32 @@ def _fit_dot(
         epoch_done(epoch, loss.item() / max(n, 1), t0)
 
 
+@njit(inline="always")
+def _adamw_row(
+    P: np.ndarray,
+    S: np.ndarray,
+    r: int,
+    w: int,
+    b1: np.float32,
+    c1: np.float32,
+    b2: np.float32,
+    c2: np.float32,
+    decay: np.float32,
+    step_size: np.float32,
+    inv_bias2: np.float32,
+    eps: np.float32,
+) -> None:  # pragma: no cover - compiled
+    """AdamW's step on row ``r`` of ``P`` from its state row ``S[r]`` = [gradient | m | v]; zeroes the gradient."""
+    for a in range(w):
+        ga = S[r, a]
+        ma = b1 * S[r, w + a] + c1 * ga
+        va = b2 * S[r, 2 * w + a] + c2 * ga * ga
+        S[r, w + a] = ma
+        S[r, 2 * w + a] = va
+        P[r, a] = P[r, a] * decay - step_size * ma / (np.sqrt(va * inv_bias2) + eps)
+        S[r, a] = np.float32(0.0)
+
+
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _dot_epoch(
     users: np.ndarray,
@@ -317,22 +343,25 @@ def _dot_epoch(
     dense: bool,
 ) -> float:  # pragma: no cover - compiled
     """One epoch of the dot model with AdamW, every step fused: the batch's logits and ``dL/dx`` (in
-    parallel), its gradients summed per row (in batch order: deterministic; each of ``parts`` threads owns
-    a share of the rows), then AdamW (in parallel) on the touched rows only (lazy) or, when ``dense``, on
-    every row, as torch's dense step does (an untouched row's gradient is 0). ``U``/``V`` are
-    ``[factors | bias]`` per row; ``SU``/``SV`` hold, per row, its gradient buffer, then Adam's first and
-    second moments, side by side (one contiguous read: the update is bound by random row access, not
-    arithmetic). ``lrs``/``beta1s`` are the one-cycle schedule's values of this epoch's steps; ``step0``
-    counts the steps before it (Adam's bias correction). Returns the summed squared error."""
+    parallel), then each of ``parts`` threads owns the rows ``row % parts == p`` of both tables: it sums
+    their gradients over the batch (in batch order: deterministic, whatever the threads), noting which it
+    touched, and, in a second parallel pass, takes AdamW's step on them: on the rows the batch touched
+    (lazy) or, when ``dense``, on every row it owns, as torch's dense step does (an untouched row's
+    gradient is 0).
+    ``U``/``V`` are ``[factors | bias]`` per row; ``SU``/``SV`` hold, per row, its gradient buffer, then
+    Adam's first and second moments, side by side (one contiguous read: the update is bound by random row
+    access, not arithmetic). ``lrs``/``beta1s`` are the one-cycle schedule's values of this epoch's steps;
+    ``step0`` counts the steps before it (Adam's bias correction). Returns the summed squared error."""
     n, f = users.size, U.shape[1] - 1
     w = f + 1  # the width of each block of a state row: gradient, m, v
     loss = 0.0
     n_steps = (n + batch_size - 1) // batch_size
-    touched_u = np.empty(min(batch_size, U.shape[0]), np.int64)
-    touched_i = np.empty(min(batch_size, V.shape[0]), np.int64)
+    # per thread, the rows it owns that this step touched; a row's mark is the last step that touched it
+    touched_u = np.empty((parts, min(batch_size, U.shape[0])), np.int64)
+    touched_i = np.empty((parts, min(batch_size, V.shape[0])), np.int64)
     mark_u = np.full(U.shape[0], -1, np.int64)
     mark_i = np.full(V.shape[0], -1, np.int64)
-    all_u, all_i = np.arange(U.shape[0]), np.arange(V.shape[0])
+    counts = np.zeros((parts, 2), np.int64)
     for step in range(n_steps):
         s, e = step * batch_size, min(n, (step + 1) * batch_size)
         dx = np.empty(e - s, np.float32)
@@ -347,32 +376,8 @@ def _dot_epoch(
             err = np.float32(lo) + np.float32(hi - lo) * sig - ratings[s + b]
             sq[b] = np.float64(err) * np.float64(err)
             dx[b] = err * sig * (np.float32(1.0) - sig) * scale
-        n_u = n_i = 0
-        for b in range(e - s):  # the rows the batch touches, and its loss
-            u, i = users[s + b], items[s + b]
-            if mark_u[u] != step:
-                mark_u[u] = step
-                touched_u[n_u] = u
-                n_u += 1
-            if mark_i[i] != step:
-                mark_i[i] = step
-                touched_i[n_i] = i
-                n_i += 1
+        for b in range(e - s):
             loss += sq[b]
-        # gradients summed per row: each thread the rows ``row % parts == p`` of both tables (no two
-        # threads write one row), each sum in batch order, so the result does not depend on the threads
-        for p in prange(parts):
-            for b in range(e - s):
-                u, i = users[s + b], items[s + b]
-                d = dx[b]
-                if u % parts == p:
-                    for a in range(f):
-                        SU[u, a] += d * V[i, a]
-                    SU[u, f] += d
-                if i % parts == p:
-                    for a in range(f):
-                        SV[i, a] += d * U[u, a]
-                    SV[i, f] += d
         t = step0 + step + 1
         lr, beta1 = lrs[step], beta1s[step]
         # float32 coefficients, so the row loops below stay in float32 and vectorise
@@ -382,21 +387,40 @@ def _dot_epoch(
         step_size = np.float32(lr / (1.0 - beta1**t))
         inv_bias2 = np.float32(1.0 / (1.0 - beta2**t))
         eps32 = np.float32(eps)
-        if dense:
-            sides = ((U, SU, all_u, all_u.size), (V, SV, all_i, all_i.size))
-        else:
-            sides = ((U, SU, touched_u, n_u), (V, SV, touched_i, n_i))
-        for P, S, rows, count in sides:
-            for k in prange(count):
-                r = rows[k]
-                for a in range(w):
-                    ga = S[r, a]
-                    ma = b1 * S[r, w + a] + c1 * ga
-                    va = b2 * S[r, 2 * w + a] + c2 * ga * ga
-                    S[r, w + a] = ma
-                    S[r, 2 * w + a] = va
-                    P[r, a] = P[r, a] * decay - step_size * ma / (np.sqrt(va * inv_bias2) + eps32)
-                    S[r, a] = np.float32(0.0)
+        for p in prange(parts):  # no two threads write one row, and each row's sum runs in batch order
+            n_u = n_i = 0
+            for b in range(e - s):
+                u, i = users[s + b], items[s + b]
+                d = dx[b]
+                if u % parts == p:
+                    for a in range(f):
+                        SU[u, a] += d * V[i, a]
+                    SU[u, f] += d
+                    if mark_u[u] != step:
+                        mark_u[u] = step
+                        touched_u[p, n_u] = u
+                        n_u += 1
+                if i % parts == p:
+                    for a in range(f):
+                        SV[i, a] += d * U[u, a]
+                    SV[i, f] += d
+                    if mark_i[i] != step:
+                        mark_i[i] = step
+                        touched_i[p, n_i] = i
+                        n_i += 1
+            counts[p, 0], counts[p, 1] = n_u, n_i
+        # AdamW once every sum is complete (the sums above read rows that other threads own)
+        for p in prange(parts):
+            if dense:  # every row, a contiguous share of each table per thread
+                for r in range(p * U.shape[0] // parts, (p + 1) * U.shape[0] // parts):
+                    _adamw_row(U, SU, r, w, b1, c1, b2, c2, decay, step_size, inv_bias2, eps32)
+                for r in range(p * V.shape[0] // parts, (p + 1) * V.shape[0] // parts):
+                    _adamw_row(V, SV, r, w, b1, c1, b2, c2, decay, step_size, inv_bias2, eps32)
+            else:
+                for k in range(counts[p, 0]):
+                    _adamw_row(U, SU, touched_u[p, k], w, b1, c1, b2, c2, decay, step_size, inv_bias2, eps32)
+                for k in range(counts[p, 1]):
+                    _adamw_row(V, SV, touched_i[p, k], w, b1, c1, b2, c2, decay, step_size, inv_bias2, eps32)
     return loss
 
 
