@@ -4,34 +4,56 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
-@njit(cache=True)
-def _offsets(keys: np.ndarray, n_keys: int) -> np.ndarray:  # pragma: no cover - compiled
-    """``indptr`` of the entries grouped by key: where each key's group starts (a counting sort's first pass)."""
-    indptr = np.zeros(n_keys + 1, np.int64)
-    for k in range(keys.size):
-        indptr[keys[k] + 1] += 1
+@njit(parallel=True, cache=True)
+def _chunk_starts(
+    keys: np.ndarray, n_keys: int, positions: np.ndarray, identity: bool, chunks: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """A stable counting sort's first pass, over ``chunks`` consecutive shares of the entries in parallel:
+    ``(indptr, start)``, ``indptr`` where each key's group starts, ``start[c, key]`` where chunk ``c``'s
+    entries of ``key`` start (groups in key order, within a group the chunks in order: input order). The
+    entries are ``positions`` (every one of ``0..n-1`` once), or ``0..n-1`` themselves when ``identity``."""
+    n = keys.size if identity else positions.size
+    counts = np.zeros((chunks, n_keys), np.int64)
+    for c in prange(chunks):
+        for k in range(c * n // chunks, (c + 1) * n // chunks):
+            counts[c, keys[k if identity else positions[k]]] += 1
+    indptr = np.empty(n_keys + 1, np.int64)
+    total = 0
     for r in range(n_keys):
-        indptr[r + 1] += indptr[r]
-    return indptr
+        indptr[r] = total
+        for c in range(chunks):
+            here = counts[c, r]
+            counts[c, r] = total
+            total += here
+    indptr[n_keys] = total
+    return indptr, counts
 
 
-@njit(cache=True)
-def _counting_sort(keys: np.ndarray, n_keys: int, order: np.ndarray, identity: bool) -> tuple[np.ndarray, np.ndarray]:
+def _chunks(n: int, n_keys: int) -> int:
+    """How many shares the counting sorts split ``n`` entries into: enough for the threads, at most 16,
+    and only while the ``chunks x n_keys`` table of counts stays small next to the entries."""
+    return int(max(1, min(16, numba.get_num_threads() * 4, n // max(1, 4 * n_keys))))
+
+
+@njit(parallel=True, cache=True)
+def _counting_sort(
+    keys: np.ndarray, n_keys: int, order: np.ndarray, identity: bool, chunks: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """Stable counting sort of positions by their key: the positions are ``order`` (a permutation of
     ``0..n-1``: every entry once) or ``0..n-1`` when ``identity``. ``(indptr, sorted positions)``, in
-    O(n + n_keys)."""
+    O(n + n_keys), over ``chunks`` shares in parallel (the same result for any number)."""
     n = keys.size if identity else order.size
-    indptr = _offsets(keys, n_keys)  # every entry once, in whatever order: the same counts
-    fill = indptr[:-1].copy()
+    indptr, fill = _chunk_starts(keys, n_keys, order, identity, chunks)
     out = np.empty(n, np.int64)
-    for k in range(n):
-        p = k if identity else order[k]
-        r = keys[p]
-        out[fill[r]] = p
-        fill[r] += 1
+    for c in prange(chunks):
+        for k in range(c * n // chunks, (c + 1) * n // chunks):
+            p = k if identity else order[k]
+            r = keys[p]
+            out[fill[c, r]] = p
+            fill[c, r] += 1
     return indptr, out
 
 
@@ -54,27 +76,30 @@ def csr_order(
     (one pass per key), not comparison sorts: a few times faster at tens of millions of entries."""
     rows = checked_indices(rows, n_rows, "row indices")
     if cols is None:
-        return _counting_sort(rows, n_rows, np.empty(0, np.int64), True)
-    _, by_col = _counting_sort(checked_indices(cols, n_cols, "column indices"), n_cols, np.empty(0, np.int64), True)
-    return _counting_sort(rows, n_rows, by_col, False)
+        return _counting_sort(rows, n_rows, np.empty(0, np.int64), True, _chunks(rows.size, n_rows))
+    cols = checked_indices(cols, n_cols, "column indices")
+    _, by_col = _counting_sort(cols, n_cols, np.empty(0, np.int64), True, _chunks(cols.size, n_cols))
+    return _counting_sort(rows, n_rows, by_col, False, _chunks(rows.size, n_rows))
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def _group(
-    keys: np.ndarray, n_keys: int, carry: np.ndarray, values: np.ndarray
+    keys: np.ndarray, n_keys: int, carry: np.ndarray, values: np.ndarray, chunks: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """Stable counting sort of the entries by ``keys``, moving ``carry`` and ``values`` with them: ``(indptr,
-    carry grouped, values grouped)``. Writes the grouped columns directly (no order array, no gathers)."""
+    carry grouped, values grouped)``. Writes the grouped columns directly (no order array, no gathers), over
+    ``chunks`` shares in parallel (the same result for any number)."""
     n = keys.size
-    indptr = _offsets(keys, n_keys)
-    fill = indptr[:-1].copy()
+    indptr, fill = _chunk_starts(keys, n_keys, keys, True, chunks)
     out_carry = np.empty(n, np.int64)
     out_values = np.empty(n, values.dtype)
-    for k in range(n):
-        q = fill[keys[k]]
-        out_carry[q] = carry[k]
-        out_values[q] = values[k]
-        fill[keys[k]] = q + 1
+    for c in prange(chunks):
+        for k in range(c * n // chunks, (c + 1) * n // chunks):
+            r = keys[k]
+            q = fill[c, r]
+            out_carry[q] = carry[k]
+            out_values[q] = values[k]
+            fill[c, r] = q + 1
     return indptr, out_carry, out_values
 
 
@@ -93,8 +118,9 @@ def csr_both_ways(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows
     gathering through an order array (iALS builds both at every fit)."""
     rows, cols = checked_indices(rows, n_rows, "row indices"), checked_indices(cols, n_cols, "column indices")
     values = np.ascontiguousarray(values, np.float32)
-    col_ptr, rows_by_col, values_by_col = _group(cols, n_cols, rows, values)  # input order within a column
-    by_row = _group(rows_by_col, n_rows, row_of_entry(col_ptr), values_by_col)  # columns ascending in a row
+    col_ptr, rows_by_col, values_by_col = _group(cols, n_cols, rows, values, _chunks(cols.size, n_cols))
+    # columns ascending in a row (the input order within a column, above)
+    by_row = _group(rows_by_col, n_rows, row_of_entry(col_ptr), values_by_col, _chunks(rows.size, n_rows))
     del rows_by_col, values_by_col  # at most ~40 bytes an entry alive at once, as two csr_order calls held
     return by_row, transpose_csr(by_row, n_cols)
 
@@ -103,7 +129,8 @@ def transpose_csr(matrix: CSR, n_cols: int) -> CSR:
     """The same entries grouped by column, rows ascending in a column (duplicates in their stored order): the
     CSR of the transpose, in one counting pass."""
     indptr, indices, values = matrix
-    return _group(checked_indices(indices, n_cols, "column indices"), n_cols, row_of_entry(indptr), values)
+    indices = checked_indices(indices, n_cols, "column indices")
+    return _group(indices, n_cols, row_of_entry(indptr), values, _chunks(indices.size, n_cols))
 
 
 def even_runs(cumulative: np.ndarray, runs: int = 0) -> np.ndarray:
