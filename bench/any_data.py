@@ -33,7 +33,7 @@ from recmodel.evaluation import ranking_report, rating_report, relevance  # noqa
 from recmodel.io import read_ratings  # noqa: E402
 from recmodel.rankers import fit_ranker  # noqa: E402
 from recmodel.ratings import Ratings, index_frames  # noqa: E402
-from recmodel.splits import split_random  # noqa: E402
+from recmodel.splits import split_random, validation_split  # noqa: E402
 from recmodel.train import fit_rater  # noqa: E402
 from recmodel.tuning import tune  # noqa: E402
 
@@ -66,7 +66,7 @@ def run(name: str, everything: Ratings, seeds: list[int], budget: float) -> None
     for seed in seeds:
         base = RunConfig.from_flat(seed=seed, tune_budget=budget)
         train, test = split_random(everything, 0.2, seed)
-        fit_part, valid = split_random(train, base.train.valid_pct, seed)
+        fit_part, valid = validation_split(train, base.train.valid_pct, seed)
         t = time.perf_counter()
         tuned = tune(fit_part, valid, base, CPU, len(train))
         seconds = time.perf_counter() - t

@@ -168,10 +168,10 @@ def compare(
 def tuned_report(train: Ratings, test: Ratings, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
     """What a night would publish from ``train``: settings tuned on a validation part carved out of ``train``
     (the test part is never seen), the chosen models refitted on all of ``train``, measured on ``test``."""
-    from .splits import split_random
+    from .splits import validation_split
     from .tuning import tune  # tuning measures with this module's reports
 
-    fit_part, valid = split_random(train, cfg.train.valid_pct, cfg.train.seed)
+    fit_part, valid = validation_split(train, cfg.train.valid_pct, cfg.train.seed)
     tuned = tune(fit_part, valid, cfg, device, len(train))
     chosen = tuned.cfg
     threshold = relevance(train, chosen)

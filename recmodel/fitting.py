@@ -31,7 +31,7 @@ from .persist import checksum, load_model, load_ranker, save_model, save_ranker
 from .rankers import Ranker, fit_popularity, fit_random, fit_ranker
 from .ratings import Ratings
 from .snapshot import Snapshot
-from .splits import split_random
+from .splits import validation_split
 from .train import FitResult, fit_rater
 from .tuning import Tuned, apply_values, reusable, tune, tuned_values
 
@@ -124,7 +124,7 @@ def _split(
             return train, valid, warm
     elif cfg.warm_start:
         log.info("warm start asked for, but there is no published run: training from scratch")
-    train, valid = split_random(everything, cfg.train.valid_pct, cfg.train.seed)
+    train, valid = validation_split(everything, cfg.train.valid_pct, cfg.train.seed)
     return train, valid, None
 
 

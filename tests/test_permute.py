@@ -65,3 +65,20 @@ def test_positions_uniform_across_buckets():
 def test_refuses_a_negative_size():
     with pytest.raises(ValueError, match="n must be >= 0"):
         permutation(-1, 0)
+
+
+def test_validation_split_is_a_seeded_share_in_the_ratings_order():
+    from recmodel.ratings import Ratings
+    from recmodel.splits import validation_split
+
+    rng = np.random.default_rng(0)
+    n = 2 * CHUNK + 17
+    r = Ratings(rng.integers(0, 500, n), np.arange(n), rng.random(n).astype(np.float32), np.zeros(0, np.int64), 500, n)
+    train, valid = validation_split(r, 0.2, 7)
+    assert len(valid) == round(n * 0.2) and len(train) + len(valid) == n
+    # every rating in exactly one part, each part in the ratings' order (item k is rating k here)
+    assert np.all(np.diff(train.items) > 0) and np.all(np.diff(valid.items) > 0)
+    assert np.array_equal(np.sort(np.concatenate([train.items, valid.items])), np.arange(n))
+    assert np.array_equal(r.users[valid.items], valid.users) and np.array_equal(r.ratings[train.items], train.ratings)
+    again, other = validation_split(r, 0.2, 7)[1], validation_split(r, 0.2, 8)[1]
+    assert np.array_equal(again.items, valid.items) and not np.array_equal(other.items, valid.items)
