@@ -139,13 +139,15 @@ DASK_WORKERS_OPTION = typer.Option(
 )
 
 
-def _warm_up_while_prefect_starts() -> None:
-    """Without ``PREFECT_API_URL`` the flow first starts Prefect's temporary server and waits for it (~7 s,
-    a core idle): load numba and matplotlib then (``recmodel.warm``), not inside the night's stages."""
+def _warm_up_while_prefect_starts(early: object | None) -> threading.Thread | None:
+    """While Prefect's temporary server boots (``early``: the one ``flows.server`` started with the command;
+    None and no ``PREFECT_API_URL``: the one Prefect starts at the flow's first call), this process only
+    waits, a core idle: load numba and matplotlib then (``recmodel.warm``), not inside the night's stages.
+    Returns the thread, or None with a configured server (no wait to fill)."""
     from prefect.settings import PREFECT_API_URL
 
-    if PREFECT_API_URL.value():
-        return
+    if early is None and PREFECT_API_URL.value():
+        return None
 
     def warm() -> None:
         try:
@@ -155,7 +157,9 @@ def _warm_up_while_prefect_starts() -> None:
         except Exception:  # noqa: BLE001  (an optimisation: the night loads the same on first use)
             logging.getLogger(__name__).debug("warm-up failed", exc_info=True)
 
-    threading.Thread(target=warm, name="collabflow-warm-up", daemon=True).start()
+    thread = threading.Thread(target=warm, name="collabflow-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def run(
@@ -187,7 +191,7 @@ def run(
             flow = nightly_on_dask(dask_address, dask_workers) if dask_address or dask_workers else nightly
         except RuntimeError as e:
             fail("run", str(e), 2)
-        _warm_up_while_prefect_starts()
+        _warm_up_while_prefect_starts(early)  # early sets PREFECT_API_URL: the wait is ours
         server.wait_until_up(early)
         with server.night_settings(early):
             state: Any = flow(**params, return_state=True)

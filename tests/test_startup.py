@@ -179,3 +179,18 @@ def test_a_night_killed_outright_leaves_no_server_behind(small_ratings, tmp_path
     for p in left:  # never leave one behind, even when the test fails
         os.kill(int(p.name), signal.SIGKILL)
     assert not left, f"the temporary server on port {port} outlived a night killed outright"
+
+
+def test_the_wait_for_the_early_server_is_used_to_warm_up(monkeypatch):
+    """The early server (flows.server) sets PREFECT_API_URL, and the warm-up was keyed on that variable
+    being unset: from then on no night warmed up while it waited for the server. It keys on the server now."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.cli import _warm_up_while_prefect_starts
+
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        assert _warm_up_while_prefect_starts(None) is None  # a configured server: nothing to wait for
+        thread = _warm_up_while_prefect_starts(object())  # ours, booting
+    assert thread is not None and thread.name == "collabflow-warm-up"
+    thread.join(60)
+    assert not thread.is_alive() and "matplotlib.backends.backend_agg" in sys.modules
