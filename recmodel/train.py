@@ -300,7 +300,8 @@ def _adamw_row(
     P: np.ndarray,
     S: np.ndarray,
     r: int,
-    w: int,
+    G: np.ndarray,
+    k: int,
     b1: np.float32,
     c1: np.float32,
     b2: np.float32,
@@ -310,15 +311,36 @@ def _adamw_row(
     inv_bias2: np.float32,
     eps: np.float32,
 ) -> None:  # pragma: no cover - compiled
-    """AdamW's step on row ``r`` of ``P`` from its state row ``S[r]`` = [gradient | m | v]; zeroes the gradient."""
+    """AdamW's step on row ``r`` of ``P`` with the gradient ``G[k]``; ``S[r]`` holds its moments [m | v]."""
+    w = P.shape[1]
     for a in range(w):
-        ga = S[r, a]
-        ma = b1 * S[r, w + a] + c1 * ga
-        va = b2 * S[r, 2 * w + a] + c2 * ga * ga
-        S[r, w + a] = ma
-        S[r, 2 * w + a] = va
+        ga = G[k, a]
+        ma = b1 * S[r, a] + c1 * ga
+        va = b2 * S[r, w + a] + c2 * ga * ga
+        S[r, a] = ma
+        S[r, w + a] = va
         P[r, a] = P[r, a] * decay - step_size * ma / (np.sqrt(va * inv_bias2) + eps)
-        S[r, a] = np.float32(0.0)
+
+
+@njit(inline="always")
+def _add_gradient(
+    G: np.ndarray,
+    k: int,
+    first: bool,
+    d: np.float32,
+    other: np.ndarray,
+    o: int,
+) -> None:  # pragma: no cover - compiled
+    """``G[k] (+)= d * [other[o] | 1]``: one rating's term of a row's gradient (written at its first)."""
+    f = other.shape[1] - 1
+    if first:
+        for a in range(f):
+            G[k, a] = d * other[o, a]
+        G[k, f] = d
+    else:
+        for a in range(f):
+            G[k, a] += d * other[o, a]
+        G[k, f] += d
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -344,23 +366,25 @@ def _dot_epoch(
 ) -> float:  # pragma: no cover - compiled
     """One epoch of the dot model with AdamW, every step fused: the batch's logits and ``dL/dx`` (in
     parallel), then each of ``parts`` threads owns the rows ``row % parts == p`` of both tables: it sums
-    their gradients over the batch (in batch order: deterministic, whatever the threads), noting which it
-    touched, and, in a second parallel pass, takes AdamW's step on them: on the rows the batch touched
-    (lazy) or, when ``dense``, on every row it owns, as torch's dense step does (an untouched row's
-    gradient is 0).
-    ``U``/``V`` are ``[factors | bias]`` per row; ``SU``/``SV`` hold, per row, its gradient buffer, then
-    Adam's first and second moments, side by side (one contiguous read: the update is bound by random row
-    access, not arithmetic). ``lrs``/``beta1s`` are the one-cycle schedule's values of this epoch's steps;
-    ``step0`` counts the steps before it (Adam's bias correction). Returns the summed squared error."""
+    their gradients over the batch (in batch order: deterministic, whatever the threads) into its own
+    share of a small table, one slot per row the batch touched (the cache holds it), and, in a second
+    parallel pass, takes AdamW's step on them: on the rows the batch touched (lazy) or, when ``dense``, on
+    every row, as torch's dense step does (an untouched row's gradient is 0: the table's last row).
+    ``U``/``V`` are ``[factors | bias]`` per row; ``SU``/``SV`` hold, per row, Adam's first and second
+    moments side by side (one contiguous read: the update is bound by random row access, not arithmetic).
+    ``lrs``/``beta1s`` are the one-cycle schedule's values of this epoch's steps; ``step0`` counts the
+    steps before it (Adam's bias correction). Returns the summed squared error."""
     n, f = users.size, U.shape[1] - 1
-    w = f + 1  # the width of each block of a state row: gradient, m, v
     loss = 0.0
     n_steps = (n + batch_size - 1) // batch_size
-    # per thread, the rows it owns that this step touched; a row's mark is the last step that touched it
-    touched_u = np.empty((parts, min(batch_size, U.shape[0])), np.int64)
-    touched_i = np.empty((parts, min(batch_size, V.shape[0])), np.int64)
-    mark_u = np.full(U.shape[0], -1, np.int64)
-    mark_i = np.full(V.shape[0], -1, np.int64)
+    # thread p's slots are p * cap .. p * cap + cap - 1; a row's mark is the last step that touched it and
+    # its slot is where its gradient is then; the last row of GU/GI stays 0
+    cap_u, cap_i = min(batch_size, U.shape[0]), min(batch_size, V.shape[0])
+    GU = np.zeros((parts * cap_u + 1, f + 1), np.float32)
+    GI = np.zeros((parts * cap_i + 1, f + 1), np.float32)
+    touched_u, touched_i = np.empty(parts * cap_u, np.int64), np.empty(parts * cap_i, np.int64)
+    mark_u, slot_u = np.full(U.shape[0], -1, np.int64), np.zeros(U.shape[0], np.int64)
+    mark_i, slot_i = np.full(V.shape[0], -1, np.int64), np.zeros(V.shape[0], np.int64)
     counts = np.zeros((parts, 2), np.int64)
     for step in range(n_steps):
         s, e = step * batch_size, min(n, (step + 1) * batch_size)
@@ -378,6 +402,25 @@ def _dot_epoch(
             dx[b] = err * sig * (np.float32(1.0) - sig) * scale
         for b in range(e - s):
             loss += sq[b]
+        for p in prange(parts):  # no two threads write one row, and each row's sum runs in batch order
+            n_u = n_i = 0
+            for b in range(e - s):
+                u, i = users[s + b], items[s + b]
+                if u % parts == p:
+                    first = mark_u[u] != step
+                    if first:
+                        mark_u[u], slot_u[u] = step, p * cap_u + n_u
+                        touched_u[p * cap_u + n_u] = u
+                        n_u += 1
+                    _add_gradient(GU, slot_u[u], first, dx[b], V, i)
+                if i % parts == p:
+                    first = mark_i[i] != step
+                    if first:
+                        mark_i[i], slot_i[i] = step, p * cap_i + n_i
+                        touched_i[p * cap_i + n_i] = i
+                        n_i += 1
+                    _add_gradient(GI, slot_i[i], first, dx[b], U, u)
+            counts[p, 0], counts[p, 1] = n_u, n_i
         t = step0 + step + 1
         lr, beta1 = lrs[step], beta1s[step]
         # float32 coefficients, so the row loops below stay in float32 and vectorise
@@ -387,40 +430,21 @@ def _dot_epoch(
         step_size = np.float32(lr / (1.0 - beta1**t))
         inv_bias2 = np.float32(1.0 / (1.0 - beta2**t))
         eps32 = np.float32(eps)
-        for p in prange(parts):  # no two threads write one row, and each row's sum runs in batch order
-            n_u = n_i = 0
-            for b in range(e - s):
-                u, i = users[s + b], items[s + b]
-                d = dx[b]
-                if u % parts == p:
-                    for a in range(f):
-                        SU[u, a] += d * V[i, a]
-                    SU[u, f] += d
-                    if mark_u[u] != step:
-                        mark_u[u] = step
-                        touched_u[p, n_u] = u
-                        n_u += 1
-                if i % parts == p:
-                    for a in range(f):
-                        SV[i, a] += d * U[u, a]
-                    SV[i, f] += d
-                    if mark_i[i] != step:
-                        mark_i[i] = step
-                        touched_i[p, n_i] = i
-                        n_i += 1
-            counts[p, 0], counts[p, 1] = n_u, n_i
+        zero_u, zero_i = GU.shape[0] - 1, GI.shape[0] - 1
         # AdamW once every sum is complete (the sums above read rows that other threads own)
         for p in prange(parts):
             if dense:  # every row, a contiguous share of each table per thread
                 for r in range(p * U.shape[0] // parts, (p + 1) * U.shape[0] // parts):
-                    _adamw_row(U, SU, r, w, b1, c1, b2, c2, decay, step_size, inv_bias2, eps32)
+                    k = slot_u[r] if mark_u[r] == step else zero_u
+                    _adamw_row(U, SU, r, GU, k, b1, c1, b2, c2, decay, step_size, inv_bias2, eps32)
                 for r in range(p * V.shape[0] // parts, (p + 1) * V.shape[0] // parts):
-                    _adamw_row(V, SV, r, w, b1, c1, b2, c2, decay, step_size, inv_bias2, eps32)
+                    k = slot_i[r] if mark_i[r] == step else zero_i
+                    _adamw_row(V, SV, r, GI, k, b1, c1, b2, c2, decay, step_size, inv_bias2, eps32)
             else:
-                for k in range(counts[p, 0]):
-                    _adamw_row(U, SU, touched_u[p, k], w, b1, c1, b2, c2, decay, step_size, inv_bias2, eps32)
-                for k in range(counts[p, 1]):
-                    _adamw_row(V, SV, touched_i[p, k], w, b1, c1, b2, c2, decay, step_size, inv_bias2, eps32)
+                for k in range(p * cap_u, p * cap_u + counts[p, 0]):
+                    _adamw_row(U, SU, touched_u[k], GU, k, b1, c1, b2, c2, decay, step_size, inv_bias2, eps32)
+                for k in range(p * cap_i, p * cap_i + counts[p, 1]):
+                    _adamw_row(V, SV, touched_i[k], GI, k, b1, c1, b2, c2, decay, step_size, inv_bias2, eps32)
     return loss
 
 
@@ -470,9 +494,9 @@ def _fit_dot_numba(
     lrs, beta1s = one_cycle_schedule(cfg.lr_max, cfg.epochs * steps)
     beta2, eps = OneCycleAdamW.beta2, OneCycleAdamW.eps
     Un, Vn = U.numpy(), V.numpy()
-    # per row: the gradient buffer (zeroed again row by row after each step), then the moments m and v
-    SU = np.zeros((Un.shape[0], 3 * Un.shape[1]), np.float32)
-    SV = np.zeros((Vn.shape[0], 3 * Vn.shape[1]), np.float32)
+    # per row: Adam's moments m and v (the gradients stay in the kernel's small per-step table)
+    SU = np.zeros((Un.shape[0], 2 * Un.shape[1]), np.float32)
+    SV = np.zeros((Vn.shape[0], 2 * Vn.shape[1]), np.float32)
     all_users, all_items, all_ratings = (x.numpy() for x in (train.users, train.items, train.ratings))
     users, items, ratings = np.empty_like(all_users), np.empty_like(all_items), np.empty_like(all_ratings)
     for epoch in range(1, cfg.epochs + 1):
