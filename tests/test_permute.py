@@ -80,5 +80,7 @@ def test_validation_split_is_a_seeded_share_in_the_ratings_order():
     assert np.all(np.diff(train.items) > 0) and np.all(np.diff(valid.items) > 0)
     assert np.array_equal(np.sort(np.concatenate([train.items, valid.items])), np.arange(n))
     assert np.array_equal(r.users[valid.items], valid.users) and np.array_equal(r.ratings[train.items], train.ratings)
+    timed = Ratings(r.users, r.items, r.ratings, np.arange(n), 500, n)  # with times: numpy's gathers, the same parts
+    assert np.array_equal(validation_split(timed, 0.2, 7)[1].items, valid.items)
     again, other = validation_split(r, 0.2, 7)[1], validation_split(r, 0.2, 8)[1]
     assert np.array_equal(again.items, valid.items) and not np.array_equal(other.items, valid.items)
