@@ -332,3 +332,19 @@ def test_big_files_are_read_in_bounded_chunks(tmp_path):
     staged = stage_ratings(path, tmp_path / "v.parquet", tmp_path / "q.parquet", opts)
     valid = pl.read_parquet(tmp_path / "v.parquet")
     assert staged.rows_read == staged.rows_valid == 20_000 and valid["row_number"].to_list() == list(range(1, 20_001))
+
+
+def test_a_file_refused_after_chunks_were_written_leaves_nothing(tmp_path):
+    """Chunks are written on a second thread while the next is read: a refusal that comes later in the file
+    (here a line past max_line_bytes after 20,000 good rows), or a write that fails, leaves no staged file."""
+    path = tmp_path / "u.data"
+    good = "".join(f"{u}\t{u % 97}\t{1 + u % 5}\t{T + u}\n" for u in range(20_000))
+    path.write_text(good + "1\t1\t4\t" + "7" * (2 << 20) + "\n")
+    opts = ReadOptions(limits=Limits(chunk_bytes=64 << 10, max_line_bytes=1 << 20))
+    with pytest.raises(RatingsFileError, match="longer than max_line_bytes"):
+        stage_ratings(path, tmp_path / "v.parquet", tmp_path / "q.parquet", opts)
+    assert not (tmp_path / "v.parquet").exists() and not (tmp_path / "q.parquet").exists()
+    path.write_text(good)
+    with pytest.raises(OSError):  # the writer thread's error reaches the caller
+        stage_ratings(path, tmp_path / "v.parquet", tmp_path / "gone" / "q.parquet", opts)
+    assert not (tmp_path / "v.parquet").exists()

@@ -27,7 +27,9 @@ import logging
 import os
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -448,6 +450,15 @@ def _parquet_chunks(path: Path, reader: Reader, opts: ReadOptions) -> Iterator[t
         raise RatingsFileError(path, "has no rows", "Deliver a file with at least one rating row")
 
 
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The staged columns worth a Parquet dictionary: the rating (a few distinct values) and string ids
+    (each repeated once per rating). Integer ids, times and row numbers are mostly distinct: building a
+    dictionary for them and then dropping it was half of the write (10M rows: 1.07 -> 0.54 s, and the
+    file 154 -> 132 MB)."""
+    strings = (pa.types.is_string, pa.types.is_large_string, getattr(pa.types, "is_string_view", lambda _: False))
+    return [f.name for f in schema if f.name == "rating" or any(test(f.type) for test in strings)]
+
+
 def stage_ratings(
     path: str | Path, valid_out: str | Path, quarantine_out: str | Path, opts: ReadOptions | None = None
 ) -> StagedRatings:
@@ -458,6 +469,15 @@ def stage_ratings(
     rules: _FileRules | None = None
     counts = [0, 0, 0]  # read, valid, quarantined
     fmt: SourceFormat | None = None
+
+    def write(valid: pl.DataFrame, quarantine: pl.DataFrame) -> None:
+        for name, frame, target in (("valid", valid, valid_out), ("quarantine", quarantine, quarantine_out)):
+            table = frame.to_arrow()
+            if name not in writers:
+                dictionary = _dictionary_columns(table.schema) if name == "valid" else True
+                writers[name] = pq.ParquetWriter(str(target), table.schema, use_dictionary=dictionary)
+            writers[name].write_table(table)
+
     try:
         with Reader(path, opts.limits) as reader:
             chunks = (
@@ -465,23 +485,27 @@ def stage_ratings(
                 if logical_name(path).endswith(PARQUET_SUFFIXES)
                 else _delimited_chunks(reader, path, opts)
             )
-            for raw, fmt in chunks:
-                raw = raw.filter(~pl.col("blank"))
-                if raw.height == 0:
-                    continue
-                if rules is None:
-                    rules = _FileRules(opts, fmt, path)
-                    rules.decide(raw)
-                _check_fields(raw, [r for r in fmt.columns if r in raw.columns], path, opts.max_field_bytes)
-                valid, quarantine = _validate(raw, rules)
-                for name, frame, target in (("valid", valid, valid_out), ("quarantine", quarantine, quarantine_out)):
-                    table = frame.to_arrow()
-                    if name not in writers:
-                        writers[name] = pq.ParquetWriter(str(target), table.schema)
-                    writers[name].write_table(table)
-                counts[0] += raw.height
-                counts[1] += valid.height
-                counts[2] += quarantine.height
+            # a chunk is written on a second thread while the next one is read and validated (the write was
+            # half of the time, on one core); at most two chunks wait, in order, on the one writer thread
+            pending: deque[Future[None]] = deque()
+            with ThreadPoolExecutor(1, thread_name_prefix="collabflow-stage-writer") as writer_thread:
+                for raw, fmt in chunks:
+                    raw = raw.filter(~pl.col("blank"))
+                    if raw.height == 0:
+                        continue
+                    if rules is None:
+                        rules = _FileRules(opts, fmt, path)
+                        rules.decide(raw)
+                    _check_fields(raw, [r for r in fmt.columns if r in raw.columns], path, opts.max_field_bytes)
+                    valid, quarantine = _validate(raw, rules)
+                    while len(pending) >= 2:
+                        pending.popleft().result()  # a failed write raises here
+                    pending.append(writer_thread.submit(write, valid, quarantine))
+                    counts[0] += raw.height
+                    counts[1] += valid.height
+                    counts[2] += quarantine.height
+                while pending:
+                    pending.popleft().result()
             digest = reader.finish()
     except BaseException:
         for writer in writers.values():
