@@ -325,22 +325,33 @@ def _adamw_row(
 @njit(inline="always")
 def _add_gradient(
     G: np.ndarray,
-    k: int,
-    first: bool,
+    mark: np.ndarray,
+    slot: np.ndarray,
+    touched: np.ndarray,
+    first_slot: int,
+    n: int,
+    row: int,
+    step: int,
     d: np.float32,
     other: np.ndarray,
     o: int,
-) -> None:  # pragma: no cover - compiled
-    """``G[k] (+)= d * [other[o] | 1]``: one rating's term of a row's gradient (written at its first)."""
+) -> int:  # pragma: no cover - compiled
+    """Adds one rating's term ``d * [other[o] | 1]`` to ``row``'s gradient in ``G``. At the row's first touch
+    in ``step`` it takes the next of this thread's slots (``first_slot + n``, listed in ``touched``) and the
+    term is written there; later terms add to it. Returns the thread's count of touched rows."""
     f = other.shape[1] - 1
-    if first:
+    if mark[row] != step:
+        k = first_slot + n
+        mark[row], slot[row], touched[k] = step, k, row
         for a in range(f):
             G[k, a] = d * other[o, a]
         G[k, f] = d
-    else:
-        for a in range(f):
-            G[k, a] += d * other[o, a]
-        G[k, f] += d
+        return n + 1
+    k = slot[row]
+    for a in range(f):
+        G[k, a] += d * other[o, a]
+    G[k, f] += d
+    return n
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -407,19 +418,9 @@ def _dot_epoch(
             for b in range(e - s):
                 u, i = users[s + b], items[s + b]
                 if u % parts == p:
-                    first = mark_u[u] != step
-                    if first:
-                        mark_u[u], slot_u[u] = step, p * cap_u + n_u
-                        touched_u[p * cap_u + n_u] = u
-                        n_u += 1
-                    _add_gradient(GU, slot_u[u], first, dx[b], V, i)
+                    n_u = _add_gradient(GU, mark_u, slot_u, touched_u, p * cap_u, n_u, u, step, dx[b], V, i)
                 if i % parts == p:
-                    first = mark_i[i] != step
-                    if first:
-                        mark_i[i], slot_i[i] = step, p * cap_i + n_i
-                        touched_i[p * cap_i + n_i] = i
-                        n_i += 1
-                    _add_gradient(GI, slot_i[i], first, dx[b], U, u)
+                    n_i = _add_gradient(GI, mark_i, slot_i, touched_i, p * cap_i, n_i, i, step, dx[b], U, u)
             counts[p, 0], counts[p, 1] = n_u, n_i
         t = step0 + step + 1
         lr, beta1 = lrs[step], beta1s[step]
