@@ -34,6 +34,31 @@ def test_warm_up_loads_numbas_thread_pool_and_matplotlibs_canvas():
     assert out[0] == "True" and out[1] in ("omp", "tbb", "workqueue")
 
 
+PRELOAD = """
+import sys
+import numpy as np
+from recmodel import sparse, warm
+kernel = sparse._counting_sort
+if sys.argv[1] == "fill":  # compiled, or loaded: numba's cache holds it either way
+    sparse.csr_order(np.array([2, 0, 1]), 3)
+else:
+    assert not kernel.signatures
+    loaded = warm.load_cached_kernels()
+    print(loaded >= 1, len(kernel.signatures) >= 1)
+    hits = sum(kernel.stats.cache_hits.values())
+    sparse.csr_order(np.array([2, 0, 1]), 3)  # neither loads (a hit) nor compiles (a miss)
+    print(sum(kernel.stats.cache_hits.values()) - hits, sum(kernel.stats.cache_misses.values()))
+"""
+
+
+def test_the_warm_up_loads_a_cached_kernel_before_its_first_call_and_compiles_nothing():
+    """``load_cached_kernels`` (run while Prefect starts) loads what numba's cache holds for the imported
+    kernels, so their first call in the night neither loads nor compiles."""
+    subprocess.run([sys.executable, "-c", PRELOAD, "fill"], capture_output=True, text=True, check=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", PRELOAD, "use"], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == ["True", "True", "0", "0"]
+
+
 HEAP = """
 import gc
 from flows import heap
