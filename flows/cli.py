@@ -394,12 +394,23 @@ def config_show(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Print every nightly parameter's effective value and where it came from (before CLI flags)."""
+    from pydantic import ValidationError
+
     from flows.settings import layered
+    from recmodel.config import split_flat
 
     try:
         values = layered(config)
+        _, cfg = split_flat(**{name: value for name, (value, _) in values.items()})
+    except ValidationError as e:
+        err = e.errors()[0]
+        fail("config show", f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}", 2)
     except (ValueError, FileNotFoundError) as e:
         fail("config show", str(e), 2)
+    scaled = {"y_range": cfg.train.y_range, "relevance_threshold": cfg.rank.relevance_threshold}
+    for name, value in scaled.items():  # a default made for stars, moved to the configured scale
+        if values[name][1] == "default" and values[name][0] != value:
+            values[name] = (value, "default, fitted to rating_min..rating_max")
     if as_json:
         typer.echo(json.dumps({k: {"value": v, "from": o} for k, (v, o) in values.items()}, default=str))
         return

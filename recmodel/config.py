@@ -136,7 +136,8 @@ class TrainConfig(BaseModel):
     )
     y_range: tuple[float, float] = Field(
         (0.0, 5.5),
-        description="Sigmoid output range; a little wider than the rating scale so the top rating is reachable.",
+        description="Sigmoid output range; a little wider than the rating scale so the top rating is reachable. "
+        "Unset, it widens to cover rating_min..rating_max with a ninth of that range on each side.",
     )
     valid_pct: float = Field(0.2, ge=0, lt=1, description="Random share of ratings held out for validation metrics.")
     seed: int = Field(42, description="One seed for the split, the initialisation and the shuffling.")
@@ -342,6 +343,7 @@ class RunConfig(BaseModel):
     def _check_ratings(self) -> RunConfig:
         if not self.rating_min <= self.rating_max:
             raise ValueError(f"rating_min ({self.rating_min}) must not exceed rating_max ({self.rating_max})")
+        self._fit_defaults_to_the_scale()
         if not self.rating_min <= self.rank.relevance_threshold <= self.rating_max:
             raise ValueError(
                 f"relevance_threshold {self.rank.relevance_threshold} must lie in the rating range "
@@ -354,6 +356,30 @@ class RunConfig(BaseModel):
                 f"[{self.rating_min}, {self.rating_max}]; widen y_range"
             )
         return self
+
+    def _fit_defaults_to_the_scale(self) -> None:
+        """A scale the star defaults do not fit (Book-Crossing's 0-10, Jester's -10..10, a 0-1 score) moves the
+        two settings made for 0.5-5 stars, where they are left at their defaults, by the same share of the
+        scale: ``y_range`` (0, 5.5) keeps a ninth of the range on each side, ``relevance_threshold`` 4 stays
+        7/9 of the way up (8 of 10 for 1-10). A scale inside (0, 5.5) that holds 4 (1-5) keeps both. The flow
+        and the CLI pass every setting, defaults too: a default's value, not whether it was given, says "left
+        at default"."""
+        y_default = TrainConfig.model_fields["y_range"].default
+        threshold = RankConfig.model_fields["relevance_threshold"].default
+        lo, hi = y_default
+        if lo <= self.rating_min and self.rating_max <= hi and self.rating_min <= threshold <= self.rating_max:
+            return
+        span = self.rating_max - self.rating_min
+        if span <= 0:  # one value: nothing to fit; the checks below say what is wrong
+            return
+        if self.train.y_range == y_default:
+            margin = span / 9
+            train = self.train.model_copy(update={"y_range": (self.rating_min - margin, self.rating_max + margin)})
+            object.__setattr__(self, "train", train)  # frozen: set once, while validating
+        if self.rank.relevance_threshold == threshold:
+            share = (threshold - 0.5) / (5.0 - 0.5)  # where the default sits on the 0.5-5 star scale
+            rank = self.rank.model_copy(update={"relevance_threshold": self.rating_min + share * span})
+            object.__setattr__(self, "rank", rank)
 
     @classmethod
     def from_flat(cls, **params: Any) -> RunConfig:

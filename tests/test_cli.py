@@ -76,6 +76,11 @@ def test_config_show_says_where_each_value_comes_from(tmp_path):
     assert bad.returncode == 2 and "COLLABFLOW_TOP_N" in bad.stderr
     config.write_text("top_m = 3\n")
     assert "unknown settings ['top_m']" in cli("config", "show", "--config", config).stderr
+    config.write_text("rating_min = 1\nrating_max = 10\n")  # the star defaults follow another scale
+    out = json.loads(cli("config", "show", "--config", config, "--json", check=True).stdout)
+    fitted = "default, fitted to rating_min..rating_max"
+    assert out["y_range"] == {"value": [0.0, 11.0], "from": fitted}
+    assert out["relevance_threshold"] == {"value": 8.0, "from": fitted}
 
 
 def test_status_and_sql(ran):

@@ -75,9 +75,25 @@ def test_config_validation_messages():
     with pytest.raises(ValueError, match="low < high"):
         TrainConfig(y_range=(5, 1))
     with pytest.raises(ValueError, match="cover the rating range"):
-        RunConfig(rating_max=10)
+        RunConfig(rating_max=10, train=TrainConfig(y_range=(0.0, 6.0)))  # set by hand: refused, not widened
     with pytest.raises(ValueError):
         RunConfig(top_n=0)
+
+
+def test_the_star_defaults_follow_a_scale_they_do_not_fit():
+    """Book-Crossing rates 0-10, Jester -10..10, a score 0-1: ``y_range`` keeps the default's margins (a ninth
+    of the scale each side: (0, 5.5) for 0.5-5) and ``relevance_threshold`` its place (7/9 of the way up)
+    instead of refusing the scale; a scale they fit (1-5) keeps both, and a value given keeps its value."""
+    for scale in ({}, {"rating_min": 1, "rating_max": 5}):
+        cfg = RunConfig.from_flat(**scale)
+        assert (cfg.train.y_range, cfg.rank.relevance_threshold) == ((0.0, 5.5), 4.0)
+    for (lo, hi), threshold in (((0, 10), 70 / 9), ((1, 10), 8.0), ((-10, 10), 50 / 9), ((0, 1), 7 / 9)):
+        cfg = RunConfig.from_flat(rating_min=lo, rating_max=hi)
+        margin = (hi - lo) / 9
+        assert cfg.train.y_range == pytest.approx((lo - margin, hi + margin))
+        assert cfg.rank.relevance_threshold == pytest.approx(threshold)
+    cfg = RunConfig.from_flat(rating_min=1, rating_max=10, relevance_threshold=6.0, y_range=(0.0, 12.0))
+    assert (cfg.train.y_range, cfg.rank.relevance_threshold) == ((0.0, 12.0), 6.0)
 
 
 def test_hand_written_gradients_match_autograd():
