@@ -18,7 +18,7 @@ import itertools
 import os
 import stat
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +136,7 @@ class Reader:
         self.before = Fingerprint.of(self.fd)
         self.hash = hashlib.sha256()
         self.decompressed = 0
+        self.quoted = False  # the file quotes its fields (``line_chunks(quoted=)``)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -194,9 +195,16 @@ class Reader:
         if not d.eof:
             raise RatingsFileError(self.path, "is a damaged gzip file (it ends early)", "Re-deliver the file")
 
-    def line_chunks(self) -> Iterator[bytes]:
+    def line_chunks(self, quoted: Callable[[bytes], bool] | None = None) -> Iterator[bytes]:
         """Chunks of about ``chunk_bytes`` that end on a line boundary (the last one may not); every line at
-        most ``max_line_bytes`` long."""
+        most ``max_line_bytes`` long.
+
+        ``quoted``: asked once, with the first chunk's bytes, whether the file quotes its fields (CSV's
+        ``"a, b"``, where a quoted field may hold line breaks); if so a chunk ends only where the quotes before
+        it are balanced, so no record is cut in two. Where they do not balance within ``max_line_bytes`` (a
+        stray quote), the chunk ends at its last line break, as for an unquoted file, and the count starts
+        afresh with the next chunk: one stray quote never holds back the rest of the file.
+        """
         pending = b""
         buffered: list[bytes] = []
         size = 0
@@ -206,16 +214,32 @@ class Reader:
             if size < self.limits.chunk_bytes:
                 continue
             data = pending + b"".join(buffered)
-            cut = data.rfind(b"\n") + 1
+            if quoted is not None:
+                self.quoted, quoted = quoted(data), None
+            cut = self._record_end(data) if self.quoted else data.rfind(b"\n") + 1
             chunk, pending = data[:cut], data[cut:]
             self._check_lines(chunk, pending)
             buffered, size = [], 0
             if chunk:
                 yield chunk
         data = pending + b"".join(buffered)
+        if quoted is not None:
+            self.quoted = quoted(data)
         self._check_lines(data, b"")
         if data:
             yield data
+
+    def _record_end(self, data: bytes) -> int:
+        """Just after the last line break outside quotes (an even number of ``"`` before it; a doubled quote
+        inside a quoted field counts twice), else after the last line break when the rest would be longer
+        than ``max_line_bytes``."""
+        last = data.rfind(b"\n") + 1
+        cut, quotes = last, data.count(b'"', 0, last)
+        while quotes % 2 and cut > 0 and len(data) - cut <= self.limits.max_line_bytes:
+            before = data.rfind(b"\n", 0, cut - 1) + 1
+            quotes -= data.count(b'"', before, cut)
+            cut = before
+        return cut if quotes % 2 == 0 and len(data) - cut <= self.limits.max_line_bytes else last
 
     def _check_lines(self, chunk: bytes, pending: bytes) -> None:
         limit = self.limits.max_line_bytes

@@ -22,6 +22,7 @@ timestamps are all in milliseconds is converted (logged); a timestamp outside th
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
 import os
@@ -42,7 +43,7 @@ import pyarrow.parquet as pq
 from .columns import ALIASES, find_columns
 from .errors import RatingsFileError, sample
 from .files import PARQUET_SUFFIXES, Limits, Reader, logical_name
-from .sniff import Feedback, SourceFormat, detect_format, resolve_feedback, split_line
+from .sniff import Feedback, SourceFormat, detect_format, opens_quoted_fields, resolve_feedback, split_line
 
 log = logging.getLogger(__name__)
 IdType = Literal["int", "str"]
@@ -312,16 +313,29 @@ def _check_fields(raw: pl.DataFrame, roles: list[str], path: Path, limit: int) -
 
 
 def _parse_chunk(
-    data: bytes, fmt: SourceFormat, n_cols: int, positions: dict[str, int], first: bool, row_offset: int, path: Path
+    data: bytes,
+    fmt: SourceFormat,
+    n_cols: int,
+    positions: dict[str, int],
+    first: bool,
+    row_offset: int,
+    path: Path,
+    quoted: bool = False,
 ) -> pl.DataFrame:
-    """Every role as a raw String column, plus ``row_number``, ``raw``, ``extra`` and ``blank``."""
+    """Every role as a raw String column, plus ``row_number``, ``raw``, ``extra`` and ``blank``.
+
+    ``quoted``: honour CSV quotes (``sniff.opens_quoted_fields``). A chunk whose quotes polars cannot parse
+    (a stray ``"``) is read again a line at a time, quotes honoured within the line (``_quoted_lines``): the
+    stray quote costs its own line (quarantined with its reason), not the chunk or the file.
+    """
     separator = fmt.separator
     if len(separator.encode()) != 1:
         data = data.replace(separator.encode(), _SEP_PLACEHOLDER.encode())
         separator = _SEP_PLACEHOLDER
     schema = {f"c{i}": pl.String for i in range(n_cols + 1)}  # one spare column catches extra fields
-    try:
-        frame = pl.read_csv(
+
+    def read(quote_char: str | None) -> pl.DataFrame:
+        return pl.read_csv(
             io.BytesIO(data),
             has_header=False,
             skip_rows=1 if (first and fmt.has_header) else 0,
@@ -330,10 +344,24 @@ def _parse_chunk(
             missing_columns="insert",
             truncate_ragged_lines=True,
             encoding="utf8-lossy",
-            quote_char=None,
+            quote_char=quote_char,
             raise_if_empty=False,
             comment_prefix=None,
         )
+
+    try:
+        try:
+            frame = read('"' if quoted else None)
+        except pl.exceptions.PolarsError as e:
+            if not quoted:
+                raise
+            log.warning(
+                "%s: rows after data row %d have quotes that do not pair up (%s); this part is read a line at a time",
+                path,
+                row_offset,
+                sample(str(e).splitlines()[0], 80),
+            )
+            frame = _quoted_lines(data, separator, schema, skip=1 if (first and fmt.has_header) else 0)
     except pl.exceptions.PolarsError as e:
         raise RatingsFileError(
             path,
@@ -350,6 +378,22 @@ def _parse_chunk(
     return out.with_row_index("row_number", offset=row_offset + 1).with_columns(pl.col("row_number").cast(pl.Int64))
 
 
+def _quoted_lines(data: bytes, separator: str, schema: dict[str, Any], skip: int) -> pl.DataFrame:
+    """One row per line, split by the ``csv`` module with quotes honoured inside the line only (a field left
+    open ends with its line), shaped as ``_parse_chunk``'s polars read: missing fields null, the first field
+    past the last column in the spare one. The slow path, for a chunk with unpaired quotes only."""
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    width = len(schema)
+    columns: list[list[str | None]] = [[] for _ in range(width)]
+    for line in lines[skip:]:
+        fields = next(csv.reader([line.removesuffix("\r")], delimiter=separator, quotechar='"'), [])
+        for c in range(width):
+            columns[c].append(fields[c] if c < len(fields) else None)
+    return pl.DataFrame(dict(zip(schema, columns, strict=True)), schema=schema)
+
+
 def _skip_leading_blank_lines(data: bytes) -> bytes:
     start = 0
     while True:
@@ -363,7 +407,7 @@ def _skip_leading_blank_lines(data: bytes) -> bytes:
 def _delimited_chunks(reader: Reader, path: Path, opts: ReadOptions) -> Iterator[tuple[pl.DataFrame, SourceFormat]]:
     fmt: SourceFormat | None = None
     n_cols, positions, offset = 0, {}, 0
-    for chunk in reader.line_chunks():
+    for chunk in reader.line_chunks(quoted=opens_quoted_fields):
         first = fmt is None
         if first:
             chunk = _skip_leading_blank_lines(chunk)
@@ -395,7 +439,7 @@ def _delimited_chunks(reader: Reader, path: Path, opts: ReadOptions) -> Iterator
                 positions.pop("rating", None)
             n_cols = max(len(fields), max(positions.values()) + 1)
         assert fmt is not None
-        frame = _parse_chunk(chunk, fmt, n_cols, positions, first, offset, path)
+        frame = _parse_chunk(chunk, fmt, n_cols, positions, first, offset, path, reader.quoted)
         offset += frame.height
         yield frame, fmt
     if fmt is None:

@@ -59,6 +59,17 @@ def first_lines(data: bytes, n: int = SNIFF_LINES) -> list[bytes]:
     return lines
 
 
+def opens_quoted_fields(data: bytes) -> bool:
+    """Whether the first lines quote a field as CSV does (``1,"Dune, Part Two",5``): a ``"`` that starts a
+    line or follows a delimiter. Such a file is parsed with quotes honoured (a quoted field may hold the
+    delimiter, line breaks and doubled quotes); any other ``"`` is plain text."""
+    for line in first_lines(data):
+        line = line.removeprefix(b"\xef\xbb\xbf")
+        if line.startswith(b'"') or any(sep.encode() + b'"' in line for sep in DELIMITERS):
+            return True
+    return False
+
+
 def sniff_delimiter(lines: list[bytes]) -> str | None:
     """The delimiter that splits the sample lines into the same number (> 1) of fields, most lines agreeing."""
     best: tuple[float, int, str] | None = None
