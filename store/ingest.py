@@ -194,6 +194,26 @@ def _timestamp(day: str) -> int:
     return int(datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC).timestamp())
 
 
+def _scale_hint(reasons: pl.DataFrame, valid: Path) -> str:
+    """When ratings outside the range are what failed most: the scale the file's ratings span, as the
+    options that would accept it (Book-Crossing's 0-10 against the default 0.5-5)."""
+    outside = reasons.filter(
+        pl.col("reason").str.starts_with("rating ") & pl.col("reason").str.contains(" is outside ")
+    )
+    if outside.is_empty() or outside["len"].sum() * 2 < reasons["len"].sum():
+        return ""
+    values = outside["reason"].str.extract(r"^rating (\S+) is outside", 1).cast(pl.Float64, strict=False).drop_nulls()
+    if valid.exists():
+        kept = pl.scan_parquet(valid, glob=False).select(
+            pl.col("rating").min().alias("lo"), pl.col("rating").max().alias("hi")
+        )
+        values = pl.concat([values, kept.collect().unpivot()["value"].cast(pl.Float64)]).drop_nulls()
+    if values.is_empty():
+        return ""
+    lo, hi = float(values.min()), float(values.max())  # type: ignore[arg-type]
+    return f"; its ratings span {lo:g} to {hi:g}: if that is its scale, pass --rating-min {lo:g} --rating-max {hi:g}"
+
+
 def stage_file(
     warehouse: str | Path,
     run_id: str,
@@ -282,12 +302,12 @@ def stage_file(
             f"Use --feedback {kind.feedback} (or another warehouse)",
         )
     elif staged.rows_read and staged.rows_quarantined / staged.rows_read > rules.max_bad_fraction:
-        reasons = pl.read_parquet(quarantine, glob=False).group_by("reason").len().sort("len", descending=True).head(3)
-        top = "; ".join(f"{r} ({n} rows)" for r, n in reasons.iter_rows())
+        reasons = pl.read_parquet(quarantine, glob=False).group_by("reason").len().sort("len", descending=True)
+        top = "; ".join(f"{r} ({n} rows)" for r, n in reasons.head(3).iter_rows())
         problem = (
             f"{staged.rows_quarantined} of {staged.rows_read} rows failed validation, e.g. {top}",
             "Nothing was loaded from it. Check the delimiter (--delimiter), the column mapping (--columns) "
-            "and the rating range (--rating-min/--rating-max)",
+            "and the rating range (--rating-min/--rating-max)" + _scale_hint(reasons, valid),
         )
     known.remember(path, st, staged.file_hash)
     if problem is not None:

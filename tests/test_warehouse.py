@@ -157,6 +157,24 @@ def test_a_refused_file_is_parked_until_it_changes(warehouse, tmp_path):
     assert stage_file(warehouse, paths.new_run_id(), bad, rules).staged is not None
 
 
+def test_a_file_on_another_rating_scale_is_refused_with_the_options_that_read_it(warehouse, tmp_path):
+    """Book-Crossing rates 0-10: most rows fail the default 0.5-5 range; the refusal names the file's span
+    as the options to pass, and those options read it. A file that fails for another reason gets no hint."""
+    scale = write(tmp_path / "bx.data", [(u, 10 + u % 7, u % 11, 0) for u in range(1, 60)])
+    refused = stage_file(warehouse, paths.new_run_id(), scale).refused
+    assert refused and refused.endswith(
+        "its ratings span 0 to 10: if that is its scale, pass --rating-min 0 --rating-max 10"
+    )
+    scale.write_text(scale.read_text() + "\n")  # new bytes: read again, now with the scale given
+    rules = InputRules(rating_min=0, rating_max=10)
+    assert stage_file(warehouse, paths.new_run_id(), scale, rules).staged is not None
+    bad = tmp_path / "ratings.csv"
+    bad.write_text("1;10;4;100\n2;10;3;100\n")
+    rules = InputRules(delimiter=",", columns="user=0,item=1,rating=2")
+    refused = stage_file(warehouse, paths.new_run_id(), bad, rules).refused
+    assert refused and "its ratings span" not in refused
+
+
 def test_a_night_whose_every_new_file_is_refused_fails_with_the_reason(warehouse, tmp_path):
     run_id = paths.new_run_id()
     runs.start_run(warehouse, run_id, None, {}, "h", {})
