@@ -215,6 +215,28 @@ def test_lazy_adamw_kernel_takes_adamw_steps_on_touched_rows():
     assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), again.state_dict().values()))
 
 
+def test_many_users_and_items_take_the_lazy_step_below_lazy_optimizer_from():
+    """The dense step reads every row at every step: with more than ``DENSE_MAX_ROWS`` users plus items
+    (sparse data: many users with a few ratings each) ``fit`` takes the lazy step even on few ratings, and
+    the dense one on MovieLens-sized tables."""
+    from recmodel.train import DENSE_MAX_ROWS, _fit_dot_numba, dense_steps
+
+    cfg = TrainConfig(n_factors=4, epochs=1, batch_size=256)
+    assert dense_steps(80_000, 943 + 1682, cfg) and dense_steps(800_000, 6040 + 3706, cfg)
+    assert not dense_steps(4_000_000, 1_450_000 + 400_000, cfg) and not dense_steps(8_000_000, 80_000, cfg)
+    rng = np.random.default_rng(0)
+    nu, ni, n = DENSE_MAX_ROWS, 2_000, 30_000
+    u, i = rng.integers(0, nu, n), rng.integers(0, ni, n)
+    data = Interactions.from_numpy(u, i, rng.uniform(1, 5, n).astype(np.float32), torch.device("cpu"))
+    models = [DotProductBias(nu, ni, 4, generator=torch.Generator().manual_seed(0)) for _ in range(3)]
+    fit(models[0], data, None, cfg)
+    batch = 256 if n // 100 >= 256 else max(32, n // 100)
+    for model, dense in zip(models[1:], (False, True)):
+        _fit_dot_numba(model, data, cfg, torch.Generator().manual_seed(cfg.seed), batch, lambda *a: None, dense)
+    fitted, lazy, dense = (m.user_emb.weight for m in models)
+    assert torch.equal(fitted, lazy) and not torch.equal(fitted, dense)
+
+
 def test_the_dense_cpu_kernel_takes_the_steps_of_the_torch_trainer():
     """Below ``lazy_optimizer_from`` on the CPU the dot model trains in ``_dot_epoch(dense=True)``: AdamW on
     every row at every step (an untouched row decays and follows its momentum), as ``_fit_dot`` does with
