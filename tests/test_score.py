@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recmodel.score import brute_force_top_n, top_n_unseen, top_n_unseen_blocks
+from recmodel.score import brute_force_top_n, top_n_shared, top_n_unseen, top_n_unseen_blocks
 from recmodel.sparse import csr_from_pairs
 
 
@@ -166,6 +166,30 @@ def test_nearly_everything_seen():
     top = run(uf, itf, np.zeros(items.size, np.int64), items, top_n=10, engine="numba")
     assert sorted(top.items[0, :3].tolist()) == [5, 1500, 2999] and (top.items[0, 3:] == -1).all()
     assert np.isnan(top.scores[0, 3:]).all() and (top.items[1] >= 0).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shared_scores_give_the_lists_of_scoring_every_row(seed):
+    """Popularity (one score row for everyone) is read off one global order (``top_n_shared``): the same
+    items, ties (many equal counts) and padding (a user who has seen all but 2 items, an excluded item) as
+    the product path scoring every user's row."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items = 300, 500
+    counts = rng.integers(0, 6, n_items).astype(np.float32)  # few distinct values: ties everywhere
+    mask = rng.random((n_users, n_items)) < 0.2
+    mask[7] = True
+    mask[7, [3, 499]] = False
+    users, items = np.nonzero(mask)
+    indptr, indices = csr_from_pairs(users, items, n_users)
+    excluded = np.array([i for i in (int(np.argmax(counts)), 11) if i not in (3, 499)])
+    wanted = rng.permutation(n_users)[:200]
+    wanted = np.concatenate([[7], wanted[wanted != 7]])
+    shared = top_n_shared(torch.from_numpy(counts), indptr, indices, 12, wanted, excluded)
+    U, V = torch.ones(n_users, 1), torch.from_numpy(counts)[:, None]
+    scored = top_n_unseen(U, V, indptr, indices, 12, users=wanted, exclude_items=excluded, engine="numba")
+    assert np.array_equal(shared.users, scored.users) and np.array_equal(shared.items, scored.items)
+    assert np.array_equal(shared.scores, scored.scores, equal_nan=True)
+    assert sorted(shared.items[0, :2].tolist()) == [3, 499] and (shared.items[0, 2:] == -1).all()
 
 
 def test_nan_factors_are_refused():
