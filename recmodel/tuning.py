@@ -13,7 +13,8 @@ at a time, step it by a factor while the validation score improves, then go on t
 **Deterministic.** The budget (``tune_budget`` seconds) is spent by plan, not by the clock: each trial's
 cost is predicted from the data's size with a cost model of this code on two CPU cores, so the same data,
 settings and seed choose the same values on any machine (the measured seconds are logged beside the
-predicted ones). A trial predicted to overrun the remaining budget is not started.
+predicted ones). A trial predicted to overrun the remaining budget, or to cost more than a sixth of the
+whole budget (``MAX_TRIAL_SHARE``: large data keeps its configured models), is not started.
 """
 
 from __future__ import annotations
@@ -38,14 +39,20 @@ from .train import EpochStats, FitResult, effective_batch_size, fit_rater
 
 log = logging.getLogger(__name__)
 
-# Seconds per unit of work on two CPU cores (bench/any_data.py prints predicted next to measured).
-IALS_SECONDS = 9e-10  # per (interaction x factor + row x factor^2) x pass (the fused CPU kernel, ML-10M shape)
-SCORE_SECONDS = 3e-11  # per user x item x factor: scoring the validation part's lists
-EASE_SECONDS = 1.4e-10  # per item^3 (the inverse) and per interaction x item (the Gram matrix, dense chunks)
-RATER_SECONDS = 1.2e-6  # per training rating x epoch (small factors; grows with them)
-STEP_SECONDS = 4e-4  # per optimizer step (fixed costs that dominate on small data)
-GIBBS_SECONDS = 1.1e-9  # per rating x factors^2 x Gibbs pass (both sides; ML-100K shape, ML-1M: 7e-10)
+# Seconds per unit of work on two CPU cores (bench/any_data.py prints predicted next to measured). Measured
+# on this code at ML-100K, ML-1M and ML-10M shapes; the first cost model (of the torch trainers, before the
+# numba kernels) predicted 4-15x the time, and the search stopped after 6 trials at ML-1M shape.
+IALS_SECONDS = 2e-10  # per (interaction x factor + row x factor^2) x pass (the fused CPU kernel; ML-10M: 9.4 s)
+SCORE_SECONDS = 1e-11  # per user x item x factor: scoring the validation part's lists
+EASE_SECONDS = 3.5e-11  # per item^3 (the inverse) and per interaction x item (the Gram matrix)
+RATER_SECONDS = 1e-7  # per training rating x epoch (small factors; grows with them)
+STEP_SECONDS = 3e-5  # per optimizer step (fixed costs that dominate on small data)
+GIBBS_SECONDS = 1.9e-10  # per rating x factors^2 x Gibbs pass (both sides; ML-100K and ML-1M shapes)
 MAX_TRIALS = 16  # per phase
+# A charged trial may cost at most this share of the budget: a search is several trials or none. Data whose
+# trials cost more (ML-10M shape: the dot model 5 s, iALS 9 s) keeps its configured models, and its night
+# is not stretched by the one or two trials that would fit.
+MAX_TRIAL_SHARE = 1 / 6
 
 
 @dataclass
@@ -83,8 +90,9 @@ class Tuned:
 class _Plan:
     """The budget, spent by predicted cost, and the log of trials."""
 
-    def __init__(self, budget_s: float):
+    def __init__(self, budget_s: float, largest_s: float):
         self.left = budget_s
+        self.largest = largest_s  # the most one charged trial may cost
         self.trials: list[Trial] = []
         self.phase_trials = 0  # trials of the current phase (rankers, then rating models)
 
@@ -93,7 +101,7 @@ class _Plan:
         self.phase_trials = 0
 
     def affords(self, predicted_s: float) -> bool:
-        return self.phase_trials < MAX_TRIALS and predicted_s <= self.left
+        return self.phase_trials < MAX_TRIALS and predicted_s <= min(self.left, self.largest)
 
     def record(self, trial: Trial, charged: bool = True) -> None:
         if charged:
@@ -195,7 +203,11 @@ def _climb(
     best = dict(start)
     if not plan.affords(cost):
         log.info(
-            "tuning: %s not climbed: a trial is predicted at %.0fs, %.0fs of the budget left", model, cost, plan.left
+            "tuning: %s not climbed: a trial is predicted at %.1fs; the budget has %.1fs left and allows %.1fs a trial",
+            model,
+            cost,
+            plan.left,
+            plan.largest,
         )
         return best, best_score, best_fit
 
@@ -433,7 +445,7 @@ def tune(
 ) -> Tuned:
     """Search within ``cfg.tune_budget`` seconds (by plan); the chosen config and the models it fitted."""
     t0 = time.perf_counter()
-    plan = _Plan(0.0)
+    plan = _Plan(0.0, cfg.tune_budget * MAX_TRIAL_SHARE)  # the phases add their shares
     rank_share = 1.0 if train.implicit else 0.5  # rating model first (the lists use it): half the budget
     chosen = cfg
     rater = result = None
