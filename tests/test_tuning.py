@@ -102,6 +102,23 @@ def test_no_climb_when_the_budget_cannot_pay_for_the_configured_trial(implicit_p
     assert tuned.cfg.rank.rank_factors == 64
 
 
+def test_no_charged_trial_costs_more_than_a_sixth_of_the_budget(implicit_parts):
+    """``MAX_TRIAL_SHARE``: with a budget that holds several iALS-sized trials but where one costs more than
+    a sixth of it, only the configured iALS is fitted at that size (large data keeps its configured models;
+    cheap EASE trials still run); with a budget just over six trials, iALS-sized trials (the hybrid's) run
+    too, and every charged trial is under the cap."""
+    from recmodel.tuning import MAX_TRIAL_SHARE, ials_cost
+
+    everything, train, valid = implicit_parts
+    cfg = RunConfig.from_flat(ranker="ials", rank_iterations=4, seed=3)
+    cost = ials_cost(train, cfg.rank, cfg.metric_users)
+    for budget, climbs in ((0.9 * cost / MAX_TRIAL_SHARE, False), (1.1 * cost / MAX_TRIAL_SHARE, True)):
+        tuned = tune(train, valid, cfg.model_copy(update={"tune_budget": budget}), CPU, len(everything))
+        sized = [t for t in tuned.record["trials"][1:] if t["predicted_s"] >= 0.99 * cost]
+        assert bool(sized) == climbs
+        assert all(t["predicted_s"] <= budget * MAX_TRIAL_SHARE for t in tuned.record["trials"][1:])
+
+
 def test_explicit_data_tunes_the_rating_model_too():
     everything, train, valid = parts(synth.taste_groups(150, 120, 25, seed=4))
     cfg = RunConfig.from_flat(tune_budget=10, epochs=3, n_factors=8, rank_iterations=4, rating_min=1, rating_max=5)
