@@ -46,6 +46,7 @@ IALS_SECONDS = 2e-10  # per (interaction x factor + row x factor^2) x pass (the 
 SCORE_SECONDS = 1e-11  # per user x item x factor: scoring the validation part's lists
 EASE_SECONDS = 3.5e-11  # per item^3 (the inverse) and per interaction x item (the Gram matrix)
 RATER_SECONDS = 1e-7  # per training rating x epoch (small factors; grows with them)
+NEURAL_SECONDS = 2.7e-7  # the same for the neural model (autograd, not a numba kernel; ML-100K: 1.6 s a fit)
 STEP_SECONDS = 3e-5  # per optimizer step (fixed costs that dominate on small data)
 # the dot model's dense AdamW step (train.dense_steps) per row x step, for rows past the first 20k: the first
 # stay in the cache and cost next to nothing (1M ratings, 1000 steps: dense 0.27 s / lazy 0.24 s an epoch at
@@ -146,7 +147,8 @@ def rater_cost(data: Ratings, cfg: TrainConfig) -> float:
     steps = len(data) / effective_batch_size(len(data), cfg.batch_size, cfg.max_steps_per_epoch)
     rows = data.n_users + data.n_items
     dense = DENSE_ROW_SECONDS * max(0, rows - CACHED_ROWS) * steps * width if dense_steps(len(data), rows, cfg) else 0.0
-    return (RATER_SECONDS * len(data) * width + STEP_SECONDS * steps + dense) * cfg.epochs
+    per_rating = NEURAL_SECONDS if cfg.rating_model == "neural" else RATER_SECONDS
+    return (per_rating * len(data) * width + STEP_SECONDS * steps + dense) * cfg.epochs
 
 
 # ---------------------------------------------------------------- rankers
