@@ -315,7 +315,8 @@ class RunConfig(BaseModel):
         ge=0,
         description="Seconds (by plan: each trial's cost is predicted from the data's size, so the choice is "
         "deterministic) spent choosing the ranker (iALS or EASE), the rating model and their key settings on the "
-        "night's validation part; the configured values are the starting point; 0 turns tuning off.",
+        "night's validation part; the configured values are the starting point; a trial predicted at more than "
+        "a sixth of it is not started (large data keeps its configured models); 0 turns tuning off.",
     )
     tune_regrowth: float = Field(
         0.25,
