@@ -392,3 +392,18 @@ def test_a_stray_quote_in_a_quoted_csv_costs_its_line_not_the_file(tmp_path):
     assert staged.rows_read == valid.height + quarantine.height == 3_000
     assert quarantine["row_number"].to_list() == [at] and quarantine["reason"][0]
     assert valid.select("user_id", "item_id", "rating").rows() == expected[: at - 1] + expected[at:]
+
+
+def test_plain_number_columns_take_one_cast_and_reach_the_same_verdicts(tmp_path):
+    """A chunk whose ids, ratings and times all cast as they are skips the stripped-text parsing
+    (``_plain``); padding every field with a space forces that parsing. Both give the same rows and the
+    same reasons (negative ids, a rating out of range or not finite, an implausible time)."""
+    rows = [(1, 10, "4.5", T), (-2, 11, "3", T), (3, -12, "2", T), (4, 13, "7", T), (5, 14, "3", T * 100)]
+    rows += [(6, 15, "inf", T), (7, 16, "NaN", T), (8, 17, "1", T + 1)]
+    plain, padded = tmp_path / "plain.csv", tmp_path / "padded.csv"
+    plain.write_text("".join(f"{u},{i},{r},{t}\n" for u, i, r, t in rows))
+    padded.write_text("".join(f" {u}, {i}, {r}, {t}\n" for u, i, r, t in rows))
+    a, b = read_ratings(plain), read_ratings(padded)
+    assert a.ratings.drop("row_number").equals(b.ratings.drop("row_number")) and a.ratings.height == 2
+    assert a.quarantine.select("row_number", "reason").equals(b.quarantine.select("row_number", "reason"))
+    assert a.quarantine["reason"].to_list()[:2] == ["user_id -2 is negative", "item_id -12 is negative"]
