@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .sparse import csr_positions
+from .sparse import csr_positions, even_runs
 from .topk import top_k_rows, top_k_shared
 
 if TYPE_CHECKING:
@@ -383,8 +383,9 @@ def top_n_shared(
         banned[np.asarray(exclude_items, dtype=np.int64)] = True
     users = np.asarray(users, dtype=np.int64)
     items = np.empty((users.size, top_n), dtype=np.int64)
-    parts = np.linspace(0, users.size, min(users.size, 64 * _worker_count()) + 1).astype(np.int64)
-    top_k_shared(order, users, seen_indptr, np.asarray(seen_indices, dtype=np.int64), banned, parts, items)
+    work = seen_indptr[users + 1] - seen_indptr[users] + top_n  # a user's walk: its seen items, then its list
+    runs = even_runs(np.concatenate([[0], np.cumsum(work)]))
+    top_k_shared(order, users, seen_indptr, np.asarray(seen_indices, dtype=np.int64), banned, runs, items)
     top_scores = np.where(items >= 0, values[np.maximum(items, 0)], np.float32(np.nan)).astype(np.float32)
     log.info(
         "listed %d users x %d items in %.2fs (one order for everyone)",

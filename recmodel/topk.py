@@ -154,8 +154,9 @@ def top_k_shared(
     """Top-k unseen items when every user has the same scores (popularity): ``order`` is every item by
     (score desc, index asc), and user ``rows[r]`` gets the first ``out_items.shape[1]`` items of it that it
     has not seen and ``banned`` does not exclude (padded with ``-1``): the same lists as scoring each row,
-    at ``O(seen + k)`` a user instead of ``O(n_items)``. ``parts``: the rows in runs, one per task, each
-    with its own marks (the user's seen items, set and cleared again)."""
+    at ``O(seen + k)`` a user instead of ``O(n_items)``. ``parts``: the rows in runs of even work
+    (``sparse.even_runs``), one per task, each with its own marks (the user's seen items, set and cleared
+    again)."""
     k = out_items.shape[1]
     for part in prange(parts.size - 1):
         mark = banned.copy()
