@@ -27,7 +27,7 @@ import polars as pl
 
 from recmodel.io import Limits, RatingsFileError, ReadOptions, parse_column_mapping, read_items, read_users
 from recmodel.io.files import FileChanged
-from recmodel.io.ratings_file import IdType, stage_ratings
+from recmodel.io.ratings_file import IdType, out_of_range, stage_ratings
 
 from . import durable, faults
 from .db import connect_state
@@ -197,12 +197,10 @@ def _timestamp(day: str) -> int:
 def _scale_hint(reasons: pl.DataFrame, valid: Path) -> str:
     """When ratings outside the range are what failed most: the scale the file's ratings span, as the
     options that would accept it (Book-Crossing's 0-10 against the default 0.5-5)."""
-    outside = reasons.filter(
-        pl.col("reason").str.starts_with("rating ") & pl.col("reason").str.contains(" is outside ")
-    )
-    if outside.is_empty() or outside["len"].sum() * 2 < reasons["len"].sum():
+    ratings = out_of_range(reasons["reason"])
+    if ratings.is_null().all() or reasons["len"].filter(ratings.is_not_null()).sum() * 2 < reasons["len"].sum():
         return ""
-    values = outside["reason"].str.extract(r"^rating (\S+) is outside", 1).cast(pl.Float64, strict=False).drop_nulls()
+    values = ratings.drop_nulls()
     if valid.exists():
         kept = pl.scan_parquet(valid, glob=False).select(
             pl.col("rating").min().alias("lo"), pl.col("rating").max().alias("hi")

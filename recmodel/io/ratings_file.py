@@ -156,6 +156,15 @@ class _FileRules:
         self.decided = True
 
 
+_OUTSIDE = "is outside"  # "rating 10.0 is outside [0.5, 5.0]": the reason, and what out_of_range reads back
+
+
+def out_of_range(reasons: pl.Series) -> pl.Series:
+    """The rating each quarantine reason says is outside the range (``_validate``'s reason), null for every
+    other reason."""
+    return reasons.str.extract(rf"^rating (\S+) {_OUTSIDE} \[", 1).cast(pl.Float64, strict=False)
+
+
 def _plain(raw: pl.DataFrame, col: str, dtype: pl.DataType) -> pl.Expr | None:
     """Text column ``col`` cast to ``dtype`` when every value of the chunk casts as it is (the usual export:
     plain numbers, no padding, quotes or blanks), else None. One cast then stands for the stripped text the
@@ -263,7 +272,7 @@ def _validate(raw: pl.DataFrame, rules: _FileRules) -> tuple[pl.DataFrame, pl.Da
             (~rating.is_finite(), pl.format("rating {} is not finite", _shown(_text("rating")))),
             (
                 (rating < opts.rating_min) | (rating > opts.rating_max),
-                pl.format(f"rating {{}} is outside [{opts.rating_min}, {opts.rating_max}]", rating),
+                pl.format(f"rating {{}} {_OUTSIDE} [{opts.rating_min}, {opts.rating_max}]", rating),
             ),
         ]
         values["rating"] = rating
