@@ -361,12 +361,13 @@ def _parse_chunk(
         data = data.replace(separator.encode(), _SEP_PLACEHOLDER.encode())
         separator = _SEP_PLACEHOLDER
     schema = {f"c{i}": pl.String for i in range(n_cols + 1)}  # one spare column catches extra fields
+    skip = 1 if (first and fmt.has_header) else 0
 
     def read(quote_char: str | None) -> pl.DataFrame:
         return pl.read_csv(
             io.BytesIO(data),
             has_header=False,
-            skip_rows=1 if (first and fmt.has_header) else 0,
+            skip_rows=skip,
             separator=separator,
             schema=schema,
             missing_columns="insert",
@@ -389,7 +390,7 @@ def _parse_chunk(
                 row_offset,
                 sample(str(e).splitlines()[0], 80),
             )
-            frame = _quoted_lines(data, separator, schema, skip=1 if (first and fmt.has_header) else 0)
+            frame = _quoted_lines(data, separator, schema, skip)
     except pl.exceptions.PolarsError as e:
         raise RatingsFileError(
             path,
