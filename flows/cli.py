@@ -20,11 +20,14 @@ import threading
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from flows import read
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 HELP = (
     "collabflow: a nightly collaborative-filtering recommender that publishes top-N lists to DuckDB. "
@@ -44,6 +47,12 @@ def _fmt(value: Any) -> str:
 def fail(command: str, message: str, code: int = 1) -> None:
     typer.echo(f"collabflow {command}: error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def fail_invalid(command: str, e: ValidationError) -> None:
+    """Exit 2 naming the first setting pydantic refused, as ``field: message``."""
+    err = e.errors()[0]
+    fail(command, f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}", 2)
 
 
 # ---------------------------------------------------------------- run, serve, evaluate, config, generate
@@ -119,8 +128,7 @@ def _validated(command: str, params: dict[str, Any]) -> dict[str, Any]:
     try:
         split_flat(**params)
     except ValidationError as e:
-        err = e.errors()[0]
-        fail(command, f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}", 2)
+        fail_invalid(command, e)
     if params.get("source") and not Path(params["source"]).exists():
         fail(command, f"--source {params['source']} does not exist", 2)
     return params
@@ -323,8 +331,7 @@ def evaluate(
     try:
         cfg = RunConfig.from_flat(**config)
     except ValidationError as e:
-        err = e.errors()[0]
-        fail("evaluate", f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}", 2)
+        fail_invalid("evaluate", e)
     if (train is None) != (test is None) or (train is None) == (source is None):
         fail("evaluate", "give either --source (to be split) or both --train and --test", 2)
     for path in (source, train, test):
@@ -403,8 +410,7 @@ def config_show(
         values = layered(config)
         _, cfg = split_flat(**{name: value for name, (value, _) in values.items()})
     except ValidationError as e:
-        err = e.errors()[0]
-        fail("config show", f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}", 2)
+        fail_invalid("config show", e)
     except (ValueError, FileNotFoundError) as e:
         fail("config show", str(e), 2)
     scaled = {"y_range": cfg.train.y_range, "relevance_threshold": cfg.rank.relevance_threshold}
