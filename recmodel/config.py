@@ -378,7 +378,8 @@ class RunConfig(BaseModel):
             train = self.train.model_copy(update={"y_range": (self.rating_min - margin, self.rating_max + margin)})
             object.__setattr__(self, "train", train)  # frozen: set once, while validating
         if self.rank.relevance_threshold == threshold:
-            share = (threshold - 0.5) / (5.0 - 0.5)  # where the default sits on the 0.5-5 star scale
+            stars = RunConfig.model_fields["rating_min"].default, RunConfig.model_fields["rating_max"].default
+            share = (threshold - stars[0]) / (stars[1] - stars[0])  # where it sits on the default 0.5-5 stars
             rank = self.rank.model_copy(update={"relevance_threshold": self.rating_min + share * span})
             object.__setattr__(self, "rank", rank)
 
