@@ -178,6 +178,9 @@ def test_bad_rows_are_quarantined_with_row_and_reason(tmp_path):
         "",  # 8 blank line: not a row
         f"7\t1\t3\t{T}\t9",  # 9 extra field
         f"8\t2\t5\t{T}",  # 10 ok
+        " \t  ",  # 11 white space only: not a row
+        "\u3000\t\u00a0",  # 12 the same, in wider spaces
+        f"9\t3\t4\t{T}",  # 13 ok
     ]
     path.write_text("\n".join(lines) + "\n")
     parsed = read_ratings(path, rating_min=1, rating_max=5)
@@ -186,8 +189,10 @@ def test_bad_rows_are_quarantined_with_row_and_reason(tmp_path):
     assert "not a number" in reasons[2] and "outside [1, 5]" in reasons[3]
     assert "user_id 'x'" in reasons[4] and "negative" in reasons[5] and "not finite" in reasons[6]
     assert reasons[7] == "missing timestamp" and "more fields" in reasons[9]
-    assert parsed.ratings["row_number"].to_list() == [1, 10]
-    assert parsed.rows_read == 9 and reconciles(parsed)
+    shown = dict(parsed.quarantine.select("row_number", "raw").rows())  # the line as the file has it
+    assert shown[4] == lines[3] and shown[7] == lines[6] and shown[9] == lines[8]
+    assert parsed.ratings["row_number"].to_list() == [1, 10, 13]
+    assert parsed.rows_read == 10 and reconciles(parsed)
 
 
 def test_duplicate_pairs_keep_latest_timestamp(tmp_path):
@@ -314,6 +319,24 @@ def test_limits_refuse_a_file_before_it_fills_memory(tmp_path):
     with pytest.raises(RatingsFileError, match="longer than max_field_bytes"):
         stage_ratings(wide, tmp_path / "v.parquet", tmp_path / "q.parquet", ReadOptions(max_field_bytes=1 << 16))
     assert not (tmp_path / "v.parquet").exists()  # nothing kept from a refused file
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 10, 64 << 10])
+def test_a_line_of_max_line_bytes_is_read_and_one_byte_more_refused(tmp_path, chunk_bytes):
+    """The limit is on each line, wherever it sits among short ones and chunk boundaries."""
+    limit = 300
+    short = "".join(f"{u}\t{u % 7}\t4\t{T}\n" for u in range(2_000))
+    for extra, refused in ((0, False), (1, True)):
+        line = f"1\t2\t4\t{T}\t"
+        path = tmp_path / "u.data"
+        path.write_text(short + line + "x" * (limit - len(line) + extra) + "\n" + short)
+        opts = ReadOptions(limits=Limits(chunk_bytes=chunk_bytes, max_line_bytes=limit))
+        if refused:
+            with pytest.raises(RatingsFileError, match="longer than max_line_bytes"):
+                stage_ratings(path, tmp_path / "v.parquet", tmp_path / "q.parquet", opts)
+        else:
+            staged = stage_ratings(path, tmp_path / "v.parquet", tmp_path / "q.parquet", opts)
+            assert (staged.rows_read, staged.rows_quarantined) == (4_001, 1)  # the long line: more fields
 
 
 def test_a_path_is_a_path_never_a_pattern(tmp_path):

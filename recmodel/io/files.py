@@ -22,8 +22,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .errors import RatingsFileError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -213,7 +211,7 @@ class Reader:
             size += len(block)
             if size < self.limits.chunk_bytes:
                 continue
-            data = pending + b"".join(buffered)
+            data = b"".join([pending, *buffered])  # one copy of the chunk's bytes
             if quoted is not None:
                 self.quoted, quoted = quoted(data), None
             cut = self._record_end(data) if self.quoted else data.rfind(b"\n") + 1
@@ -222,7 +220,7 @@ class Reader:
             buffered, size = [], 0
             if chunk:
                 yield chunk
-        data = pending + b"".join(buffered)
+        data = b"".join([pending, *buffered])
         if quoted is not None:
             self.quoted = quoted(data)
         self._check_lines(data, b"")
@@ -242,16 +240,18 @@ class Reader:
         return cut if quotes % 2 == 0 and len(data) - cut <= self.limits.max_line_bytes else last
 
     def _check_lines(self, chunk: bytes, pending: bytes) -> None:
+        """Refuses a line longer than ``max_line_bytes``: every stretch of that many bytes past a line's start
+        must hold a line break. One backward search per ``max_line_bytes`` of the chunk (a 64 MB chunk: 64
+        searches that stop at the stretch's last line break), not a scan of every byte in Python's sight."""
         limit = self.limits.max_line_bytes
         if len(pending) > limit:
             raise self._too_long()
-        if len(chunk) <= limit:
-            return
-        ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
-        starts = np.concatenate([[0], ends + 1])
-        stops = np.concatenate([ends, [len(chunk)]])
-        if (stops - starts).max() > limit:
-            raise self._too_long()
+        start = 0  # a line starts here
+        while len(chunk) - start > limit:
+            end = chunk.rfind(b"\n", start, start + limit + 1)  # the line from ``start`` ends at most here
+            if end < 0:
+                raise self._too_long()
+            start = end + 1
 
     def _too_long(self) -> RatingsFileError:
         return RatingsFileError(

@@ -143,11 +143,17 @@ class _FileRules:
             if dtype.is_integer():
                 self.id_types[role] = "int"
                 continue
+            plain = raw.select(pl.col(role).cast(pl.Int64, strict=False).alias("v"))["v"]
+            if plain.null_count() == 0 and (plain.min() or 0) >= 0:  # type: ignore[operator]
+                self.id_types[role] = "int"  # every id a plain integer: no text to strip and match
+                continue
             values = raw.select(_text(role).alias("v")).filter(pl.col("v").is_not_null() & (pl.col("v") != ""))
             ints = values.select(pl.col("v").str.contains(_INT_ID).mean()).item() if values.height else 1.0
             self.id_types[role] = "int" if (ints or 0.0) >= 0.5 else "str"
         if "timestamp" in raw.columns:
-            numeric = raw.select(_text("timestamp").cast(pl.Float64, strict=False).alias("t")).drop_nulls()["t"]
+            numeric = raw.select(pl.col("timestamp").cast(pl.Float64, strict=False).alias("t"))["t"]
+            if numeric.null_count():  # some value is not a plain number: read the stripped text
+                numeric = raw.select(_text("timestamp").cast(pl.Float64, strict=False).alias("t")).drop_nulls()["t"]
             top = self.opts.ts_max()
             low, high = (float(numeric.min()), float(numeric.max())) if numeric.len() else (0.0, 0.0)  # type: ignore[arg-type]
             if numeric.len() and low > top and self.opts.timestamp_min <= high / 1000 <= top:
@@ -165,22 +171,32 @@ def out_of_range(reasons: pl.Series) -> pl.Series:
     return reasons.str.extract(rf"^rating (\S+) {_OUTSIDE} \[", 1).cast(pl.Float64, strict=False)
 
 
-def _plain(raw: pl.DataFrame, col: str, dtype: pl.DataType) -> pl.Expr | None:
-    """Text column ``col`` cast to ``dtype`` when every value of the chunk casts as it is (the usual export:
-    plain numbers, no padding, quotes or blanks), else None. One cast then stands for the stripped text the
-    checks would parse (``_text``: two string passes, and a pass to find what did not cast): a 10M-row CSV
-    spent most of its 9.3 s staging there."""
-    if raw.schema[col] != pl.String:
-        return None
-    cast = pl.col(col).cast(dtype, strict=False)
-    return cast if raw.select(cast.null_count()).item() == 0 else None
+_PLAIN = "{}__plain"  # a text column cast as it is (``_with_plain_casts``)
+
+
+def _with_plain_casts(raw: pl.DataFrame, dtypes: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """``raw`` with ``<col>__plain``: text column ``col`` cast to its dtype, for each column whose every value
+    in the chunk casts as it is (the usual export: plain numbers, no padding, quotes or blanks). One cast then
+    stands for the stripped text the checks would parse (``_text``: two string passes, and a pass to find what
+    did not cast): a 10M-row CSV spent most of its 9.3 s staging there. The casts run once, side by side."""
+    text = [c for c, dtype in dtypes.items() if c in raw.columns and raw.schema[c] == pl.String]
+    if not text:
+        return raw
+    casts = raw.select(pl.col(c).cast(dtypes[c], strict=False).alias(_PLAIN.format(c)) for c in text)
+    return raw.with_columns(s for s in casts.iter_columns() if s.null_count() == 0)
+
+
+def _plain(raw: pl.DataFrame, col: str) -> pl.Expr | None:
+    """Column ``col`` as ``_with_plain_casts`` cast it, or None where some value did not cast as it is."""
+    name = _PLAIN.format(col)
+    return pl.col(name) if name in raw.columns else None
 
 
 def _id_checks(role: str, kind: IdType, raw: pl.DataFrame) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr]]]:
     name = f"{role}_id"
     text = _text(role)
     schema = raw.schema
-    if kind == "int" and (fast := _plain(raw, role, pl.Int64())) is not None:
+    if kind == "int" and (fast := _plain(raw, role)) is not None:
         return fast, [(fast < 0, pl.format(f"{name} {{}} is negative", _shown(text)))]
     plain = text.cast(pl.Int64, strict=False)
     # typed (Parquet), or text that is all plain integers (the usual export): one cast, no patterns to match
@@ -221,7 +237,7 @@ def _timestamp(rules: _FileRules, raw: pl.DataFrame) -> tuple[pl.Expr, list[tupl
     opts = rules.opts
     text = _text("timestamp")
     typed = raw.schema["timestamp"].is_numeric()  # Parquet: numbers already, no text to parse
-    plain = None if typed else _plain(raw, "timestamp", pl.Float64())
+    plain = None if typed else _plain(raw, "timestamp")
     number = pl.col("timestamp").cast(pl.Float64) if typed else text.cast(pl.Float64, strict=False)
     missing = pl.col("timestamp").is_null() if typed else text.is_null() | (text == "")
     if plain is not None:  # every value a number: none missing, no date to parse
@@ -256,12 +272,18 @@ def _validate(raw: pl.DataFrame, rules: _FileRules) -> tuple[pl.DataFrame, pl.Da
         (pl.col("extra").is_not_null(), pl.lit("more fields than the first line has; check the delimiter")),
     ]
     values: dict[str, pl.Expr] = {}
+    numbers: dict[str, pl.DataType] = (
+        {"rating": pl.Float64(), "timestamp": pl.Float64()} if fmt.feedback == "explicit" else {}
+    )
+    numbers.setdefault("timestamp", pl.Float64())
+    numbers.update({role: pl.Int64() for role in ("user", "item") if rules.id_types[role] == "int"})
+    raw = _with_plain_casts(raw, numbers)
     for role in ("user", "item"):
         values[f"{role}_id"], more = _id_checks(role, rules.id_types[role], raw)
         checks += more
     if fmt.feedback == "explicit":
         typed = raw.schema["rating"].is_numeric()  # Parquet: numbers already, no text to parse
-        plain = None if typed else _plain(raw, "rating", pl.Float64())
+        plain = None if typed else _plain(raw, "rating")
         rating = pl.col("rating").cast(pl.Float64) if typed else _text("rating").cast(pl.Float64, strict=False)
         missing = pl.col("rating").is_null() if typed else _text("rating").is_null() | (_text("rating") == "")
         if plain is not None:  # every value a number: none missing
@@ -298,27 +320,36 @@ def _validate(raw: pl.DataFrame, rules: _FileRules) -> tuple[pl.DataFrame, pl.Da
         )
     # the conditions on every row (cheap); the reason texts (formatting a sample) only on the rows that fail one
     bad = pl.any_horizontal([cond.fill_null(False) for cond, _ in checks])
-    # lazily: common subexpressions (the stripped text of a column, used by several checks) are computed once
-    parsed = raw.lazy().with_columns(bad.alias("bad"), **{k: v for k, v in values.items()}).collect()
-    reason: Any = pl.when(checks[0][0]).then(checks[0][1])
-    for cond, text in checks[1:]:
-        reason = reason.when(cond).then(text)
-    line = (  # a Parquet row has no line: its fields, comma-separated, as the quarantine shows them
-        pl.col("raw")
-        if "raw" in raw.columns
-        else pl.concat_str([pl.col(r).cast(pl.String).fill_null("") for r in fmt.columns], separator=",").str.slice(
-            0, RAW_MAX
+    # lazily: common subexpressions (the stripped text of a column, used by several checks) are computed once;
+    # only the values are kept (not the chunk's text columns, which a filter would copy)
+    parsed = raw.lazy().select(bad.alias("bad"), *[v.alias(k) for k, v in values.items()], "row_number").collect()
+    failed = parsed["bad"]
+    if failed.any():
+        reason: Any = pl.when(checks[0][0]).then(checks[0][1])
+        for cond, text in checks[1:]:
+            reason = reason.when(cond).then(text)
+        fields = [c for c in raw.columns if c[:1] == "c" and c[1:].isdigit()]  # a delimited line's (_parse_chunk)
+        line = (
+            pl.concat_str([pl.col(c).fill_null("") for c in fields], separator=fmt.separator).str.strip_chars_end(
+                fmt.separator
+            )
+            if fields  # a Parquet row has no line: its fields, comma-separated, as the quarantine shows them
+            else pl.concat_str([pl.col(r).cast(pl.String).fill_null("") for r in fmt.columns], separator=",")
         )
-    )
-    quarantine = (
-        raw.filter(parsed["bad"])
-        .select(
-            "row_number", reason.otherwise(None).str.slice(0, 1000).alias("reason"), line.fill_null("").alias("raw")
+        quarantine = (
+            raw.filter(failed)
+            .select(
+                "row_number",
+                reason.otherwise(None).str.slice(0, 1000).alias("reason"),
+                line.str.slice(0, RAW_MAX).fill_null("").alias("raw"),
+            )
+            .cast(QUARANTINE_SCHEMA)
         )
-        .cast(QUARANTINE_SCHEMA)
-    )
+        parsed = parsed.filter(~failed)
+    else:
+        quarantine = pl.DataFrame(schema=QUARANTINE_SCHEMA)
     id_dtype = {"int": pl.Int64, "str": pl.String}
-    valid = parsed.filter(~pl.col("bad")).select(
+    valid = parsed.select(
         pl.col("user_id").cast(id_dtype[rules.id_types["user"]]),
         pl.col("item_id").cast(id_dtype[rules.id_types["item"]]),
         pl.col("rating").cast(pl.Float64),
@@ -350,7 +381,8 @@ def _parse_chunk(
     path: Path,
     quoted: bool = False,
 ) -> pl.DataFrame:
-    """Every role as a raw String column, plus ``row_number``, ``raw``, ``extra`` and ``blank``.
+    """Every role as a raw String column, plus ``row_number``, ``extra``, ``blank`` and the line's fields
+    (``c0``, ``c1``, ...: a quarantined row's text is made from them, for those rows only, in ``_validate``).
 
     ``quoted``: honour CSV quotes (``sniff.opens_quoted_fields``). A chunk whose quotes polars cannot parse
     (a stray ``"``) is read again a line at a time, quotes honoured within the line (``_quoted_lines``): the
@@ -397,14 +429,25 @@ def _parse_chunk(
             f"is not a readable delimited file ({sample(str(e).splitlines()[0], 80)})",
             "Check the delimiter (--delimiter)",
         ) from None
-    raw_text = pl.concat_str([pl.col(c).fill_null("") for c in schema], separator=fmt.separator)
     out = frame.select(
         *[pl.col(f"c{pos}").alias(role) for role, pos in positions.items()],
         pl.col(f"c{n_cols}").alias("extra"),
-        pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in schema]).alias("blank"),
-        raw_text.str.strip_chars_end(fmt.separator).str.slice(0, RAW_MAX).alias("raw"),
-    )
+        *schema,
+    ).with_columns(_blank_rows(frame))
     return out.with_row_index("row_number", offset=row_offset + 1).with_columns(pl.col("row_number").cast(pl.Int64))
+
+
+def _blank_rows(frame: pl.DataFrame) -> pl.Series:
+    """``blank``: the rows whose fields are all missing or white space. A row whose first field starts with a
+    visible ASCII character is not blank; only the others (none, in the usual export) have every field
+    stripped (five string passes per row were a quarter of a chunk's parse)."""
+    first = pl.col(frame.columns[0])
+    maybe = frame.select((first.is_null() | ~first.str.contains("^[!-~]")).alias("blank")).to_series()
+    rows = maybe.arg_true()
+    if rows.len() == 0:
+        return maybe
+    fields = [pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in frame.columns]
+    return maybe.scatter(rows, frame[rows].select(pl.all_horizontal(fields)).to_series())
 
 
 def _quoted_lines(data: bytes, separator: str, schema: dict[str, Any], skip: int) -> pl.DataFrame:
