@@ -100,6 +100,26 @@ def test_ids_as_pandas_exports_them_and_string_ids(tmp_path):
     assert parsed.ratings.schema["item_id"] == pl.String and parsed.ratings["item_id"].to_list() == ["B0001", "B0002"]
 
 
+def test_ids_that_start_with_a_zero_are_codes_not_numbers(tmp_path):
+    """An ISBN-like ASIN (0001527665) or a zero-padded article code is text: as an integer it would lose its
+    zeros, and 0013 and 13 would become one item."""
+    path = tmp_path / "ratings_Books.csv"
+    items = ["0001527665", "1527665", "1400079276", "0002005018", "0013", "13"]
+    path.write_text("".join(f"A{u},{item},5.0,{T}\n" for u, item in enumerate(items)))
+    parsed = read_ratings(path)
+    assert parsed.ratings.schema["item_id"] == pl.String and parsed.ratings["item_id"].to_list() == items
+    assert parsed.ratings.schema["user_id"] == pl.String and parsed.quarantine.height == 0
+    # a warehouse whose ids are integers already: such an id is quarantined, padded or not, never merged
+    opts = ReadOptions(id_types={"user": "int", "item": "int"})
+    for line in ("7\t007\t4", "7\t 0013 \t4"):
+        path = tmp_path / "u.data"
+        path.write_text(f"7\t13\t4\t{T}\n{line}\t{T}\n")
+        stage_ratings(path, tmp_path / "v.parquet", tmp_path / "q.parquet", opts)
+        assert pl.read_parquet(tmp_path / "v.parquet")["item_id"].to_list() == [13]
+        (reason,) = pl.read_parquet(tmp_path / "q.parquet")["reason"]
+        assert "starts with a zero" in reason and "integers" in reason
+
+
 def test_dates_iso_times_and_milliseconds(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text(

@@ -51,6 +51,9 @@ TIMESTAMP_MIN = 788_918_400  # 1995-01-01: no recommender data set we know of is
 RAW_MAX = 500
 _SEP_PLACEHOLDER = "\x1f"  # polars takes one-byte separators; '::' is rewritten to this first
 _INT_ID = r"^\+?[0-9]+(\.0+)?$"
+# "0042", "0001527665" (an ISBN): a code, not a number. As an integer it would lose its zeros and could become
+# another id ("42"); a column that has one is read as text, and an integer warehouse quarantines it
+_LEADING_ZERO = r"^\+?0[0-9]"
 _DATE_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f%#z",
     "%Y-%m-%dT%H:%M:%S%#z",
@@ -144,12 +147,24 @@ class _FileRules:
                 self.id_types[role] = "int"
                 continue
             plain = raw.select(pl.col(role).cast(pl.Int64, strict=False).alias("v"))["v"]
-            if plain.null_count() == 0 and (plain.min() or 0) >= 0:  # type: ignore[operator]
+            if (
+                plain.null_count() == 0
+                and (plain.min() or 0) >= 0  # type: ignore[operator]
+                and not raw.select(_leading_zero(pl.col(role)).any()).item()
+            ):
                 self.id_types[role] = "int"  # every id a plain integer: no text to strip and match
                 continue
             values = raw.select(_text(role).alias("v")).filter(pl.col("v").is_not_null() & (pl.col("v") != ""))
             ints = values.select(pl.col("v").str.contains(_INT_ID).mean()).item() if values.height else 1.0
-            self.id_types[role] = "int" if (ints or 0.0) >= 0.5 else "str"
+            padded = values.filter(pl.col("v").str.contains(_LEADING_ZERO))["v"]
+            self.id_types[role] = "int" if (ints or 0.0) >= 0.5 and padded.len() == 0 else "str"
+            if padded.len():
+                log.info(
+                    "%s: %s ids such as '%s' start with a zero: read as text, so that no two ids become one",
+                    self.path,
+                    role,
+                    sample(padded[0], 24),
+                )
         if "timestamp" in raw.columns:
             numeric = raw.select(pl.col("timestamp").cast(pl.Float64, strict=False).alias("t"))["t"]
             if numeric.null_count():  # some value is not a plain number: read the stripped text
@@ -192,12 +207,24 @@ def _plain(raw: pl.DataFrame, col: str) -> pl.Expr | None:
     return pl.col(name) if name in raw.columns else None
 
 
+def _leading_zero(plain: pl.Expr) -> pl.Expr:
+    """``_LEADING_ZERO`` for text that casts to an integer as it is ("007"; not "0"): no pattern to match."""
+    return plain.str.starts_with("0") & (plain.str.len_bytes() > 1)
+
+
 def _id_checks(role: str, kind: IdType, raw: pl.DataFrame) -> tuple[pl.Expr, list[tuple[pl.Expr, pl.Expr]]]:
     name = f"{role}_id"
     text = _text(role)
     schema = raw.schema
+    zeros = (
+        f"{name} '{{}}' starts with a zero, which an integer id would drop (this warehouse's {role} ids are "
+        "integers; a warehouse whose first file has such ids reads them as text)"
+    )
     if kind == "int" and (fast := _plain(raw, role)) is not None:
-        return fast, [(fast < 0, pl.format(f"{name} {{}} is negative", _shown(text)))]
+        return fast, [
+            (fast < 0, pl.format(f"{name} {{}} is negative", _shown(text))),
+            (_leading_zero(pl.col(role)), pl.format(zeros, _shown(text))),
+        ]
     plain = text.cast(pl.Int64, strict=False)
     # typed (Parquet), or text that is all plain integers (the usual export): one cast, no patterns to match
     if kind == "int" and (
@@ -212,6 +239,11 @@ def _id_checks(role: str, kind: IdType, raw: pl.DataFrame) -> tuple[pl.Expr, lis
                 value.is_null(),
                 pl.format(f"{name} '{{}}' does not fit a 64-bit integer", _shown(text)),
             ),
+            *(
+                []
+                if schema[role].is_integer()
+                else [(text.str.contains(_LEADING_ZERO), pl.format(zeros, _shown(text)))]
+            ),
         ]
     checks: list[tuple[pl.Expr, pl.Expr]] = [(text.is_null() | (text == ""), pl.lit(f"missing {name}"))]
     if kind == "str":
@@ -223,6 +255,7 @@ def _id_checks(role: str, kind: IdType, raw: pl.DataFrame) -> tuple[pl.Expr, lis
         value = pl.when(text.str.contains(_INT_ID)).then(digits.cast(pl.Int64, strict=False))
     checks += [
         (text.str.contains(r"^-[0-9]+(\.0+)?$") | (value < 0), pl.format(f"{name} {{}} is negative", _shown(text))),
+        (text.str.contains(_LEADING_ZERO), pl.format(zeros, _shown(text))),
         (
             value.is_null(),
             pl.format(
