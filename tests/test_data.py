@@ -140,6 +140,22 @@ def test_implausible_timestamps_are_quarantined(tmp_path):
     assert read_ratings(path, timestamp_min=0).quarantine.height == 2  # an older window lets 100 in
 
 
+def test_the_one_other_id_column_is_the_item(tmp_path):
+    """Headers as public datasets write them: the item is whatever the catalogue holds (anime, jokes)."""
+    for header in ("user_id,anime_id,rating", "userId,jokeId,rating"):
+        path = tmp_path / "ratings.csv"
+        path.write_text(f"{header}\n1,20,4\n2,21,5\n")
+        parsed = read_ratings(path, default_timestamp=T)
+        assert parsed.ratings.select("user_id", "item_id", "rating").rows() == [(1, 20, 4.0), (2, 21, 5.0)]
+    frame = pl.DataFrame({"profile_id": [5, 6], "item_id": [7, 8], "rating": [3.0, 4.0]})
+    frame.write_parquet(tmp_path / "r.parquet")  # the user too, and from Parquet
+    assert read_ratings(tmp_path / "r.parquet", default_timestamp=T).ratings["user_id"].to_list() == [5, 6]
+    for header in ("user_id,anime_id,studio_id,rating", "user_id,transaction_id,rating", "a_id,b_id,rating"):
+        path.write_text(f"{header}\n1,20,4,4\n")  # two candidates, none, or both roles missing: never a guess
+        with pytest.raises(RatingsFileError, match="cannot tell which column holds the (item|user)"):
+            read_ratings(path, default_timestamp=T)
+
+
 def test_column_mapping_for_any_csv(tmp_path):
     path = tmp_path / "export.csv"
     path.write_text(f"stars,who,what,when,extra\n4,10,20,{T},x\n2,11,21,{T + 1},y\n")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 ROLES = ("user", "item", "rating", "weight", "timestamp")
 REQUIRED_ROLES = ("user", "item")
@@ -115,6 +119,58 @@ def find_columns(
         if hit is not None:
             found[role] = hit
             taken.add(hit)
+    return found
+
+
+# *_id columns that name no user or item (an event, an order, a channel): never guessed as one
+NOT_ENTITIES = frozenset(
+    (
+        "id",
+        "row_id",
+        "record_id",
+        "event_id",
+        "interaction_id",
+        "rating_id",
+        "review_id",
+        "transaction_id",
+        "order_id",
+        "invoice_id",
+        "session_id",
+        "request_id",
+        "channel_id",
+        "sales_channel_id",
+        "country_id",
+    )
+)
+
+
+def guess_ids(available: list[str], found: Mapping[str, str | int]) -> dict[str, str]:
+    """The user or the item (one of them, missing from ``found``) as the one other ``*_id`` column of a
+    ratings header: ``user_id, anime_id, rating`` or ``userId, jokeId, rating``. Nothing when both are
+    missing, or when more than one column could be it (``--columns`` decides then)."""
+    missing = [r for r in ("user", "item") if r not in found]
+    if len(missing) != 1:
+        return {}
+    taken = {str(c) for c in found.values()}
+    candidates = [
+        name
+        for name in available
+        if name not in taken and (key := normalise(name)).endswith("_id") and key not in NOT_ENTITIES
+    ]
+    return {missing[0]: candidates[0]} if len(candidates) == 1 else {}
+
+
+def rating_columns(available: list[str], given: Mapping[str, str | int], path: str | Path) -> dict[str, str | int]:
+    """A ratings header's roles: ``find_columns`` with ``ALIASES``, then ``guess_ids`` (logged)."""
+    found = find_columns(available, ALIASES, given)
+    for role, name in guess_ids(available, found).items():
+        found[role] = name
+        log.info(
+            "%s: no column is named as the %s; %r, the one other id column, is taken as it (--columns to choose)",
+            path,
+            role,
+            name[:40],
+        )
     return found
 
 

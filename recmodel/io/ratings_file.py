@@ -40,7 +40,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .columns import ALIASES, find_columns
+from .columns import rating_columns
 from .errors import RatingsFileError, sample
 from .files import PARQUET_SUFFIXES, Limits, Reader, logical_name
 from .sniff import Feedback, SourceFormat, detect_format, opens_quoted_fields, resolve_feedback, split_line
@@ -561,7 +561,7 @@ def _parquet_chunks(path: Path, reader: Reader, opts: ReadOptions) -> Iterator[t
             path, f"is not a readable Parquet file ({sample(str(e).splitlines()[0], 80)})", "Re-deliver the file"
         ) from None
     names = parquet.schema_arrow.names
-    columns = find_columns(names, ALIASES, dict(opts.columns))
+    columns = rating_columns(names, dict(opts.columns), path)
     bad = [r for r in ("user", "item") if r not in columns] + [
         f"{r}={sample(str(c))!r}" for r, c in columns.items() if not (isinstance(c, str) and c in names)
     ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .columns import ALIASES, find_columns
+from .columns import ALIASES, find_columns, rating_columns
 from .errors import RatingsFileError, sample
 
 Feedback = Literal["auto", "explicit", "implicit"]
@@ -125,7 +125,7 @@ def detect_format(
         has_header = is_header(lines, separator) or any(isinstance(c, str) for c in (columns or {}).values())
     columns = dict(columns or {})
     if has_header:
-        columns = find_columns(fields, ALIASES, columns)
+        columns = rating_columns(fields, columns, path)
     elif not columns:  # MovieLens order: user, item, rating[, timestamp]; two fields: interactions
         columns = {"user": 0, "item": 1}
         if len(fields) >= 3 and feedback != "implicit":
