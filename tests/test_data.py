@@ -156,6 +156,16 @@ def test_the_one_other_id_column_is_the_item(tmp_path):
             read_ratings(path, default_timestamp=T)
 
 
+def test_space_separated_files_as_epinions_and_filmtrust_ship_them(tmp_path):
+    path = tmp_path / "ratings.txt"
+    path.write_text("1 1 2.0\r\n1 2 4.0\r\n22 3 3.5\r\n")
+    parsed = read_ratings(path, default_timestamp=T)
+    assert parsed.ratings.select("user_id", "item_id", "rating").rows() == [(1, 1, 2.0), (1, 2, 4.0), (22, 3, 3.5)]
+    path.write_text("1  1 2\n1  2 4\n")  # runs of spaces (aligned columns) are not guessed
+    with pytest.raises(RatingsFileError, match="single space"):
+        read_ratings(path)
+
+
 def test_column_mapping_for_any_csv(tmp_path):
     path = tmp_path / "export.csv"
     path.write_text(f"stars,who,what,when,extra\n4,10,20,{T},x\n2,11,21,{T + 1},y\n")

@@ -84,7 +84,17 @@ def sniff_delimiter(lines: list[bytes]) -> str | None:
         key = (agreement, -rank, sep)
         if best is None or key > best:
             best = key
+    if best is None and _space_separated(lines):
+        return " "
     return best[2] if best else None
+
+
+def _space_separated(lines: list[bytes]) -> bool:
+    """The last resort (Epinions' ``ratings_data.txt``, FilmTrust, LibRec's files: ``1 2 4``): every sample
+    line split by one space into the same number (> 1) of non-empty fields. Aligned columns (runs of spaces)
+    and prose (lines of different lengths) are not."""
+    fields = [line.strip(b"\r").removeprefix(b"\xef\xbb\xbf").split(b" ") for line in lines]
+    return len({len(f) for f in fields}) == 1 and len(fields[0]) > 1 and all(all(f) for f in fields)
 
 
 def is_header(lines: list[bytes], separator: str) -> bool:
@@ -117,7 +127,7 @@ def detect_format(
             raise RatingsFileError(
                 path,
                 f"has one field per line (first line starts {sample(lines[0])!r}): no tab, '::', comma, "
-                "semicolon or pipe separates user and item",
+                "semicolon, pipe or single space separates user and item",
                 "Pass --delimiter",
             )
     fields = split_line(lines[0], separator)
