@@ -209,7 +209,15 @@ def _scale_hint(reasons: pl.DataFrame, valid: Path) -> str:
     if values.is_empty():
         return ""
     lo, hi = float(values.min()), float(values.max())  # type: ignore[arg-type]
-    return f"; its ratings span {lo:g} to {hi:g}: if that is its scale, pass --rating-min {lo:g} --rating-max {hi:g}"
+    hint = f"; its ratings span {lo:g} to {hi:g}: if that is its scale, pass --rating-min {lo:g} --rating-max {hi:g}"
+    above = values.filter(values > lo)
+    if lo <= 0 and not above.is_empty():  # 0 in Book-Crossing and Goodreads, -1 in other exports: no rating given
+        second = float(above.min())  # type: ignore[arg-type]
+        hint += (
+            f"; if {lo:g} means 'not rated', pass --rating-min {second:g} --rating-max {hi:g} "
+            f"(the {lo:g} rows are then quarantined, with their reason)"
+        )
+    return hint
 
 
 def stage_file(

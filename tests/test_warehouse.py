@@ -163,7 +163,8 @@ def test_a_file_on_another_rating_scale_is_refused_with_the_options_that_read_it
     scale = write(tmp_path / "bx.data", [(u, 10 + u % 7, u % 11, 0) for u in range(1, 60)])
     refused = stage_file(warehouse, paths.new_run_id(), scale).refused
     assert refused and refused.endswith(
-        "its ratings span 0 to 10: if that is its scale, pass --rating-min 0 --rating-max 10"
+        "its ratings span 0 to 10: if that is its scale, pass --rating-min 0 --rating-max 10; if 0 means "
+        "'not rated', pass --rating-min 1 --rating-max 10 (the 0 rows are then quarantined, with their reason)"
     )
     scale.write_text(scale.read_text() + "\n")  # new bytes: read again, now with the scale given
     rules = InputRules(rating_min=0, rating_max=10)
