@@ -190,17 +190,22 @@ class _Choice:
 
 def _floors(metrics: dict[str, Any], cfg: RunConfig, implicit: bool) -> _Choice:
     """Never publish a model worse than its own baseline on the same validation part: a rating model above
-    bias-only's RMSE publishes bias-only scores, a ranker below popularity's NDCG publishes popularity."""
+    the better of bias-only's and the global mean's RMSE publishes that baseline's scores (the global mean
+    wins only where the data holds no user or item effect bias-only can learn), a ranker below popularity's
+    NDCG publishes popularity."""
     k = cfg.metric_k
     models = metrics["models"]
     choice = _Choice(None if implicit else cfg.train.rating_model, cfg.rank.ranker)
     if not implicit:
-        rmse, floor = metrics["valid_rmse"], models["bias_only"]["rmse"]
-        if rmse is not None and floor is not None and rmse > floor:
-            choice.rater = "bias"
+        floors = [(models[b]["rmse"], b) for b in _RATING_FLOORS if models.get(b, {}).get("rmse") is not None]
+        rmse = metrics["valid_rmse"]
+        if rmse is not None and floors and rmse > min(floors)[0]:
+            floor, baseline = min(floors)  # at a tie, bias-only
+            choice.rater = _RATING_FLOORS[baseline]
+            label = "bias-only" if baseline == "bias_only" else "the global mean"
             choice.fallback["rating_model"] = (
                 f"{cfg.train.rating_model} validation RMSE {rmse:.4f} is worse than "
-                f"bias-only's {floor:.4f}: bias-only scores are published"
+                f"{label}'s {floor:.4f}: {label} scores are published"
             )
     ndcg, floor = metrics.get(f"ndcg_at_{k}"), models["popularity"].get(f"ndcg_at_{k}")
     if cfg.rank.ranker != "popularity" and ndcg is not None and floor is not None and ndcg < floor:
@@ -213,10 +218,9 @@ def _floors(metrics: dict[str, Any], cfg: RunConfig, implicit: bool) -> _Choice:
         log.warning("baseline published: %s", why)
     if choice.fallback:  # the night's headline metrics are those of what is published
         metrics["candidates"] = {"rating_model": cfg.train.rating_model, "ranker": cfg.rank.ranker}
-        if choice.rater == "bias":
-            metrics.update(
-                rating_model="bias", valid_rmse=models["bias_only"]["rmse"], valid_mae=models["bias_only"]["mae"]
-            )
+        if choice.rater in _FLOOR_OF:
+            floor = models[_FLOOR_OF[choice.rater]]
+            metrics.update(rating_model=choice.rater, valid_rmse=floor["rmse"], valid_mae=floor["mae"])
         if choice.ranker == "popularity":
             metrics["ranker"] = "popularity"
             metrics.update({m: v for m, v in models["popularity"].items() if m != "n_users"})
@@ -224,9 +228,20 @@ def _floors(metrics: dict[str, Any], cfg: RunConfig, implicit: bool) -> _Choice:
     return choice
 
 
-def _bias_rater(data: Ratings, cfg: RunConfig) -> BiasOnly:
+# the rating baselines a rating model must beat (their names in the night's metrics) -> the published rater
+_RATING_FLOORS = {"bias_only": "bias", "global_mean": "mean"}
+_FLOOR_OF = {rater: baseline for baseline, rater in _RATING_FLOORS.items()}
+
+
+def _bias_rater(data: Ratings, cfg: RunConfig, biases: bool = True) -> BiasOnly:
+    """Bias-only fitted on ``data``; without ``biases``, the global mean (as a bias-only model whose biases are 0)."""
     fitted = fit_bias(data, cfg)
-    return BiasOnly.fitted(fitted.mu, fitted.user_bias, fitted.item_bias, cfg.rating_min, cfg.rating_max)
+    user_bias, item_bias = (
+        (fitted.user_bias, fitted.item_bias)
+        if biases
+        else (np.zeros_like(fitted.user_bias), np.zeros_like(fitted.item_bias))
+    )
+    return BiasOnly.fitted(fitted.mu, user_bias, item_bias, cfg.rating_min, cfg.rating_max)
 
 
 def _published(
@@ -241,8 +256,8 @@ def _published(
 ) -> tuple[RatingModule | None, Ranker]:
     """The models the lists are made with: refitted on ``data`` (every rating) when ``refit``, from yesterday's
     or the validated models where ``warm`` says so; a baseline where the choice fell back to one."""
-    if choice.rater == "bias":
-        rater = _bias_rater(data, cfg)
+    if choice.rater in _FLOOR_OF:
+        rater = _bias_rater(data, cfg, biases=choice.rater == "bias")
     elif refit and rater is not None:
         rater, _ = fit_rater(
             data, cfg.train, device, init=warm.rater if warm else None, epochs=warm.epochs if warm else None

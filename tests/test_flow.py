@@ -282,3 +282,33 @@ def test_a_model_worse_than_its_baseline_is_never_published(prefect_harness, tmp
     assert sources == [("baseline",)]
     history = q(tmp_path / "wh", "select ranker, rating_model from run_history")
     assert history == [("popularity", "bias")]
+
+
+def test_where_no_one_rates_alike_the_global_mean_is_the_floor(prefect_harness, tmp_path):
+    """Ratings drawn at random, whoever rates whatever: bias-only learns noise, and the global mean, the
+    plainest baseline, predicts better. Its scores are published, and the record says so."""
+    import numpy as np
+    import polars as pl
+
+    from flows.nightly import nightly
+
+    rng = np.random.default_rng(5)
+    n = 8_000
+    path = tmp_path / "noise.csv"
+    pl.DataFrame(
+        {
+            "user_id": rng.integers(0, 300, n),
+            "item_id": rng.integers(0, 200, n),
+            "rating": rng.integers(1, 6, n).astype(float),
+            "timestamp": 874_724_710 + np.arange(n),
+        }
+    ).write_csv(path)
+    summary = nightly(source=str(path), warehouse=str(tmp_path / "wh"), **FAST)
+    metrics, models = summary["metrics"], summary["metrics"]["models"]
+    assert "the global mean scores are published" in metrics["fallback"]["rating_model"]
+    assert metrics["rating_model"] == "mean"
+    assert metrics["valid_rmse"] == models["global_mean"]["rmse"] < models["bias_only"]["rmse"]
+    assert models["global_mean"]["rmse"] < models["dot"]["rmse"]
+    scores = q(tmp_path / "wh", "select distinct round(score, 6) from latest_recommendations")
+    assert len(scores) == 1  # one score for every pair: the mean rating
+    assert q(tmp_path / "wh", "select rating_model from run_history") == [("mean",)]
