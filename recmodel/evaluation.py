@@ -16,7 +16,8 @@ import torch
 from .baselines import BiasOnly, fit_bias_only, fit_global_mean
 from .config import RunConfig
 from .metrics import mae, ranking_metrics, rmse
-from .rankers import EASE_MAX_ITEMS, Ranker, fit_random, fit_ranker
+from .models import RatingModule
+from .rankers import EASE_MAX_ITEMS, Ranker, fit_popularity, fit_random, fit_ranker
 from .ratings import Ratings
 from .score import recommend
 from .train import fit_rater
@@ -168,21 +169,31 @@ def compare(
 def tuned_report(train: Ratings, test: Ratings, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
     """What a night would publish from ``train``: settings tuned on a validation part carved out of ``train``
     (the test part is never seen), the chosen models refitted on all of ``train``, measured on ``test``."""
+    from .fitting import baseline_rater, validated_choice  # the night's code; it measures with this module
     from .splits import validation_split
-    from .tuning import tune  # tuning measures with this module's reports
+    from .tuning import tune
 
     fit_part, valid = validation_split(train, cfg.train.valid_pct, cfg.train.seed)
     tuned = tune(fit_part, valid, cfg, device, len(train))
     chosen = tuned.cfg
+    choice = validated_choice(fit_part, valid, device, tuned)  # a baseline where one did better, as a night does
     threshold = relevance(train, chosen)
-    report: dict[str, Any] = {"ranker": chosen.rank.ranker, "rating_model": None, "tuning": tuned.record["changed"]}
-    rater = None
+    report: dict[str, Any] = {"ranker": choice.ranker, "rating_model": None, "tuning": tuned.record["changed"]}
+    if choice.fallback:
+        report["fallback"] = choice.fallback
+    rater: RatingModule | None = None
     if not train.implicit:
-        rater, _ = fit_rater(train, chosen.train, device)
-        report.update(
-            rating_model=chosen.train.rating_model, **rating_report(rater.predict(test.users, test.items), test)
-        )
-    ranker = fit_ranker(train, chosen.rank, device, chosen.train.seed, rater)
+        if choice.rater in ("bias", "mean"):
+            rater = baseline_rater(train, chosen, biases=choice.rater == "bias")
+        else:
+            rater, _ = fit_rater(train, chosen.train, device)
+        assert rater is not None
+        report.update(rating_model=choice.rater, **rating_report(rater.predict(test.users, test.items), test))
+    ranker = (
+        fit_popularity(train.items, train.n_items, train.n_users, device)
+        if choice.ranker == "popularity" and chosen.rank.ranker != "popularity"
+        else fit_ranker(train, chosen.rank, device, chosen.train.seed, rater)
+    )
     report.update(
         ranking_report(ranker, train, test, cfg.metric_k, threshold, memory_mb=cfg.score_memory_mb, device=device)
     )

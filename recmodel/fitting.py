@@ -228,12 +228,23 @@ def _floors(metrics: dict[str, Any], cfg: RunConfig, implicit: bool) -> _Choice:
     return choice
 
 
+def validated_choice(train: Ratings, valid: Ratings, device: torch.device, tuned: Tuned) -> _Choice:
+    """What a night publishes after its search on ``(train, valid)``: the tuned models, or a baseline where one
+    did better on ``valid`` (``_floors``). For ``evaluate``'s published row."""
+    rater, result = tuned.rater, tuned.result
+    if result is None and not train.implicit:
+        rater, result = fit_rater(train, tuned.cfg.train, device, valid)
+    ranker = tuned.ranker if tuned.ranker is not None else _fit_ranker(train, tuned.cfg, device, rater, None)
+    known = tuned.ranker_report if tuned.ranker is not None else None
+    return _floors(_measure(train, valid, ranker, result, tuned.cfg, device, known), tuned.cfg, train.implicit)
+
+
 # the rating baselines a rating model must beat (their names in the night's metrics) -> the published rater
 _RATING_FLOORS = {"bias_only": "bias", "global_mean": "mean"}
 _FLOOR_OF = {rater: baseline for baseline, rater in _RATING_FLOORS.items()}
 
 
-def _bias_rater(data: Ratings, cfg: RunConfig, biases: bool = True) -> BiasOnly:
+def baseline_rater(data: Ratings, cfg: RunConfig, biases: bool = True) -> BiasOnly:
     """Bias-only fitted on ``data``; without ``biases``, the global mean (as a bias-only model whose biases are 0)."""
     fitted = fit_bias(data, cfg)
     user_bias, item_bias = (
@@ -257,7 +268,7 @@ def _published(
     """The models the lists are made with: refitted on ``data`` (every rating) when ``refit``, from yesterday's
     or the validated models where ``warm`` says so; a baseline where the choice fell back to one."""
     if choice.rater in _FLOOR_OF:
-        rater = _bias_rater(data, cfg, biases=choice.rater == "bias")
+        rater = baseline_rater(data, cfg, biases=choice.rater == "bias")
     elif refit and rater is not None:
         rater, _ = fit_rater(
             data, cfg.train, device, init=warm.rater if warm else None, epochs=warm.epochs if warm else None

@@ -129,6 +129,35 @@ def test_explicit_data_tunes_the_rating_model_too():
     assert tuned.cfg.train.rating_model == min(raters, key=lambda t: t["score"])["model"]
 
 
+def test_evaluate_publishes_what_a_night_would_a_baseline_where_one_wins():
+    """``evaluate``'s published row (tuned_report) applies the night's floors on its validation part: on
+    ratings drawn at random the global mean's scores, on data with a taste signal the tuned models."""
+    import numpy as np
+    import polars as pl
+
+    from recmodel.evaluation import tuned_report
+
+    rng = np.random.default_rng(5)
+    n = 8_000
+    noise = pl.DataFrame(
+        {
+            "user_id": rng.integers(0, 300, n),
+            "item_id": rng.integers(0, 200, n),
+            "rating": rng.integers(1, 6, n).astype(float),
+            "timestamp": 874_724_710 + np.arange(n),
+        }
+    )
+    cfg = RunConfig.from_flat(tune_budget=5, epochs=3, n_factors=8, rank_iterations=4, rating_min=1, rating_max=5)
+    for frame, rating_model in ((noise, "mean"), (synth.taste_groups(150, 120, 25, seed=4), None)):
+        _, train, test = parts(frame)
+        report = tuned_report(train, test, cfg, CPU)
+        if rating_model is None:  # the signal is learnt: a model, not a baseline
+            assert report["rating_model"] in ("dot", "neural", "bayes") and "fallback" not in report
+        else:
+            assert report["rating_model"] == rating_model and "global mean" in report["fallback"]["rating_model"]
+            assert report["rmse"] == pytest.approx(float(np.sqrt(np.mean((test.ratings - train.ratings.mean()) ** 2))))
+
+
 def test_tuned_values_round_trip_and_reuse_rule():
     cfg = RunConfig.from_flat(tune_budget=10)
     values = {**tuned_values(cfg), "ranker": "ease", "ease_lambda": 123.0, "wd": 0.2}
