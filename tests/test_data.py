@@ -166,6 +166,16 @@ def test_space_separated_files_as_epinions_and_filmtrust_ship_them(tmp_path):
         read_ratings(path)
 
 
+def test_decimal_commas_as_european_exports_write_them(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text(f"user;item;rating;timestamp\n1;2;4,5;{T}\n2;3;3;{T}\n3;4;4,5,1;{T}\n")
+    parsed = read_ratings(path)
+    assert parsed.ratings.select("user_id", "rating").rows() == [(1, 4.5), (2, 3.0)]
+    assert parsed.quarantine["reason"].to_list() == ["rating '4,5,1' is not a number"]
+    path.write_text('user,item,plays\n1,2,"2,5"\n2,3,4\n')  # quoted in a comma-separated file; weights too
+    assert read_ratings(path, default_timestamp=T).ratings["rating"].to_list() == [2.5, 4.0]
+
+
 def test_column_mapping_for_any_csv(tmp_path):
     path = tmp_path / "export.csv"
     path.write_text(f"stars,who,what,when,extra\n4,10,20,{T},x\n2,11,21,{T + 1},y\n")

@@ -124,6 +124,14 @@ def _text(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.String).str.strip_chars().str.strip_chars("\"'")
 
 
+def _number(col: str) -> pl.Expr:
+    """A text column's numbers, a decimal comma read as a point (``4,5``: European exports, quoted in a CSV
+    or in a semicolon-separated file); null where the text is no number."""
+    text = _text(col)
+    comma = text.str.contains(r"^[+-]?[0-9]+,[0-9]+$")
+    return pl.when(comma).then(text.str.replace(",", ".", literal=True)).otherwise(text).cast(pl.Float64, strict=False)
+
+
 def _shown(expr: pl.Expr) -> pl.Expr:
     """A short, escaped sample of a value for a reason (the value itself may be huge or secret)."""
     return expr.str.slice(0, 40).str.replace_all(r"[^\x20-\x7E]", "?")
@@ -317,7 +325,7 @@ def _validate(raw: pl.DataFrame, rules: _FileRules) -> tuple[pl.DataFrame, pl.Da
     if fmt.feedback == "explicit":
         typed = raw.schema["rating"].is_numeric()  # Parquet: numbers already, no text to parse
         plain = None if typed else _plain(raw, "rating")
-        rating = pl.col("rating").cast(pl.Float64) if typed else _text("rating").cast(pl.Float64, strict=False)
+        rating = pl.col("rating").cast(pl.Float64) if typed else _number("rating")
         missing = pl.col("rating").is_null() if typed else _text("rating").is_null() | (_text("rating") == "")
         if plain is not None:  # every value a number: none missing
             rating, missing = plain, pl.lit(False)
@@ -332,7 +340,7 @@ def _validate(raw: pl.DataFrame, rules: _FileRules) -> tuple[pl.DataFrame, pl.Da
         ]
         values["rating"] = rating
     elif "weight" in raw.columns:
-        weight = _text("weight").cast(pl.Float64, strict=False)
+        weight = _number("weight")
         checks += [
             (_text("weight").is_null() | (_text("weight") == ""), pl.lit("missing weight")),
             (weight.is_null(), pl.format("weight '{}' is not a number", _shown(_text("weight")))),
