@@ -53,6 +53,16 @@ STEP_SECONDS = 3e-5  # per optimizer step (fixed costs that dominate on small da
 # 10k rows, 0.46 / 0.28 at 30k, 0.75 / 0.30 at 60k, 1.3 / 0.3 at 100k)
 DENSE_ROW_SECONDS = 1.2e-8
 CACHED_ROWS = 20_000
+# the dot model's tables (weights and AdamW's two moments, 12 bytes per factor) past the cache: each rating
+# reaches two rows, and every doubling of the tables beyond TABLE_CACHE_BYTES adds MISS_PER_DOUBLING to a
+# rating's cost. Measured on skewed data, where popular rows stay cached: a dot trial on an Amazon-like night
+# (1.77M users and items, 4M ratings) took 5.7-6.6 s, predicted 3.2 s before and 7.2 s now; at ML-25M shape
+# (222k rows) 20.7 s, predicted 15.2 and now 19.3 s. Rows drawn uniformly at random cost more (2M ratings:
+# 0.21 s an epoch at 40k rows, 0.37 at 300k, 0.53 at 1M, 0.73 at 4M). ROW_SECONDS per row past CACHED_ROWS,
+# once a fit: initialising, allocating and copying the tables (0.2 s at 300k rows, 1.8 s at 4M)
+TABLE_CACHE_BYTES = 64 << 20
+MISS_PER_DOUBLING = 0.25
+ROW_SECONDS = 5e-7
 GIBBS_SECONDS = 1.9e-10  # per rating x factors^2 x Gibbs pass (both sides; ML-100K and ML-1M shapes)
 MAX_TRIALS = 16  # per phase
 # A charged trial may cost at most this share of the budget: a search is several trials or none. Data whose
@@ -147,8 +157,12 @@ def rater_cost(data: Ratings, cfg: TrainConfig) -> float:
     steps = len(data) / effective_batch_size(len(data), cfg.batch_size, cfg.max_steps_per_epoch)
     rows = data.n_users + data.n_items
     dense = DENSE_ROW_SECONDS * max(0, rows - CACHED_ROWS) * steps * width if dense_steps(len(data), rows, cfg) else 0.0
-    per_rating = NEURAL_SECONDS if cfg.rating_model == "neural" else RATER_SECONDS
-    return (per_rating * len(data) * width + STEP_SECONDS * steps + dense) * cfg.epochs
+    if cfg.rating_model == "neural":  # autograd's dense steps: the tables are read whole, not at random
+        return (NEURAL_SECONDS * len(data) * width + STEP_SECONDS * steps + dense) * cfg.epochs
+    table = rows * (cfg.n_factors + 1) * 12
+    miss = MISS_PER_DOUBLING * math.log2(table / TABLE_CACHE_BYTES) if table > TABLE_CACHE_BYTES else 0.0
+    per_epoch = RATER_SECONDS * len(data) * width * (1.0 + miss) + STEP_SECONDS * steps + dense
+    return per_epoch * cfg.epochs + ROW_SECONDS * max(0, rows - CACHED_ROWS)
 
 
 # ---------------------------------------------------------------- rankers
@@ -212,8 +226,9 @@ def _climb(
     best = dict(start)
     if not plan.affords(cost):
         log.info(
-            "tuning: %s not climbed: a trial is predicted at %.1fs; the budget has %.1fs left and allows %.1fs a trial",
+            "tuning: %s's %s not tried: a trial is predicted at %.1fs; the budget has %.1fs left, %.1fs a trial",
             model,
+            ", ".join(name for name, _ in steps),
             cost,
             plan.left,
             plan.largest,
