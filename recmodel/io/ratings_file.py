@@ -313,10 +313,10 @@ def _validate(raw: pl.DataFrame, rules: _FileRules) -> tuple[pl.DataFrame, pl.Da
         (pl.col("extra").is_not_null(), pl.lit("more fields than the first line has; check the delimiter")),
     ]
     values: dict[str, pl.Expr] = {}
-    numbers: dict[str, pl.DataType] = (
-        {"rating": pl.Float64(), "timestamp": pl.Float64()} if fmt.feedback == "explicit" else {}
-    )
-    numbers.setdefault("timestamp", pl.Float64())
+    numbers: dict[str, pl.DataType] = {
+        "rating" if fmt.feedback == "explicit" else "weight": pl.Float64(),
+        "timestamp": pl.Float64(),
+    }
     numbers.update({role: pl.Int64() for role in ("user", "item") if rules.id_types[role] == "int"})
     raw = _with_plain_casts(raw, numbers)
     for role in ("user", "item"):
@@ -340,9 +340,11 @@ def _validate(raw: pl.DataFrame, rules: _FileRules) -> tuple[pl.DataFrame, pl.Da
         ]
         values["rating"] = rating
     elif "weight" in raw.columns:
-        weight = _number("weight")
+        weight, missing = _number("weight"), _text("weight").is_null() | (_text("weight") == "")
+        if (plain := _plain(raw, "weight")) is not None:  # every value a number: none missing
+            weight, missing = plain, pl.lit(False)
         checks += [
-            (_text("weight").is_null() | (_text("weight") == ""), pl.lit("missing weight")),
+            (missing, pl.lit("missing weight")),
             (weight.is_null(), pl.format("weight '{}' is not a number", _shown(_text("weight")))),
             (
                 ~weight.is_finite() | (weight <= 0),
