@@ -169,7 +169,7 @@ def compare(
 def tuned_report(train: Ratings, test: Ratings, cfg: RunConfig, device: torch.device) -> dict[str, Any]:
     """What a night would publish from ``train``: settings tuned on a validation part carved out of ``train``
     (the test part is never seen), the chosen models refitted on all of ``train``, measured on ``test``."""
-    from .fitting import baseline_rater, validated_choice  # the night's code; it measures with this module
+    from .fitting import BASELINE_RATERS, baseline_rater, validated_choice  # the night's code (it uses this module)
     from .splits import validation_split
     from .tuning import tune
 
@@ -183,11 +183,10 @@ def tuned_report(train: Ratings, test: Ratings, cfg: RunConfig, device: torch.de
         report["fallback"] = choice.fallback
     rater: RatingModule | None = None
     if not train.implicit:
-        if choice.rater in ("bias", "mean"):
-            rater = baseline_rater(train, chosen, biases=choice.rater == "bias")
+        if choice.rater in BASELINE_RATERS:
+            rater = baseline_rater(train, chosen, choice.rater)
         else:
             rater, _ = fit_rater(train, chosen.train, device)
-        assert rater is not None
         report.update(rating_model=choice.rater, **rating_report(rater.predict(test.users, test.items), test))
     ranker = (
         fit_popularity(train.items, train.n_items, train.n_users, device)

@@ -242,14 +242,16 @@ def validated_choice(train: Ratings, valid: Ratings, device: torch.device, tuned
 # the rating baselines a rating model must beat (their names in the night's metrics) -> the published rater
 _RATING_FLOORS = {"bias_only": "bias", "global_mean": "mean"}
 _FLOOR_OF = {rater: baseline for baseline, rater in _RATING_FLOORS.items()}
+BASELINE_RATERS = frozenset(_FLOOR_OF)  # a night's rating_model when a baseline's scores are published
 
 
-def baseline_rater(data: Ratings, cfg: RunConfig, biases: bool = True) -> BiasOnly:
-    """Bias-only fitted on ``data``; without ``biases``, the global mean (as a bias-only model whose biases are 0)."""
+def baseline_rater(data: Ratings, cfg: RunConfig, kind: str) -> BiasOnly:
+    """``kind`` "bias": bias-only fitted on ``data``; "mean": the global mean (a bias-only model whose biases
+    are 0)."""
     fitted = fit_bias(data, cfg)
     user_bias, item_bias = (
         (fitted.user_bias, fitted.item_bias)
-        if biases
+        if kind == "bias"
         else (np.zeros_like(fitted.user_bias), np.zeros_like(fitted.item_bias))
     )
     return BiasOnly.fitted(fitted.mu, user_bias, item_bias, cfg.rating_min, cfg.rating_max)
@@ -268,7 +270,7 @@ def _published(
     """The models the lists are made with: refitted on ``data`` (every rating) when ``refit``, from yesterday's
     or the validated models where ``warm`` says so; a baseline where the choice fell back to one."""
     if choice.rater in _FLOOR_OF:
-        rater = baseline_rater(data, cfg, biases=choice.rater == "bias")
+        rater = baseline_rater(data, cfg, choice.rater)
     elif refit and rater is not None:
         rater, _ = fit_rater(
             data, cfg.train, device, init=warm.rater if warm else None, epochs=warm.epochs if warm else None
