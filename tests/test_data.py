@@ -176,6 +176,23 @@ def test_decimal_commas_as_european_exports_write_them(tmp_path):
     assert read_ratings(path, default_timestamp=T).ratings["rating"].to_list() == [2.5, 4.0]
 
 
+def test_a_latin1_file_keeps_its_ids_apart(tmp_path):
+    """Book-Crossing's ratings are Latin-1: ISBNs that differ only in an accented byte stay two items, and
+    their text is the character the file meant (read as UTF-8, both were one replacement character)."""
+    path = tmp_path / "BX-Book-Ratings.csv"
+    rows = [
+        '"User-ID";"ISBN";"Book-Rating"',
+        '"1";"034545104X";"5"',
+        '"2";"03454510\xe9";"4"',
+        '"3";"03454510\xe8";"3"',
+    ]
+    path.write_bytes("\n".join(rows).encode("latin-1") + b"\n")
+    parsed = read_ratings(path, default_timestamp=T)
+    assert parsed.ratings["item_id"].to_list() == ["034545104X", "03454510\xe9", "03454510\xe8"]
+    path.write_bytes("\n".join(rows).encode("utf-8") + b"\n")  # the same text in UTF-8 reads the same
+    assert read_ratings(path, default_timestamp=T).ratings["item_id"].to_list() == parsed.ratings["item_id"].to_list()
+
+
 def test_column_mapping_for_any_csv(tmp_path):
     path = tmp_path / "export.csv"
     path.write_text(f"stars,who,what,when,extra\n4,10,20,{T},x\n2,11,21,{T + 1},y\n")

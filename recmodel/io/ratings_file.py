@@ -519,10 +519,33 @@ def _skip_leading_blank_lines(data: bytes) -> bytes:
         start = end + 1
 
 
+class _Encoding:
+    """A file's text encoding, decided at its first chunk that is not plain ASCII: UTF-8 when that chunk decodes
+    as UTF-8, else Latin-1 (Book-Crossing's ratings and the older MovieLens files), whose chunks are then
+    re-encoded as UTF-8 before parsing. Read as UTF-8 with replacement characters, two ids that differ only
+    in such a byte ("034545104\xe9", "034545104\xe8") became one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.latin1: bool | None = None  # None: not decided (every chunk so far plain ASCII)
+
+    def utf8(self, chunk: bytes) -> bytes:
+        if self.latin1 is None and not chunk.isascii():
+            try:
+                chunk.decode("utf-8")
+                self.latin1 = False
+            except UnicodeDecodeError:
+                self.latin1 = True
+                log.info("%s: not UTF-8; read as Latin-1", self.path)
+        return chunk.decode("latin-1").encode("utf-8") if self.latin1 and not chunk.isascii() else chunk
+
+
 def _delimited_chunks(reader: Reader, path: Path, opts: ReadOptions) -> Iterator[tuple[pl.DataFrame, SourceFormat]]:
     fmt: SourceFormat | None = None
     n_cols, positions, offset = 0, {}, 0
+    encoding = _Encoding(path)
     for chunk in reader.line_chunks(quoted=opens_quoted_fields):
+        chunk = encoding.utf8(chunk)
         first = fmt is None
         if first:
             chunk = _skip_leading_blank_lines(chunk)
