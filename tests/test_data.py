@@ -131,6 +131,22 @@ def test_dates_iso_times_and_milliseconds(tmp_path):
     assert read_ratings(path).ratings["timestamp"].to_list() == [1700000000, 1700000001]  # all ms: converted
 
 
+def test_dates_of_every_format_in_one_chunk_past_the_sample(tmp_path):
+    """Date formats are tried first where a sample of the chunk's dates parses; the others still run, on what
+    is left: a format that first appears after 300 plain dates is parsed as well."""
+    path = tmp_path / "r.csv"
+    late = ["2020-01-02T03:04:05Z", "2020/01/02", "2020-01-02 03:04", "1577934245", "not a date"]
+    rows = [f"{u},1,4,2020-01-02" for u in range(300)] + [f"{300 + k},1,4,{v}" for k, v in enumerate(late)]
+    path.write_text("user_id,item_id,rating,timestamp\n" + "\n".join(rows) + "\n")
+    parsed = read_ratings(path)
+    times = dict(parsed.ratings.select("user_id", "timestamp").rows())
+    assert times[0] == times[299] == times[301] == 1577923200
+    assert (times[300], times[302], times[303]) == (1577934245, 1577934240, 1577934245)
+    assert parsed.quarantine["reason"].to_list() == [
+        "timestamp 'not a date' is neither unix seconds nor an ISO-8601 date"
+    ]
+
+
 def test_implausible_timestamps_are_quarantined(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text(f"user_id,item_id,rating,timestamp\n1,1,4,{T}\n1,2,4,1700000000000\n1,3,4,100\n1,4,4,4102444800\n")
@@ -191,6 +207,27 @@ def test_a_latin1_file_keeps_its_ids_apart(tmp_path):
     assert parsed.ratings["item_id"].to_list() == ["034545104X", "03454510\xe9", "03454510\xe8"]
     path.write_bytes("\n".join(rows).encode("utf-8") + b"\n")  # the same text in UTF-8 reads the same
     assert read_ratings(path, default_timestamp=T).ratings["item_id"].to_list() == parsed.ratings["item_id"].to_list()
+
+
+def test_the_netflix_prize_layout_item_blocks_across_chunks(tmp_path):
+    """combined_data_*.txt: an ``<item>:`` line opens each item's block of ``user,rating,date`` lines. Blocks
+    run across chunk boundaries; row numbers stay line numbers; the rows read are the ratings."""
+    lines, expected = [], []
+    for item in range(1, 301):  # 3.5 MB: four chunks of the reader's 1 MB blocks
+        lines.append(f"{item}:")
+        for k in range(500):
+            user = (item * 7919 + k * 104729) % 50_000
+            lines.append(f"{user},{1 + (user + item) % 5},2005-0{1 + k % 9}-1{k % 10}")
+            expected.append((user, item, float(1 + (user + item) % 5), len(lines)))
+    lines.insert(300, "oops,3,2005-01-01")  # inside item 2's block: quarantined with its line number
+    expected = [(u, i, r, n + (n > 300)) for u, i, r, n in expected]
+    path = tmp_path / "combined_data_1.txt"
+    path.write_text("\n".join(lines) + "\n")
+    opts = ReadOptions(limits=Limits(chunk_bytes=16 << 10))  # a chunk a block read: blocks cross their ends
+    stage_ratings(path, tmp_path / "v.parquet", tmp_path / "q.parquet", opts)
+    got = pl.read_parquet(tmp_path / "v.parquet").select("user_id", "item_id", "rating", "row_number")
+    assert sorted(got.rows()) == sorted(expected)
+    assert pl.read_parquet(tmp_path / "q.parquet").select("row_number", "raw").rows() == [(301, "oops,3,2005-01-01")]
 
 
 def test_column_mapping_for_any_csv(tmp_path):

@@ -8,6 +8,7 @@ number in it. Explicit settings (``--delimiter``, ``--columns``) always win.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -20,11 +21,14 @@ DELIMITERS = ("\t", "::", ",", ";", "|")
 SNIFF_LINES = 20
 
 
+ITEM_FROM_BLOCK = "<item: the block's id line>"  # SourceFormat.columns["item"] of an "item-blocks" file
+
+
 @dataclass(frozen=True)
 class SourceFormat:
     """How to read one file. ``columns`` maps a role to a column name (header files) or a 0-based position."""
 
-    kind: str  # "delimited" or "parquet"
+    kind: str  # "delimited", "item-blocks" (delimited, the item from each block's id line) or "parquet"
     separator: str = ","
     has_header: bool = True
     columns: dict[str, str | int] = field(default_factory=dict)
@@ -97,6 +101,16 @@ def _space_separated(lines: list[bytes]) -> bool:
     return len({len(f) for f in fields}) == 1 and len(fields[0]) > 1 and all(all(f) for f in fields)
 
 
+ITEM_BLOCK = re.compile(rb"^\s*(\d+):\s*$")  # "1:" opens an item's block (the Netflix prize's files)
+
+
+def item_blocks(lines: list[bytes]) -> bool:
+    """The Netflix prize's layout: a line ``<item id>:`` opens each item's block of ``user,rating,date`` lines
+    (``combined_data_*.txt``, ``training_set/mv_*.txt``)."""
+    rows = [line for line in lines[1:] if not ITEM_BLOCK.match(line)]
+    return bool(ITEM_BLOCK.match(lines[0])) and bool(rows) and all(len(line.split(b",")) == 3 for line in rows)
+
+
 def is_header(lines: list[bytes], separator: str) -> bool:
     """A first line that names a known column, or that alone has no number in it."""
     first = split_line(lines[0], separator)
@@ -121,6 +135,10 @@ def detect_format(
     lines = first_lines(data)
     if not lines:
         raise RatingsFileError(path, "is empty", "Deliver a file with at least one rating row")
+    if separator is None and has_header is None and not columns and feedback != "implicit" and item_blocks(lines):
+        return SourceFormat(
+            "item-blocks", ",", False, {"user": 0, "item": ITEM_FROM_BLOCK, "rating": 1, "timestamp": 2}
+        )
     if separator is None:
         separator = sniff_delimiter(lines)
         if separator is None:
