@@ -207,6 +207,10 @@ def test_a_latin1_file_keeps_its_ids_apart(tmp_path):
     assert parsed.ratings["item_id"].to_list() == ["034545104X", "03454510\xe9", "03454510\xe8"]
     path.write_bytes("\n".join(rows).encode("utf-8") + b"\n")  # the same text in UTF-8 reads the same
     assert read_ratings(path, default_timestamp=T).ratings["item_id"].to_list() == parsed.ratings["item_id"].to_list()
+    stray = "\n".join(rows).encode("utf-8") + b'\n"4";"0345\xff";"2"\n'  # UTF-8 with one stray byte: still UTF-8
+    path.write_bytes(stray)
+    items = read_ratings(path, default_timestamp=T).ratings["item_id"].to_list()
+    assert items[:3] == parsed.ratings["item_id"].to_list() and items[3] == "0345\ufffd"
 
 
 def test_the_netflix_prize_layout_item_blocks_across_chunks(tmp_path):

@@ -26,6 +26,7 @@ import csv
 import io
 import logging
 import os
+import re
 import tempfile
 import time
 from collections import deque
@@ -557,10 +558,15 @@ def _skip_leading_blank_lines(data: bytes) -> bytes:
         start = end + 1
 
 
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_NOT_ASCII = bytes(range(128, 256))
+
+
 class _Encoding:
     """A file's text encoding, decided at its first chunk that is not plain ASCII: UTF-8 when that chunk decodes
-    as UTF-8, else Latin-1 (Book-Crossing's ratings and the older MovieLens files), whose chunks are then
-    re-encoded as UTF-8 before parsing. Read as UTF-8 with replacement characters, two ids that differ only
+    as UTF-8, or mostly does (valid UTF-8 sequences hold at least half of its non-ASCII bytes; a stray byte
+    reads as U+FFFD), else Latin-1 (Book-Crossing's ratings and the older MovieLens files), whose chunks are
+    then re-encoded as UTF-8 before parsing. Read as UTF-8 with replacement characters, two ids that differ only
     in such a byte ("034545104\xe9", "034545104\xe8") became one."""
 
     def __init__(self, path: Path):
@@ -572,9 +578,12 @@ class _Encoding:
             try:
                 chunk.decode("utf-8")
                 self.latin1 = False
-            except UnicodeDecodeError:
-                self.latin1 = True
-                log.info("%s: not UTF-8; read as Latin-1", self.path)
+            except UnicodeDecodeError:  # Latin-1, unless UTF-8 with a few stray bytes (those read as U+FFFD)
+                in_sequences = len(chunk) - len(_UTF8_SEQUENCE.sub(b"", chunk))
+                not_ascii = len(chunk) - len(chunk.translate(None, _NOT_ASCII))
+                self.latin1 = 2 * in_sequences < not_ascii  # valid UTF-8 sequences hold under half of them
+                if self.latin1:
+                    log.info("%s: not UTF-8; read as Latin-1", self.path)
         return chunk.decode("latin-1").encode("utf-8") if self.latin1 and not chunk.isascii() else chunk
 
 
