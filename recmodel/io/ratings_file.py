@@ -46,6 +46,7 @@ from .errors import RatingsFileError, sample
 from .files import PARQUET_SUFFIXES, Limits, Reader, logical_name
 from .sniff import (
     ITEM_FROM_BLOCK,
+    ITEM_LINE,
     Feedback,
     SourceFormat,
     detect_format,
@@ -592,7 +593,7 @@ def _items_from_blocks(frame: pl.DataFrame, block: str | None) -> tuple[pl.DataF
     above it (``block`` for the rows before the chunk's first one: its block began in an earlier chunk). The
     id lines become blank rows: not read as ratings, but counted, so row numbers stay line numbers.
     Returns the frame and the block the chunk ends in."""
-    opened = pl.col("c0").str.strip_chars().str.extract(r"^([0-9]+):$", 1)
+    opened = pl.col("c0").str.extract(ITEM_LINE, 1)
     is_id_line = opened.is_not_null() & pl.col("c1").is_null()
     item = pl.when(is_id_line).then(opened).otherwise(None).forward_fill().fill_null(pl.lit(block, pl.String))
     frame = frame.with_columns(item.alias("item"), (pl.col("blank") | is_id_line).alias("blank"))

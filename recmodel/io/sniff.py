@@ -101,7 +101,8 @@ def _space_separated(lines: list[bytes]) -> bool:
     return len({len(f) for f in fields}) == 1 and len(fields[0]) > 1 and all(all(f) for f in fields)
 
 
-ITEM_BLOCK = re.compile(rb"^\s*(\d+):\s*$")  # "1:" opens an item's block (the Netflix prize's files)
+ITEM_LINE = r"^\s*([0-9]+):\s*$"  # "1:" opens an item's block (the Netflix prize's files); group 1: the id
+ITEM_BLOCK = re.compile(ITEM_LINE.encode())
 
 
 def item_blocks(lines: list[bytes]) -> bool:
